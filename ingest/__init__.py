@@ -1,0 +1,1 @@
+"""Document ingest: parse with unstructured, chunk by structure, embed, store in Chroma."""

@@ -1,0 +1,104 @@
+"""``rag-ingest``: add documents to the knowledge base and inspect it.
+
+Every command takes ``--json`` for scripts (one JSON object per line) and ``--profile``.
+Exit codes: 0 all good, 1 some files failed, others from :mod:`rag.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rag.config import Settings, load_settings
+from rag.errors import RagError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Ingest documents into the private knowledge base.",
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON lines for scripts.")]
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", help="Config profile (default: $RAG_PROFILE or dev).")
+]
+
+
+def _settings(profile: str | None) -> Settings:
+    from rag.offline import apply_offline_env
+
+    settings = load_settings(profile)
+    apply_offline_env(settings, in_process_engine=False)
+    return settings
+
+
+def _fail(exc: RagError, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"error": exc.code, "message": exc.message}))
+    else:
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@app.command()
+def add(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Add or update files (folders recursively); unchanged files are skipped."""
+    try:
+        settings = _settings(profile)
+        from ingest.pipeline import Ingestor
+        from rag.services import build_knowledge_base
+
+        kb = build_knowledge_base(settings)
+        ingestor = Ingestor(settings, kb.embedder, kb.store)
+        failed = 0
+        counts: dict[str, int] = {}
+        for result in ingestor.add(paths):
+            counts[result.status] = counts.get(result.status, 0) + 1
+            failed += result.status == "failed"
+            if as_json:
+                print(json.dumps(result.to_json()), flush=True)
+            elif result.status == "failed":
+                typer.secho(f"FAILED  {result.path}: {result.error}", fg=typer.colors.RED)
+            elif result.status != "skipped":
+                print(f"{result.status:<9} {result.path} ({result.chunks} chunks)", flush=True)
+        if not as_json:
+            summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no files"
+            print(f"done: {summary}; {kb.store.count()} chunks in the index")
+    except RagError as exc:
+        _fail(exc, as_json)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def stats(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
+    """How many chunks the index holds."""
+    try:
+        settings = _settings(profile)
+        from rag.services import build_knowledge_base
+
+        kb = build_knowledge_base(settings)
+        data = {"chunks": kb.store.count(), "collection": settings.store.collection}
+    except RagError as exc:
+        _fail(exc, as_json)
+    print(json.dumps(data) if as_json else "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+def main() -> None:
+    try:
+        app()
+    except RagError as exc:  # pragma: no cover - commands handle their own
+        print(f"error: {exc.message}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

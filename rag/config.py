@@ -1,0 +1,230 @@
+"""Settings: YAML profiles deep-merged, then ``RAG_<SECTION>__<KEY>`` environment overrides.
+
+Resolution order (later wins):
+
+1. ``configs/base.yaml`` (every key, commented),
+2. ``configs/<profile>.yaml`` where the profile comes from the argument, else ``RAG_PROFILE``,
+   else ``dev``,
+3. environment variables ``RAG_<SECTION>__<KEY>=value`` (values parsed as YAML scalars, so
+   ``8000``, ``true`` and ``[a, b]`` work),
+4. explicit ``overrides`` passed by code (tests).
+
+Every model forbids unknown keys, so a typo in a YAML file or an environment variable is an
+error that names the key, not a silently ignored setting. pydantic-settings' own env source
+ignores unknown variables, which is why the merge is done here by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rag.errors import ConfigError
+
+ENV_PREFIX = "RAG_"
+PROFILE_ENV = "RAG_PROFILE"
+CONFIG_DIR_ENV = "RAG_CONFIG_DIR"
+DEFAULT_PROFILE = "dev"
+_NOT_SETTINGS = {PROFILE_ENV, CONFIG_DIR_ENV}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsSettings(_Section):
+    data_dir: Path = Field(Path("var"), description="Where the service keeps its state.")
+    assets_dir: Path = Field(
+        Path("var/assets"),
+        description="Offline assets: o200k vocabulary, converted local models.",
+    )
+
+
+class StoreSettings(_Section):
+    mode: Literal["embedded", "http"] = Field("embedded", description="Chroma mode.")
+    path: Path = Field(Path("var/kb/chroma"), description="Embedded Chroma directory.")
+    collection: str = Field(
+        "knowledge", pattern=r"^[A-Za-z0-9._-]{3,60}$", description="Collection name."
+    )
+    host: str = Field("127.0.0.1", description="Chroma server host (mode: http).")
+    port: int = Field(8001, ge=1, le=65535, description="Chroma server port (mode: http).")
+    hnsw_ef_construction: int = Field(200, ge=16, description="HNSW build breadth.")
+    hnsw_ef_search: int = Field(200, ge=10, description="HNSW search breadth.")
+    hnsw_max_neighbors: int = Field(32, ge=4, description="HNSW graph degree.")
+
+
+class EmbeddingSettings(_Section):
+    model: str = Field(
+        "builtin:all-minilm-l6-v2",
+        description="sentence-transformers model: a local folder or builtin:all-minilm-l6-v2.",
+    )
+    device: str = Field("cpu", description="torch device for embeddings.")
+    batch_size: int = Field(32, ge=1, le=1024, description="Chunks per embedding batch.")
+
+
+class IngestSettings(_Section):
+    chunk_tokens: int = Field(
+        200, ge=32, le=8192, description="Target chunk size in embedding-model tokens."
+    )
+    chunk_overlap: int = Field(32, ge=0, description="Overlap between split chunks, tokens.")
+    max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are refused.")
+    pdf_strategy: Literal["fast", "ocr_only"] = Field("fast", description="PDF parsing.")
+    default_groups: list[str] = Field(
+        default_factory=lambda: ["everyone"], description="Groups of documents by default."
+    )
+
+
+class RetrievalSettings(_Section):
+    top_k: int = Field(6, ge=1, le=200, description="Chunks retrieved per question.")
+    min_score: float = Field(
+        0.25,
+        ge=-1.0,
+        le=1.0,
+        description="Best cosine similarity below which the service declines to answer.",
+    )
+
+
+class LLMSettings(_Section):
+    backend: Literal["vllm"] = Field("vllm", description="Engine backend.")
+    model: str = Field(
+        "builtin:smollm2-135m-instruct",
+        description="Model folder, hub id already in the local cache, or builtin:<name>.",
+    )
+    family: Literal["auto", "gpt-oss", "chat"] = Field(
+        "auto",
+        description="Prompt format: gpt-oss uses harmony, chat uses the model's chat template.",
+    )
+    tokenizer: str | None = Field(None, description="Tokenizer folder if not the model's.")
+    dtype: str = Field("auto", description="Weights dtype: auto, float32, bfloat16, float16.")
+    max_model_len: int = Field(8192, ge=256, description="Context window in tokens.")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per model replica.")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="GPU memory share.")
+    enforce_eager: bool = Field(True, description="Disable CUDA graphs (required on CPU).")
+    enable_prefix_caching: bool = Field(True, description="Reuse KV blocks across requests.")
+    kv_cache_space_gib: float = Field(
+        2.0, gt=0, description="CPU KV cache size (VLLM_CPU_KVCACHE_SPACE); CPU only."
+    )
+    reasoning_effort: Literal["low", "medium", "high"] = Field(
+        "low", description="gpt-oss reasoning effort (system message)."
+    )
+    max_tokens: int = Field(512, ge=1, description="Answer length limit in tokens.")
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
+    seed: int | None = Field(0, description="Sampling seed; null for random.")
+
+
+class ServerSettings(_Section):
+    host: str = Field("127.0.0.1", description="Bind address.")
+    port: int = Field(8000, ge=1, le=65535, description="Bind port.")
+    max_question_chars: int = Field(4000, ge=1, description="Longest accepted question.")
+
+
+class Settings(_Section):
+    profile: str = Field(DEFAULT_PROFILE, description="Name of the profile that was loaded.")
+    paths: PathsSettings = Field(default_factory=PathsSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+
+def default_config_dir() -> Path:
+    """``configs/`` beside the package (a source checkout), unless ``RAG_CONFIG_DIR`` says."""
+    env = os.environ.get(CONFIG_DIR_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``top`` into ``base``: mappings recursively, anything else replaced."""
+    merged = dict(base)
+    for key, value in top.items():
+        old = merged.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            merged[key] = deep_merge(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}. Fix the file.") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections at the top level.")
+    return data
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``RAG_SECTION__KEY=value`` variables into a nested mapping."""
+    result: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if len(parts) < 2 or not all(parts):
+            raise ConfigError(
+                f"Environment variable {name} is not of the form RAG_<SECTION>__<KEY>; "
+                "rename or unset it."
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return result
+
+
+def load_settings(
+    profile: str | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_dir: Path | None = None,
+) -> Settings:
+    """Build the settings for ``profile`` (see the module docstring for the order)."""
+    env = os.environ if environ is None else environ
+    name = profile or env.get(PROFILE_ENV) or DEFAULT_PROFILE
+    folder = config_dir or default_config_dir()
+    data: dict[str, Any] = {}
+    base = folder / "base.yaml"
+    if base.is_file():
+        data = _read_yaml(base)
+    prof = folder / f"{name}.yaml"
+    if not prof.is_file():
+        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "base")
+        raise ConfigError(
+            f"Unknown profile {name!r}: no {prof}. Choose one of {', '.join(known) or 'none'}."
+        )
+    data = deep_merge(data, _read_yaml(prof))
+    data = deep_merge(data, env_overrides(env))
+    if overrides:
+        data = deep_merge(data, overrides)
+    data["profile"] = name
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, name)) from exc
+
+
+def _describe(exc: ValidationError, profile: str) -> str:
+    lines = [f"Invalid settings for profile {profile!r}:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        env = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"])
+        lines.append(f"  {loc}: {err['msg']} (set in configs/*.yaml or {env})")
+    return "\n".join(lines)

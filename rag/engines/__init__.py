@@ -1,0 +1,44 @@
+"""Engine factory: picks the backend named by ``llm.backend`` and imports it lazily."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rag.config import Settings
+from rag.engines.vllm_engine import VllmEngine
+from rag.errors import AssetError, ConfigError
+
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_MODELS = {"smollm2-135m-instruct"}
+
+
+def resolve_model_dir(settings: Settings) -> Path:
+    """``builtin:<name>`` -> the converted folder under the assets dir; else a local path."""
+    model = settings.llm.model
+    if model.startswith(BUILTIN_PREFIX):
+        name = model[len(BUILTIN_PREFIX) :]
+        if name not in BUILTIN_MODELS:
+            raise ConfigError(
+                f"Unknown built-in model {name!r}; built-in: {', '.join(sorted(BUILTIN_MODELS))}."
+            )
+        path = settings.paths.assets_dir / "models" / name
+        if not (path / ".complete").is_file():
+            raise AssetError(
+                f"The built-in model {name} is not prepared at {path}. Run `make setup` "
+                f"(or `python -m rag.assets --dir {settings.paths.assets_dir}`)."
+            )
+        return path
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        raise AssetError(
+            f"Model folder {path} does not exist. Download the weights on a connected "
+            "machine (see README, 'Air-gapped hosts'), copy them here and set llm.model."
+        )
+    return path
+
+
+def start_engine(settings: Settings) -> VllmEngine:
+    """Build the engine of ``settings.llm.backend`` (blocking while the model loads)."""
+    if settings.llm.backend == "vllm":
+        return VllmEngine.start(settings.llm, resolve_model_dir(settings))
+    raise ConfigError(f"Unknown llm.backend {settings.llm.backend!r}; use vllm.")

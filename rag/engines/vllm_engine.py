@@ -1,0 +1,220 @@
+"""The in-process vLLM engine (the only importer of ``vllm``).
+
+Built like vLLM's own server: ``AsyncLLM.from_engine_args`` once, prompts passed as token
+ids (``TokensPrompt``), ``RequestOutputKind.DELTA`` streaming, ``shutdown()`` on close.
+
+- gpt-oss: the request is rendered with harmony, decoding stops on the assistant stop tokens
+  (``<|return|>``, ``<|call|>``) and only the ``final`` channel is streamed.
+- other models: the model's own chat template, streamed as generated.
+
+Cancelling the consumer of :meth:`VllmEngine.stream` aborts the engine request: vLLM's
+``generate`` aborts on ``CancelledError``/``GeneratorExit``, and the stream closes its
+generator in ``finally`` so an abandoned stream aborts too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncGenerator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from rag.config import LLMSettings
+from rag.engines.harmony import HarmonyCodec, user_text
+from rag.errors import BadRequestError, EngineError
+from rag.types import EngineEvent, Finished, GenerationRequest, HistoryTurn, TextDelta, Usage
+
+log = logging.getLogger(__name__)
+
+
+def detect_family(model_dir: Path) -> str:
+    """``gpt-oss`` when the checkpoint's config says so, else ``chat``."""
+    config = model_dir / "config.json"
+    if config.is_file():
+        try:
+            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type", "")
+        except (OSError, ValueError):
+            model_type = ""
+        if model_type == "gpt_oss":
+            return "gpt-oss"
+    return "chat"
+
+
+class _OutputFilter(Protocol):
+    def feed_output(self, token_ids: Sequence[int], text: str) -> str: ...
+
+    def finish(self, truncated: bool) -> None: ...
+
+
+class _Renderer(Protocol):
+    stop_token_ids: list[int]
+
+    def render(self, request: GenerationRequest, history: Sequence[HistoryTurn]) -> list[int]: ...
+
+    def new_filter(self) -> _OutputFilter: ...
+
+
+class _HarmonyFilter:
+    def __init__(self, codec: HarmonyCodec) -> None:
+        self._inner = codec.final_filter()
+
+    def feed_output(self, token_ids: Sequence[int], text: str) -> str:
+        return self._inner.feed(token_ids)
+
+    def finish(self, truncated: bool) -> None:
+        self._inner.finish(truncated)
+
+
+class HarmonyRenderer:
+    def __init__(self) -> None:
+        self._codec = HarmonyCodec()
+        self.stop_token_ids = self._codec.stop_token_ids
+
+    def render(self, request: GenerationRequest, history: Sequence[HistoryTurn]) -> list[int]:
+        return self._codec.render(request, history)
+
+    def new_filter(self) -> _OutputFilter:
+        return _HarmonyFilter(self._codec)
+
+
+class _PassThrough:
+    def feed_output(self, token_ids: Sequence[int], text: str) -> str:
+        return text
+
+    def finish(self, truncated: bool) -> None:
+        return None
+
+
+class ChatTemplateRenderer:
+    """Any model with a chat template: rules as system, sources and question as user."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tok = tokenizer
+        self.stop_token_ids: list[int] = []
+
+    def render(self, request: GenerationRequest, history: Sequence[HistoryTurn]) -> list[int]:
+        messages = [{"role": "system", "content": request.instructions}]
+        messages += [{"role": t.role, "content": t.text} for t in history]
+        messages.append({"role": "user", "content": user_text(request)})
+        text = self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return list(self._tok.encode(str(text), add_special_tokens=False))
+
+    def new_filter(self) -> _OutputFilter:
+        return _PassThrough()
+
+
+class VllmEngine:
+    """One ``AsyncLLM`` and the prompt format of its model."""
+
+    def __init__(self, engine: Any, renderer: _Renderer, *, name: str, max_model_len: int):
+        self._engine = engine
+        self._renderer = renderer
+        self._name = name
+        self.max_model_len = max_model_len
+
+    @classmethod
+    def start(cls, settings: LLMSettings, model_dir: Path) -> VllmEngine:
+        """Load the model (blocking: tens of seconds on CPU, minutes on GPU)."""
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{settings.kv_cache_space_gib:g}")
+        family = detect_family(model_dir) if settings.family == "auto" else settings.family
+        args = AsyncEngineArgs(
+            model=str(model_dir),
+            tokenizer=settings.tokenizer or str(model_dir),
+            served_model_name=[model_dir.name],
+            dtype=settings.dtype,
+            max_model_len=settings.max_model_len,
+            tensor_parallel_size=settings.tensor_parallel_size,
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+            enforce_eager=settings.enforce_eager,
+            enable_prefix_caching=settings.enable_prefix_caching,
+            seed=settings.seed if settings.seed is not None else 0,
+            disable_log_stats=True,
+        )
+        try:
+            engine = AsyncLLM.from_engine_args(args)
+        except Exception as exc:
+            raise EngineError(
+                f"Could not start the vLLM engine for {model_dir} ({type(exc).__name__}: "
+                f"{exc}). Check llm.model, llm.dtype and llm.max_model_len for this machine."
+            ) from exc
+        renderer: _Renderer
+        if family == "gpt-oss":
+            renderer = HarmonyRenderer()
+        else:
+            renderer = ChatTemplateRenderer(engine.get_tokenizer())
+        log.info("engine ready: model=%s family=%s", model_dir.name, family)
+        return cls(engine, renderer, name=model_dir.name, max_model_len=settings.max_model_len)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def healthy(self) -> bool:
+        return not bool(getattr(self._engine, "errored", False))
+
+    def unfinished_requests(self) -> int:
+        return int(self._engine.get_num_unfinished_requests())
+
+    def render(self, request: GenerationRequest, history: Sequence[HistoryTurn] = ()) -> list[int]:
+        return self._renderer.render(request, history)
+
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        return len(self.render(request))
+
+    async def stream(
+        self, request: GenerationRequest, history: Sequence[HistoryTurn] = ()
+    ) -> AsyncGenerator[EngineEvent, None]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        ids = self._renderer.render(request, history)
+        room = self.max_model_len - len(ids)
+        if room < 1:
+            raise BadRequestError(
+                f"The prompt has {len(ids)} tokens, over the model's window of "
+                f"{self.max_model_len}. Ask a shorter question or lower retrieval.top_k."
+            )
+        params = SamplingParams(
+            max_tokens=min(request.max_tokens, room),
+            temperature=request.temperature,
+            stop_token_ids=self._renderer.stop_token_ids or None,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        out_filter = self._renderer.new_filter()
+        generated = 0
+        finish = "stop"
+        gen = self._engine.generate(TokensPrompt(prompt_token_ids=ids), params, request.request_id)
+        try:
+            async for output in gen:
+                completion = output.outputs[0]
+                generated += len(completion.token_ids)
+                text = out_filter.feed_output(completion.token_ids, completion.text)
+                if text:
+                    yield TextDelta(text)
+                if output.finished:
+                    finish = str(completion.finish_reason or "stop")
+        except (asyncio.CancelledError, GeneratorExit, EngineError, BadRequestError):
+            raise
+        except Exception as exc:
+            raise EngineError(
+                f"The engine failed while answering ({type(exc).__name__}). Retry; if it "
+                "keeps failing, check the service log and /readyz."
+            ) from exc
+        finally:
+            await gen.aclose()
+        out_filter.finish(truncated=finish == "length")
+        yield Finished(Usage(prompt_tokens=len(ids), completion_tokens=generated), finish)
+
+    def shutdown(self) -> None:
+        self._engine.shutdown()
+
+    async def close(self) -> None:
+        self.shutdown()

@@ -1,0 +1,79 @@
+"""Every error the service raises on purpose, each with a message that says what to do next.
+
+::
+
+    RagError                      base; ``exit_code`` for the CLI, ``http_status`` for the API
+    ├── ConfigError               bad profile, unknown key, invalid value            (2 / 500)
+    ├── AssetError                vocabulary or local model missing or corrupt       (3 / 503)
+    ├── IngestError               one file could not be ingested                     (4 / 422)
+    │   └── UnsupportedFileError  the file type is not supported                     (4 / 415)
+    ├── StoreError                the vector store cannot be opened or written       (5 / 503)
+    │   └── EmbedderMismatchError collection built with another embedding model      (5 / 409)
+    ├── EngineError               the language model engine failed                   (6 / 503)
+    │   └── EngineNotReadyError   still loading, or stopped                          (6 / 503)
+    └── BadRequestError           the caller sent something unusable                 (2 / 422)
+"""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base class: a failure the service expected and can explain."""
+
+    exit_code = 1
+    http_status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(RagError):
+    exit_code = 2
+    http_status = 500
+    code = "config_error"
+
+
+class AssetError(RagError):
+    exit_code = 3
+    http_status = 503
+    code = "asset_missing"
+
+
+class IngestError(RagError):
+    exit_code = 4
+    http_status = 422
+    code = "ingest_failed"
+
+
+class UnsupportedFileError(IngestError):
+    http_status = 415
+    code = "unsupported_file"
+
+
+class StoreError(RagError):
+    exit_code = 5
+    http_status = 503
+    code = "store_unavailable"
+
+
+class EmbedderMismatchError(StoreError):
+    http_status = 409
+    code = "embedder_mismatch"
+
+
+class EngineError(RagError):
+    exit_code = 6
+    http_status = 503
+    code = "engine_error"
+
+
+class EngineNotReadyError(EngineError):
+    code = "engine_not_ready"
+
+
+class BadRequestError(RagError):
+    exit_code = 2
+    http_status = 422
+    code = "bad_request"

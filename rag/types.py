@@ -1,0 +1,102 @@
+"""Plain data passed between the layers: frozen dataclasses, no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One stored piece of a document, with everything a citation needs."""
+
+    chunk_id: str
+    doc_id: str
+    text: str
+    source: str
+    title: str
+    section: str = ""
+    page: int | None = None
+    index: int = 0
+    groups: tuple[str, ...] = ("everyone",)
+    content_hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A chunk found for a query, with its similarity (higher is better)."""
+
+    chunk: Chunk
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A numbered source given to the model; ``n`` is what ``[n]`` refers to."""
+
+    n: int
+    hit: Hit
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    n: int
+    doc_id: str
+    title: str
+    source: str
+    page: int | None
+    snippet: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """What an engine is asked: rules, numbered context and the question, kept apart."""
+
+    request_id: str
+    instructions: str
+    context: str
+    question: str
+    max_tokens: int
+    temperature: float
+    reasoning_effort: Literal["low", "medium", "high"] = "low"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryTurn:
+    """An earlier turn of the conversation."""
+
+    role: Literal["user", "assistant"]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the user-visible answer."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The end of a generation."""
+
+    usage: Usage
+    finish_reason: str = "stop"
+
+
+EngineEvent = TextDelta | Finished
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    answer: str
+    citations: list[Citation]
+    usage: Usage
+    timings: dict[str, float] = field(default_factory=dict)
+    declined: bool = False

@@ -1,0 +1,1 @@
+"""The HTTP service: FastAPI app, SSE streaming, CLI entrypoint."""

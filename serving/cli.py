@@ -1,0 +1,71 @@
+"""``rag-serve``: run the API with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from rag.config import load_settings
+from rag.errors import RagError
+
+cli = typer.Typer(add_completion=False, help="Serve the knowledge-base Q&A API.")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (server.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Bind port (server.port).")] = None,
+    profile: Annotated[str | None, typer.Option(help="Config profile.")] = None,
+) -> None:
+    """Start the API; the model loads in the background (watch /readyz)."""
+    try:
+        overrides: dict[str, dict[str, object]] = {"server": {}}
+        if host:
+            overrides["server"]["host"] = host
+        if port:
+            overrides["server"]["port"] = port
+        settings = load_settings(profile, overrides=overrides)
+    except RagError as exc:
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(exc.exit_code) from exc
+
+    from rag.offline import apply_offline_env
+
+    apply_offline_env(settings)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    import uvicorn
+
+    from serving.app import create_app
+
+    base = f"http://{settings.server.host}:{settings.server.port}"
+    print(f"profile {settings.profile}, model {settings.llm.model}", file=sys.stderr)
+    print(f"API docs:  {base}/docs", file=sys.stderr)
+    print(
+        f"Ask:       curl -s {base}/v1/ask -H 'content-type: application/json' "
+        '-d \'{"question": "What is the guest Wi-Fi password?"}\'',
+        file=sys.stderr,
+    )
+    print(
+        f"Ready when {base}/readyz answers 200 (the model loads in the background).",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

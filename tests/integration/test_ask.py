@@ -1,0 +1,112 @@
+"""The embedded CPU default (SmolLM2-135M) answers sample questions through POST /v1/ask."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+async def client(sample_kb: Any, smol_engine: Any) -> AsyncIterator[httpx.AsyncClient]:
+    from serving.app import create_app
+
+    app = create_app(sample_kb, engine=smol_engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            for _ in range(600):
+                if (await c.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            yield c
+
+
+def smoke(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [q for q in questions if q.get("smoke")]
+
+
+async def test_smoke_questions_answered_with_the_right_citation(
+    client: httpx.AsyncClient, questions: list[dict[str, Any]]
+) -> None:
+    correct = []
+    for q in smoke(questions):
+        resp = await client.post("/v1/ask", json={"question": q["question"]})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert set(body) >= {"answer", "citations", "usage", "timings"}
+        assert body["usage"]["prompt_tokens"] > 0
+        cited = {Path(c["source"]).name for c in body["citations"]}
+        fact = any(e.lower() in body["answer"].lower() for e in q["expect"])
+        if fact and q["source"] in cited:
+            correct.append(q["id"])
+            top = next(c for c in body["citations"] if Path(c["source"]).name == q["source"])
+            assert top["snippet"] and top["title"] and top["doc_id"]
+    assert correct, "SmolLM2 answered no smoke question with its fact and the right citation"
+
+
+async def test_streaming_sends_citations_deltas_then_done(client: httpx.AsyncClient) -> None:
+    payload = {"question": "What is the guest Wi-Fi password?", "stream": True}
+    async with client.stream("POST", "/v1/ask", json=payload) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        events = []
+        event = None
+        async for line in resp.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                events.append((event, json.loads(line[6:])))
+    names = [e for e, _ in events]
+    assert names[0] == "citations" and names[-1] == "done"
+    assert names.count("delta") >= 2
+    text = "".join(d["text"] for e, d in events if e == "delta")
+    done = events[-1][1]
+    assert done["answer"] == text.strip()
+    assert events[0][1]["citations"][0]["source"].endswith("it-wifi-and-vpn.md")
+
+
+async def test_bad_requests_get_clear_messages(client: httpx.AsyncClient) -> None:
+    resp = await client.post("/v1/ask", json={"question": ""})
+    assert resp.status_code == 422
+    assert "question" in resp.json()["error"]["message"]
+    resp = await client.post("/v1/ask", json={"question": "x" * 5000})
+    assert resp.status_code == 422
+    assert "limit" in resp.json()["error"]["message"]
+    resp = await client.post(
+        "/v1/ask", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 422
+
+
+async def test_question_below_the_relevance_threshold_is_declined(
+    sample_kb: Any, smol_engine: Any
+) -> None:
+    from rag.answer import AnswerService
+    from rag.services import build_knowledge_base
+
+    strict = sample_kb.model_copy(
+        update={"retrieval": sample_kb.retrieval.model_copy(update={"min_score": 0.99})}
+    )
+    kb = build_knowledge_base(strict)
+    answer = await AnswerService(strict, kb.embedder, kb.store, smol_engine).ask(
+        "What is the guest Wi-Fi password?"
+    )
+    assert answer.declined
+    assert answer.citations == []
+    assert answer.usage.completion_tokens == 0
+    assert "knowledge base" in answer.answer
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert ready.headers["x-request-id"]
