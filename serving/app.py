@@ -77,6 +77,21 @@ async def _load(state: AppState) -> None:
         log.exception("start-up failed")
 
 
+def get_answers(request: Request) -> AnswerService:
+    """The answer service, or a 503 that says why it is not there yet."""
+    state: AppState = request.app.state.rag
+    if state.answers is None:
+        if state.status == "failed":
+            raise EngineNotReadyError(
+                f"The service failed to start: {state.detail}. Fix the cause and restart."
+            )
+        raise EngineNotReadyError("The model is still loading. Retry in a few seconds.")
+    return state.answers
+
+
+Answers = Annotated[AnswerService, Depends(get_answers)]
+
+
 def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     state = AppState(settings, engine=engine, owns_engine=engine is None)
 
@@ -136,16 +151,6 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         )
         return _error(422, "bad_request", f"Invalid request: {problems}. Fix it and retry.")
 
-    def answers() -> AnswerService:
-        if state.answers is None:
-            if state.status == "failed":
-                raise EngineNotReadyError(
-                    f"The service failed to start: {state.detail}. Fix the cause and restart."
-                )
-            raise EngineNotReadyError("The model is still loading. Retry in a few seconds.")
-        return state.answers
-
-    Answers = Annotated[AnswerService, Depends(answers)]
     errors: dict[int | str, dict[str, Any]] = {
         413: {"model": ErrorResponse},
         422: {"model": ErrorResponse, "description": "Invalid request."},

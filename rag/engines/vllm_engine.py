@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from rag.config import LLMSettings
 from rag.engines.harmony import HarmonyCodec, user_text
-from rag.errors import BadRequestError, EngineError
+from rag.errors import BadRequestError, EngineError, EngineNotReadyError
 from rag.types import EngineEvent, Finished, GenerationRequest, HistoryTurn, TextDelta, Usage
 
 log = logging.getLogger(__name__)
@@ -157,10 +157,10 @@ class VllmEngine:
 
     @property
     def healthy(self) -> bool:
-        return not bool(getattr(self._engine, "errored", False))
+        return self._engine is not None and not bool(getattr(self._engine, "errored", False))
 
     def unfinished_requests(self) -> int:
-        return int(self._engine.get_num_unfinished_requests())
+        return 0 if self._engine is None else int(self._engine.get_num_unfinished_requests())
 
     def render(self, request: GenerationRequest, history: Sequence[HistoryTurn] = ()) -> list[int]:
         return self._renderer.render(request, history)
@@ -188,6 +188,8 @@ class VllmEngine:
             stop_token_ids=self._renderer.stop_token_ids or None,
             output_kind=RequestOutputKind.DELTA,
         )
+        if self._engine is None:
+            raise EngineNotReadyError("The engine has been shut down. Restart the service.")
         out_filter = self._renderer.new_filter()
         generated = 0
         finish = "stop"
@@ -214,7 +216,11 @@ class VllmEngine:
         yield Finished(Usage(prompt_tokens=len(ids), completion_tokens=generated), finish)
 
     def shutdown(self) -> None:
-        self._engine.shutdown()
+        """Stop the engine now (and drop it, so its finaliser does not run at exit)."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.shutdown()
+            del engine
 
     async def close(self) -> None:
         self.shutdown()
