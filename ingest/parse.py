@@ -7,6 +7,7 @@ header apart.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,8 @@ def _quiet_env() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
     os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
+    # "No languages specified, defaulting to English" on every PDF: noise, not news.
+    logging.getLogger("unstructured").setLevel(logging.ERROR)
 
 
 def _partition(path: Path, pdf_strategy: str) -> list[Any]:

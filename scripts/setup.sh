@@ -24,7 +24,9 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python"
 else
   t0=$(date +%s)
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  PIP="$VENV/bin/python -m pip"
+  # pip's find-links config here names folders that may not exist: drop that noise only.
+  pipq() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
+  PIP=pipq
   if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null; then
     echo "setup: installing CPU torch 2.13.0"
     $PIP install -q torch==2.13.0 \
