@@ -1,0 +1,65 @@
+"""A client that hangs up mid-answer aborts its engine request (real uvicorn, real TCP)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for(predicate: Any, seconds: float) -> bool:
+    for _ in range(int(seconds / 0.05)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return bool(predicate())
+
+
+async def test_disconnect_aborts_the_engine_request(sample_kb: Any, tiny_engine: Any) -> None:
+    import uvicorn
+
+    from serving.app import create_app
+
+    # A long answer budget, so generation is still running when the client leaves.
+    settings = sample_kb.model_copy(
+        update={"llm": sample_kb.llm.model_copy(update={"max_tokens": 4000})}
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, engine=tiny_engine), port=port, log_level="warning")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            for _ in range(600):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            payload = {"question": "What is the guest Wi-Fi password?", "stream": True}
+            async with client.stream("POST", "/v1/ask", json=payload) as resp:
+                assert resp.status_code == 200
+                lines = resp.aiter_lines()
+                async for line in lines:
+                    if line.startswith("event: citations"):
+                        break
+                # The first request on a cold engine can take a while to be admitted.
+                running = await wait_for(lambda: tiny_engine.unfinished_requests() == 1, 90)
+                assert running, [line async for line in lines][-4:]
+            # Leaving the block closed the connection mid-answer.
+        assert await wait_for(lambda: tiny_engine.unfinished_requests() == 0, 15)
+    finally:
+        server.should_exit = True
+        await serving
