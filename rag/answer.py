@@ -71,7 +71,7 @@ class AnswerService:
         llm = self._settings.llm
         return GenerationRequest(
             request_id=uuid.uuid4().hex,
-            instructions=prompt.INSTRUCTIONS,
+            instructions=prompt.instructions_for(self._engine.family),
             context=prompt.render_sources(sources),
             question=question,
             max_tokens=llm.max_tokens,

@@ -39,6 +39,11 @@ class Engine(Protocol):
     def name(self) -> str: ...
 
     @property
+    def family(self) -> str:
+        """``gpt-oss`` (harmony) or ``chat`` (the model's chat template)."""
+        ...
+
+    @property
     def max_model_len(self) -> int: ...
 
     @property

@@ -47,7 +47,7 @@ def serve(
     print(f"API docs:  {base}/docs", file=sys.stderr)
     print(
         f"Ask:       curl -s {base}/v1/ask -H 'content-type: application/json' "
-        '-d \'{"question": "What is the guest Wi-Fi password?"}\'',
+        '-d \'{"question": "What is the name of the shared print queue?"}\'',
         file=sys.stderr,
     )
     print(

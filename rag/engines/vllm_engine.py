@@ -109,10 +109,13 @@ class ChatTemplateRenderer:
 class VllmEngine:
     """One ``AsyncLLM`` and the prompt format of its model."""
 
-    def __init__(self, engine: Any, renderer: _Renderer, *, name: str, max_model_len: int):
+    def __init__(
+        self, engine: Any, renderer: _Renderer, *, name: str, family: str, max_model_len: int
+    ) -> None:
         self._engine = engine
         self._renderer = renderer
         self._name = name
+        self.family = family
         self.max_model_len = max_model_len
 
     @classmethod
@@ -149,7 +152,13 @@ class VllmEngine:
         else:
             renderer = ChatTemplateRenderer(engine.get_tokenizer())
         log.info("engine ready: model=%s family=%s", model_dir.name, family)
-        return cls(engine, renderer, name=model_dir.name, max_model_len=settings.max_model_len)
+        return cls(
+            engine,
+            renderer,
+            name=model_dir.name,
+            family=family,
+            max_model_len=settings.max_model_len,
+        )
 
     @property
     def name(self) -> str:
