@@ -21,6 +21,7 @@ from ingest.parse import SUPPORTED_SUFFIXES, parse_file
 from rag.config import Settings
 from rag.embedding import SentenceTransformerEmbedder
 from rag.errors import IngestError, RagError
+from rag.hashing import sha256_file
 from rag.store import ChromaStore
 from rag.types import Chunk
 
@@ -43,14 +44,6 @@ class FileResult:
 
 def doc_id_for(path: Path) -> str:
     return hashlib.sha1(str(path.resolve()).encode("utf-8")).hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def discover(paths: Iterable[Path]) -> Iterator[tuple[Path, bool]]:
@@ -116,7 +109,7 @@ class Ingestor:
 
     def _ingest(self, path: Path, doc_id: str) -> tuple[Status, int]:
         self._check(path)
-        file_hash = file_sha256(path)
+        file_hash = sha256_file(path)
         old_hash = self._store.file_hash(doc_id)
         if old_hash == file_hash:
             return "unchanged", len(self._store.chunk_ids(doc_id))

@@ -18,7 +18,6 @@ This is the only module that imports ``transformers`` (and, through it, ``gguf``
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import AssetError
+from rag.hashing import sha256_file
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -76,15 +76,6 @@ _HARMONY_NAMED = {
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_complete(dest: Path, source_key: str) -> bool:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rag.errors import AssetError
+from rag.hashing import sha256_file
 
 O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 O200K_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
@@ -45,15 +46,6 @@ class _TokenBytes(Protocol):
     """The part of ``quicktok.Tokenizer`` used here."""
 
     def decode_single_token_bytes(self, rank: int, /) -> bytes: ...
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tiktoken_cache_key() -> str:
