@@ -156,8 +156,6 @@ def _email_header(raw_elements: list[Any]) -> Element | None:
 def parse_file(path: Path, *, pdf_strategy: str = "fast") -> ParsedDocument:
     """Parse one file; raise :class:`IngestError` with a fix-it message when it cannot be read."""
     _quiet_env()
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        _partition(path, pdf_strategy)  # raises UnsupportedFileError with the list
     try:
         raw = _partition(path, pdf_strategy)
     except IngestError:

@@ -184,6 +184,8 @@ class VllmEngine:
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
 
+        if self._engine is None:
+            raise EngineNotReadyError("The engine has been shut down. Restart the service.")
         ids = self._renderer.render(request, history)
         room = self.max_model_len - len(ids)
         if room < 1:
@@ -197,8 +199,6 @@ class VllmEngine:
             stop_token_ids=self._renderer.stop_token_ids or None,
             output_kind=RequestOutputKind.DELTA,
         )
-        if self._engine is None:
-            raise EngineNotReadyError("The engine has been shut down. Restart the service.")
         out_filter = self._renderer.new_filter()
         generated = 0
         finish = "stop"
@@ -225,11 +225,10 @@ class VllmEngine:
         yield Finished(Usage(prompt_tokens=len(ids), completion_tokens=generated), finish)
 
     def shutdown(self) -> None:
-        """Stop the engine now (and drop it, so its finaliser does not run at exit)."""
+        """Stop the engine now; later calls to :meth:`stream` get EngineNotReadyError."""
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.shutdown()
-            del engine
 
     async def close(self) -> None:
         self.shutdown()
