@@ -34,6 +34,22 @@ class VectorStore(Protocol):
     def count(self) -> int: ...
 
 
+class IndexListener(Protocol):
+    """A secondary index (e.g. BM25 keyword search) kept in step with the vector store.
+
+    The ingest pipeline calls ``on_upsert`` after a document's new chunks are stored,
+    ``on_delete`` after chunks are removed from the store, and ``commit`` once at the end of
+    a run (or batch) to persist. A listener must tolerate a crash between the store write
+    and its own update: on load it reconciles with the store's chunk ids.
+    """
+
+    def on_upsert(self, chunks: Sequence[Chunk]) -> None: ...
+
+    def on_delete(self, chunk_ids: Sequence[str]) -> None: ...
+
+    def commit(self) -> None: ...
+
+
 class Engine(Protocol):
     @property
     def name(self) -> str: ...

@@ -23,6 +23,16 @@ class Chunk:
 
 
 @dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: the access groups a caller may read. Auth (API keys, widget tokens)
+    produces one; without auth the caller is anonymous with the configured default groups."""
+
+    subject: str
+    groups: frozenset[str]
+    anonymous: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Hit:
     """A chunk found for a query, with its similarity (higher is better)."""
 
