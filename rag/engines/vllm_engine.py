@@ -43,6 +43,41 @@ def detect_family(model_dir: Path) -> str:
     return "chat"
 
 
+def engine_arguments(settings: LLMSettings, model_dir: Path) -> dict[str, Any]:
+    """The keyword arguments of ``AsyncEngineArgs``: what :meth:`VllmEngine.start` passes and
+    what ``rag-serve --check`` prints. Settings left at null (or at one GPU) are omitted, so
+    vLLM's own defaults apply and the CPU build sees only arguments it knows."""
+    args: dict[str, Any] = {
+        "model": str(model_dir),
+        "tokenizer": settings.tokenizer or str(model_dir),
+        "served_model_name": [model_dir.name],
+        "dtype": settings.dtype,
+        "max_model_len": settings.max_model_len,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "gpu_memory_utilization": settings.gpu_memory_utilization,
+        "enforce_eager": settings.enforce_eager,
+        "enable_prefix_caching": settings.enable_prefix_caching,
+        "seed": settings.seed if settings.seed is not None else 0,
+        "disable_log_stats": True,
+    }
+    if settings.pipeline_parallel_size > 1:
+        args["pipeline_parallel_size"] = settings.pipeline_parallel_size
+    if settings.distributed_executor_backend is not None:
+        args["distributed_executor_backend"] = settings.distributed_executor_backend
+    if settings.kv_cache_dtype != "auto":
+        args["kv_cache_dtype"] = settings.kv_cache_dtype
+    if settings.max_num_batched_tokens is not None:
+        args["max_num_batched_tokens"] = settings.max_num_batched_tokens
+    if settings.max_num_seqs is not None:
+        args["max_num_seqs"] = settings.max_num_seqs
+    return args
+
+
+def engine_environment(settings: LLMSettings) -> dict[str, str]:
+    """Environment defaults the engine is started with (an existing variable wins)."""
+    return {"VLLM_CPU_KVCACHE_SPACE": f"{settings.kv_cache_space_gib:g}"}
+
+
 class _OutputFilter(Protocol):
     def feed_output(self, token_ids: Sequence[int], text: str) -> str: ...
 
@@ -124,21 +159,10 @@ class VllmEngine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{settings.kv_cache_space_gib:g}")
+        for key, value in engine_environment(settings).items():
+            os.environ.setdefault(key, value)
         family = detect_family(model_dir) if settings.family == "auto" else settings.family
-        args = AsyncEngineArgs(
-            model=str(model_dir),
-            tokenizer=settings.tokenizer or str(model_dir),
-            served_model_name=[model_dir.name],
-            dtype=settings.dtype,
-            max_model_len=settings.max_model_len,
-            tensor_parallel_size=settings.tensor_parallel_size,
-            gpu_memory_utilization=settings.gpu_memory_utilization,
-            enforce_eager=settings.enforce_eager,
-            enable_prefix_caching=settings.enable_prefix_caching,
-            seed=settings.seed if settings.seed is not None else 0,
-            disable_log_stats=True,
-        )
+        args = AsyncEngineArgs(**engine_arguments(settings, model_dir))
         try:
             engine = AsyncLLM.from_engine_args(args)
         except Exception as exc:
