@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -76,6 +77,25 @@ def engine_arguments(settings: LLMSettings, model_dir: Path) -> dict[str, Any]:
 def engine_environment(settings: LLMSettings) -> dict[str, str]:
     """Environment defaults the engine is started with (an existing variable wins)."""
     return {"VLLM_CPU_KVCACHE_SPACE": f"{settings.kv_cache_space_gib:g}"}
+
+
+def _log_request(
+    request_id: str, prompt: int, cached: int, generated: int, started: float, first: float
+) -> None:
+    """One line per engine request: sizes and speed, never text (bench/gpu_smoke.sh reads it)."""
+    now = time.monotonic()
+    ttft = (first or now) - started
+    decode = generated / (now - first) if first and now > first and generated > 1 else 0.0
+    log.info(
+        "engine request %s: prompt %d tokens (%d from the prefix cache), %d generated, "
+        "first token %.0f ms, %.1f tokens/s",
+        request_id,
+        prompt,
+        cached,
+        generated,
+        ttft * 1000,
+        decode,
+    )
 
 
 class _OutputFilter(Protocol):
@@ -226,10 +246,14 @@ class VllmEngine:
         out_filter = self._renderer.new_filter()
         generated = 0
         finish = "stop"
+        started, first, cached = time.monotonic(), 0.0, 0
         gen = self._engine.generate(TokensPrompt(prompt_token_ids=ids), params, request.request_id)
         try:
             async for output in gen:
                 completion = output.outputs[0]
+                if not first and completion.token_ids:
+                    first = time.monotonic()
+                cached = max(cached, int(getattr(output, "num_cached_tokens", 0) or 0))
                 generated += len(completion.token_ids)
                 text = out_filter.feed_output(completion.token_ids, completion.text)
                 if text:
@@ -246,6 +270,7 @@ class VllmEngine:
         finally:
             await gen.aclose()
         out_filter.finish(truncated=finish == "length")
+        _log_request(request.request_id, len(ids), cached, generated, started, first)
         yield Finished(Usage(prompt_tokens=len(ids), completion_tokens=generated), finish)
 
     def shutdown(self) -> None:
