@@ -243,3 +243,31 @@ def test_rag_serve_check_json() -> None:
     assert out.exit_code == 0 and data["ok"] is True
     assert data["engine_args"]["max_model_len"] == 131072
     assert 61e9 < data["check"]["estimate"]["weights_total"] < 66e9
+
+
+def test_a_model_id_resolves_to_the_local_hub_cache_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    from rag.engines import resolve_model_dir
+    from rag.errors import AssetError
+
+    repo = tmp_path / "models--openai--gpt-oss-20b"
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    (snapshot / "config.json").write_text(json.dumps(upstream_config(24, 32)))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    settings = load_settings(
+        "gpu-20b", overrides={"llm": {"model": "openai/gpt-oss-20b"}}, environ={}
+    )
+    assert resolve_model_dir(settings) == snapshot
+    report = check_profile(settings)
+    assert report.weights_here and report.engine_args is not None
+    assert report.engine_args["model"] == str(snapshot)
+    assert report.result is not None and report.result.shape_source.endswith("config.json")
+    missing = load_settings("gpu-20b", overrides={"llm": {"model": "openai/nope"}}, environ={})
+    with pytest.raises(AssetError, match="Hugging Face cache"):
+        resolve_model_dir(missing)
