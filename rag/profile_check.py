@@ -68,7 +68,7 @@ def smallest_parallel_size(
             trial, shape, gpu_memory_gib=gpu_memory_gib, measured_weights=measured_weights
         )
         if est.full_length_sequences is not None and est.full_length_sequences >= 1:
-            return tp * llm.pipeline_parallel_size
+            return tp
     return None
 
 
@@ -154,11 +154,17 @@ def check_llm(
     )
     if not cpu and est.weights_per_gpu + est.runtime_per_gpu >= est.budget_per_gpu:
         need = smallest_parallel_size(llm, shape, gpu_memory_gib or 0, measured_weights)
-        hint = (
-            f"Use {need} GPUs of this size (llm.tensor_parallel_size) or a larger GPU."
-            if need
-            else "No tensor_parallel_size up to 8 fits on this GPU: use larger GPUs."
-        )
+        if need is None:
+            hint = "No tensor_parallel_size up to 8 fits on this GPU: use larger GPUs."
+        elif pp > 1:
+            hint = (
+                f"Use llm.tensor_parallel_size {need} ({need * pp} GPUs of this size with "
+                f"pipeline_parallel_size {pp}) or larger GPUs."
+            )
+        else:
+            hint = (
+                f"Use {need} GPUs of this size (llm.tensor_parallel_size {need}) or a larger GPU."
+            )
         problems.append(
             f"The weights ({gib(est.weights_per_gpu)} per GPU) and the runtime "
             f"(~{gib(est.runtime_per_gpu)}) do not fit on {where}. {hint}"
@@ -171,7 +177,12 @@ def check_llm(
         problems.append(
             f"One {llm.max_model_len}-token sequence needs {gib(est.kv_one_sequence_per_gpu)} "
             f"of KV cache{per_gpu}, but only {gib(max(est.kv_budget_per_gpu, 0))} is left on "
-            f"{where}. Set llm.max_model_len <= {longest}{fp8}, or {more}."
+            f"{where}. "
+            + (
+                f"Set llm.max_model_len <= {longest}{fp8}, or {more}."
+                if longest >= 1024
+                else f"Not even a 1024-token context fits: {more}."
+            )
         )
     else:
         tokens = context_tokens or llm.max_model_len

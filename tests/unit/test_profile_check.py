@@ -227,10 +227,20 @@ def test_check_report_carries_the_exact_engine_arguments() -> None:
             "tensor_parallel_size: 4",
         ),
         (["--profile", "test", "--check"], {}, 0, "safetensors files"),
+        (
+            ["--profile", "dev", "--check"],
+            {"RAG_LLM__KV_CACHE_SPACE_GIB": "0.1"},
+            2,
+            "raise llm.kv_cache_space_gib",
+        ),
     ],
 )
 def test_rag_serve_check(args: list[str], env: dict[str, str], code: int, expect: str) -> None:
-    if "test" in args and not (ASSETS / "models" / "smollm2-135m-instruct").is_dir():
+    if (
+        "--profile" in args
+        and args[1] in {"test", "dev"}
+        and not (ASSETS / "models" / "smollm2-135m-instruct").is_dir()
+    ):
         pytest.skip("assets not built")
     out = CliRunner().invoke(cli, args, env={**env, "RAG_PATHS__ASSETS_DIR": str(ASSETS)})
     assert out.exit_code == code, out.output
