@@ -281,3 +281,19 @@ def test_a_model_id_resolves_to_the_local_hub_cache_only(
     missing = load_settings("gpu-20b", overrides={"llm": {"model": "openai/nope"}}, environ={})
     with pytest.raises(AssetError, match="Hugging Face cache"):
         resolve_model_dir(missing)
+
+
+def test_the_check_imports_neither_vllm_nor_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from rag.config import load_settings; "
+        "from rag.profile_check import check_profile; "
+        "r = check_profile(load_settings('gpu-120b', environ={})); "
+        "assert r.ok; print(sorted(m for m in ('vllm', 'torch', 'chromadb') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stderr
