@@ -53,6 +53,23 @@ class StoreSettings(_Section):
     )
     host: str = Field("127.0.0.1", description="Chroma server host (mode: http).")
     port: int = Field(8001, ge=1, le=65535, description="Chroma server port (mode: http).")
+    ssl: bool = Field(False, description="Use HTTPS to reach the Chroma server (mode: http).")
+    tenant: str = Field("default_tenant", min_length=1, description="Chroma tenant (mode: http).")
+    database: str = Field(
+        "default_database", min_length=1, description="Chroma database (mode: http)."
+    )
+    auth_header: str = Field(
+        "Authorization",
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="Header carrying the token: Authorization (sent as 'Bearer <token>') "
+        "or X-Chroma-Token (sent as is).",
+    )
+    auth_token_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the environment variable holding the Chroma token; null: no "
+        "auth header. The token itself never goes into YAML.",
+    )
     hnsw_ef_construction: int = Field(200, ge=16, description="HNSW build breadth.")
     hnsw_ef_search: int = Field(200, ge=10, description="HNSW search breadth.")
     hnsw_max_neighbors: int = Field(32, ge=4, description="HNSW graph degree.")
@@ -103,6 +120,24 @@ class LLMSettings(_Section):
     dtype: str = Field("auto", description="Weights dtype: auto, float32, bfloat16, float16.")
     max_model_len: int = Field(8192, ge=256, description="Context window in tokens.")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per model replica.")
+    pipeline_parallel_size: int = Field(
+        1, ge=1, description="Pipeline stages (layers split across GPUs or nodes)."
+    )
+    distributed_executor_backend: Literal["mp", "ray"] | None = Field(
+        None, description="vLLM executor for several GPUs: mp (one node) or ray (several)."
+    )
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = Field(
+        "auto", description="KV cache dtype: auto (the model's) or fp8 (half the memory)."
+    )
+    max_num_batched_tokens: int | None = Field(
+        None, ge=256, description="Tokens per engine step (prefill chunk); null: vLLM's."
+    )
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="Sequences in flight at once; null: vLLM's default."
+    )
+    gpu_memory_gib: float | None = Field(
+        None, gt=0, description="Memory of one GPU in GiB, for `rag-serve --check` only."
+    )
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="GPU memory share.")
     enforce_eager: bool = Field(True, description="Disable CUDA graphs (required on CPU).")
     enable_prefix_caching: bool = Field(True, description="Reuse KV blocks across requests.")

@@ -3,6 +3,8 @@
 - Vectors are always passed explicitly: Chroma's default embedding function downloads a
   model, so no call here ever gives it text to embed.
 - Telemetry is off.
+- ``store.mode: http`` talks to a Chroma server (``chroma run``) in ``store.tenant`` /
+  ``store.database``, with an optional auth header whose token comes from the environment.
 - HNSW parameters are set when the collection is created (Chroma's defaults give poor recall
   and cannot be fixed afterwards); the collection records which embedding model filled it,
   and opening it with another model is an :class:`EmbedderMismatchError`.
@@ -10,15 +12,78 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rag.config import StoreSettings
-from rag.errors import EmbedderMismatchError, StoreError
+from rag.errors import ConfigError, EmbedderMismatchError, StoreError
 from rag.types import Chunk, Hit
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 5000
 _GROUP_SEP = "|"
+
+
+def auth_headers(
+    settings: StoreSettings, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The auth header for a Chroma server: the token comes from the environment variable
+    named by ``store.auth_token_env`` (never from YAML); none when that is null."""
+    if settings.auth_token_env is None:
+        return {}
+    env = os.environ if environ is None else environ
+    token = env.get(settings.auth_token_env, "").strip()
+    if not token:
+        raise ConfigError(
+            f"store.auth_token_env names {settings.auth_token_env}, but that variable is not "
+            "set. Export the Chroma token in it, or set store.auth_token_env to null."
+        )
+    header = settings.auth_header
+    if header.lower() == "authorization" and " " not in token:
+        token = f"Bearer {token}"
+    return {header: token}
+
+
+def _server_client(settings: StoreSettings, chroma_settings: Any) -> Any:
+    """An HTTP client for ``store.tenant``/``store.database``; a missing database is created
+    (a new knowledge base starts empty), a missing tenant is an error for the server's admin."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+    from chromadb.errors import NotFoundError
+
+    headers = auth_headers(settings)
+    where = f"{'https' if settings.ssl else 'http'}://{settings.host}:{settings.port}"
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "ssl": settings.ssl,
+        "headers": headers,
+        "settings": chroma_settings,
+    }
+    try:
+        return chromadb.HttpClient(**common, tenant=settings.tenant, database=settings.database)
+    except NotFoundError as exc:
+        if "tenant" in str(exc).lower():
+            raise StoreError(
+                f"The Chroma server at {where} has no tenant {settings.tenant!r}. Create it "
+                "there (chromadb AdminClient.create_tenant) or set store.tenant."
+            ) from exc
+    admin = chromadb.AdminClient(
+        ChromaSettings(
+            anonymized_telemetry=False,
+            chroma_api_impl="chromadb.api.fastapi.FastAPI",
+            chroma_server_host=settings.host,
+            chroma_server_http_port=settings.port,
+            chroma_server_ssl_enabled=settings.ssl,
+            chroma_server_headers=headers or None,
+        )
+    )
+    admin.create_database(settings.database, tenant=settings.tenant)
+    log.info("created Chroma database %s in tenant %s", settings.database, settings.tenant)
+    return chromadb.HttpClient(**common, tenant=settings.tenant, database=settings.database)
 
 
 def _client(settings: StoreSettings) -> Any:
@@ -28,18 +93,22 @@ def _client(settings: StoreSettings) -> Any:
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     try:
         if settings.mode == "http":
-            return chromadb.HttpClient(
-                host=settings.host, port=settings.port, settings=chroma_settings
-            )
+            return _server_client(settings, chroma_settings)
         settings.path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(settings.path), settings=chroma_settings)
+    except (StoreError, ConfigError):
+        raise
     except Exception as exc:
-        where = (
-            f"{settings.host}:{settings.port}" if settings.mode == "http" else str(settings.path)
-        )
+        if settings.mode == "http":
+            raise StoreError(
+                f"Cannot reach the Chroma server at {settings.host}:{settings.port} "
+                f"(tenant {settings.tenant!r}, database {settings.database!r}; "
+                f"{type(exc).__name__}: {exc}). Check the server is running (chroma run), "
+                "store.host/port/ssl and the auth token, then retry."
+            ) from exc
         raise StoreError(
-            f"Cannot open the Chroma store at {where} ({type(exc).__name__}: {exc}). "
-            "Check the path is writable (or the server is running) and retry."
+            f"Cannot open the Chroma store at {settings.path} ({type(exc).__name__}: {exc}). "
+            "Check the path is writable and retry."
         ) from exc
 
 

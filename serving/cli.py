@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Annotated
@@ -19,8 +20,38 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (server.host).")] = None,
     port: Annotated[int | None, typer.Option(help="Bind port (server.port).")] = None,
     profile: Annotated[str | None, typer.Option(help="Config profile.")] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Validate the profile without loading weights: print the engine arguments "
+            "and the memory estimate; exit 2 when it cannot fit.",
+        ),
+    ] = False,
+    gpu_memory_gib: Annotated[
+        float | None,
+        typer.Option(
+            help="With --check: memory of one GPU in GiB (else llm.gpu_memory_gib).", min=1
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option(help="With --check: sequences that must fit in the KV cache at once.", min=1),
+    ] = 1,
+    context_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="With --check: tokens of each of those sequences (else max_model_len).", min=1
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="With --check: print the report as JSON.")
+    ] = False,
 ) -> None:
     """Start the API; the model loads in the background (watch /readyz)."""
+    if check:
+        _check(profile, gpu_memory_gib, concurrency, context_tokens, json_output)
+        return
     try:
         overrides: dict[str, dict[str, object]] = {"server": {}}
         if host:
@@ -61,6 +92,35 @@ def serve(
         log_level="info",
         timeout_graceful_shutdown=5,
     )
+
+
+def _check(
+    profile: str | None,
+    gpu_memory_gib: float | None,
+    concurrency: int,
+    context_tokens: int | None,
+    json_output: bool,
+) -> None:
+    from rag.errors import ConfigError
+    from rag.profile_check import check_profile, render_report
+
+    try:
+        settings = load_settings(profile)
+        report = check_profile(
+            settings,
+            gpu_memory_gib=gpu_memory_gib,
+            concurrency=concurrency,
+            context_tokens=context_tokens,
+        )
+    except RagError as exc:
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(exc.exit_code) from exc
+    if json_output:
+        print(json.dumps(report.as_dict(), indent=2, default=str))
+    else:
+        print(render_report(report, settings.llm))
+    if not report.ok:
+        raise typer.Exit(ConfigError.exit_code)
 
 
 def main() -> None:

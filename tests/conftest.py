@@ -20,6 +20,8 @@ KB_DIR = REPO / "examples" / "kb"
 QUESTIONS = REPO / "examples" / "questions.yaml"
 ASSETS = Path(os.environ.get("RAG_TEST_ASSETS", REPO / "var" / "assets"))
 
+pytest_plugins = ["tests.chroma_server"]  # the chroma_server fixture: a real `chroma run`
+
 
 def pytest_configure(config: pytest.Config) -> None:
     from rag.offline import OFFLINE_ENV

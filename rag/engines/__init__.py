@@ -29,12 +29,33 @@ def resolve_model_dir(settings: Settings) -> Path:
             )
         return path
     path = Path(model).expanduser()
+    if not path.is_dir() and _looks_like_model_id(model):
+        cached = _hub_cache_snapshot(model)
+        if cached is not None:
+            return cached
     if not path.is_dir():
+        hub = " and is no model id in the local Hugging Face cache" if "/" in model else ""
         raise AssetError(
-            f"Model folder {path} does not exist. Download the weights on a connected "
+            f"Model folder {path} does not exist{hub}. Download the weights on a connected "
             "machine (see README, 'Air-gapped hosts'), copy them here and set llm.model."
         )
     return path
+
+
+def _looks_like_model_id(model: str) -> bool:
+    """``org/name``: a Hugging Face model id rather than a relative path."""
+    parts = model.split("/")
+    return len(parts) == 2 and all(parts) and not model.startswith((".", "~"))
+
+
+def _hub_cache_snapshot(model_id: str) -> Path | None:
+    """The model's folder in the local Hugging Face cache, if it is there; never downloads."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model_id, local_files_only=True))
+    except Exception:
+        return None
 
 
 def start_engine(settings: Settings) -> VllmEngine:

