@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -85,11 +86,17 @@ def short(text: str) -> str:
     return text if len(text) <= _ERROR_TEXT_LIMIT else text[:_ERROR_TEXT_LIMIT] + "..."
 
 
+@functools.cache
+def _codec() -> HarmonyCodec:
+    """Loaded once per process (the encoding takes a moment), on first use."""
+    return HarmonyCodec()
+
+
 class PromptCounter:
     """Counts prompt tokens with the local o200k_harmony tokenizer."""
 
     def __init__(self) -> None:
-        self._codec = HarmonyCodec()
+        self._codec = _codec()
 
     def count(
         self, family: str, request: GenerationRequest, history: Sequence[HistoryTurn] = ()
