@@ -81,6 +81,8 @@ def _check(settings: Settings) -> int:
         return 0
     import asyncio
 
+    logging.getLogger("rag").setLevel(logging.ERROR)  # the verdict below says it all
+
     from rag.engines import start_engine
     from rag.seams import RemoteReachability
 
