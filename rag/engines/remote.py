@@ -236,13 +236,6 @@ class RemoteEngine:
             "llm.max_model_len to fit the server."
         )
 
-    @staticmethod
-    def _retryable(exc: httpx.HTTPError) -> bool:
-        """Connection failures before an answer: not timeouts of a slow server."""
-        if isinstance(exc, httpx.ConnectTimeout):
-            return True
-        return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.TimeoutException)
-
     async def _open_stream(self, path: str, payload: dict[str, Any]) -> httpx.Response:
         """POST and return the streaming response once its status is 2xx, retrying
         connection errors and 5xx with exponential backoff."""
@@ -252,11 +245,18 @@ class RemoteEngine:
             try:
                 request = self._client.build_request("POST", path, json=payload)
                 resp = await self._client.send(request, stream=True)
-            except httpx.HTTPError as exc:
-                if not self._retryable(exc):
-                    raise self._timeout_error(exc) from exc
+            except httpx.TimeoutException as exc:
+                if not isinstance(exc, httpx.ConnectTimeout):
+                    raise self._timeout_error(exc) from exc  # slow, not gone: no retry
                 error: EngineError = EngineUnavailableError(self._unreachable_message(exc))
                 cause: BaseException = exc
+            except httpx.TransportError as exc:  # refused, reset, closed before answering
+                error, cause = EngineUnavailableError(self._unreachable_message(exc)), exc
+            except httpx.HTTPError as exc:
+                raise EngineError(
+                    f"Talking to the model server at {self.base_url} failed "
+                    f"({type(exc).__name__}). Check llm.base_url."
+                ) from exc
             else:
                 if resp.status_code < 400:
                     self._down = None
