@@ -30,6 +30,7 @@ ENV_PREFIX = "RAG_"
 PROFILE_ENV = "RAG_PROFILE"
 CONFIG_DIR_ENV = "RAG_CONFIG_DIR"
 DEFAULT_PROFILE = "dev"
+OLLAMA_DEFAULT_URL = "http://127.0.0.1:11434"
 _NOT_SETTINGS = {PROFILE_ENV, CONFIG_DIR_ENV}
 
 
@@ -107,10 +108,15 @@ class RetrievalSettings(_Section):
 
 
 class LLMSettings(_Section):
-    backend: Literal["vllm"] = Field("vllm", description="Engine backend.")
+    backend: Literal["vllm", "openai", "ollama"] = Field(
+        "vllm",
+        description="Engine: vllm (in-process), openai (any OpenAI-compatible server) or "
+        "ollama (Ollama's native chat API).",
+    )
     model: str = Field(
         "builtin:smollm2-135m-instruct",
-        description="Model folder, hub id already in the local cache, or builtin:<name>.",
+        description="vllm: a model folder or builtin:<name>. openai/ollama: the name the "
+        "server serves the model under, or auto (the first model the server lists).",
     )
     family: Literal["auto", "gpt-oss", "chat"] = Field(
         "auto",
@@ -150,6 +156,49 @@ class LLMSettings(_Section):
     max_tokens: int = Field(512, ge=1, description="Answer length limit in tokens.")
     temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
     seed: int | None = Field(0, description="Sampling seed; null for random.")
+    # Remote backends (openai, ollama): where the model server is and how to talk to it.
+    base_url: str | None = Field(
+        None,
+        description="Remote server address: openai e.g. http://host:8000/v1, ollama e.g. "
+        "http://host:11434 (its default when unset).",
+    )
+    api_key_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the environment variable holding the server's API key "
+        "(openai); the key itself never goes in a config file.",
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Remote: connect timeout.")
+    timeout_s: float = Field(
+        120.0, gt=0, description="Remote: longest wait for the next piece of the answer."
+    )
+    retries: int = Field(
+        2, ge=0, le=10, description="Remote: retries on connect errors and 5xx (never 4xx)."
+    )
+    retry_backoff_s: float = Field(
+        0.5, ge=0, description="Remote: first retry delay, doubled on each retry."
+    )
+
+    def describe(self) -> str:
+        """One line naming the backend, the model and (for remote servers) the address."""
+        if self.backend == "vllm":
+            return f"backend vllm (in-process), model {self.model}, family {self.family}"
+        if self.backend == "ollama":
+            url = self.base_url or OLLAMA_DEFAULT_URL
+            return (
+                f"backend ollama at {url}, model {self.model}, family {self.family}, "
+                f"num_ctx {self.max_model_len}"
+            )
+        key = (
+            f"api key from ${self.api_key_env}"
+            + ("" if os.environ.get(self.api_key_env) else " (NOT SET)")
+            if self.api_key_env
+            else "no api key"
+        )
+        return (
+            f"backend openai at {self.base_url or '(llm.base_url not set)'}, "
+            f"model {self.model}, family {self.family}, {key}"
+        )
 
 
 class ServerSettings(_Section):

@@ -10,7 +10,9 @@
     ├── StoreError                the vector store cannot be opened or written       (5 / 503)
     │   └── EmbedderMismatchError collection built with another embedding model      (5 / 409)
     ├── EngineError               the language model engine failed                   (6 / 503)
-    │   └── EngineNotReadyError   still loading, or stopped                          (6 / 503)
+    │   ├── EngineNotReadyError   still loading, or stopped                          (6 / 503)
+    │   ├── EngineUnavailableError the remote model server cannot be reached          (6 / 503)
+    │   └── EngineTimeoutError    the remote model server is too slow                (6 / 504)
     └── BadRequestError           the caller sent something unusable                 (2 / 422)
 """
 
@@ -71,6 +73,15 @@ class EngineError(RagError):
 
 class EngineNotReadyError(EngineError):
     code = "engine_not_ready"
+
+
+class EngineUnavailableError(EngineError):
+    code = "engine_unavailable"
+
+
+class EngineTimeoutError(EngineError):
+    http_status = 504
+    code = "engine_timeout"
 
 
 class BadRequestError(RagError):

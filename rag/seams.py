@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from rag.types import Chunk, EngineEvent, GenerationRequest, HistoryTurn, Hit
 
@@ -74,3 +74,18 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class RemoteReachability(Protocol):
+    """An engine that talks to a model server over the network (openai, ollama)."""
+
+    base_url: str
+
+    def describe(self) -> str:
+        """Backend, address and model, for logs and ``rag-serve --check``."""
+        ...
+
+    async def unreachable_reason(self) -> str | None:
+        """None when the server answers (cached briefly); else what is wrong and the fix."""
+        ...

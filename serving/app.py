@@ -23,8 +23,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from rag.answer import AnswerService, DoneEvent, SourcesEvent
 from rag.config import Settings
-from rag.errors import BadRequestError, EngineNotReadyError, RagError
-from rag.seams import Engine
+from rag.errors import BadRequestError, EngineNotReadyError, EngineUnavailableError, RagError
+from rag.seams import Engine, RemoteReachability
 from rag.types import TextDelta
 from serving.schemas import (
     AskRequest,
@@ -77,8 +77,8 @@ async def _load(state: AppState) -> None:
         log.exception("start-up failed")
 
 
-def get_answers(request: Request) -> AnswerService:
-    """The answer service, or a 503 that says why it is not there yet."""
+async def get_answers(request: Request) -> AnswerService:
+    """The answer service, or a 503 that says why it is not there (yet)."""
     state: AppState = request.app.state.rag
     if state.answers is None:
         if state.status == "failed":
@@ -86,6 +86,11 @@ def get_answers(request: Request) -> AnswerService:
                 f"The service failed to start: {state.detail}. Fix the cause and restart."
             )
         raise EngineNotReadyError("The model is still loading. Retry in a few seconds.")
+    if isinstance(state.engine, RemoteReachability):
+        # A model server that went away: fail fast and clearly; recovers when it is back.
+        reason = await state.engine.unreachable_reason()
+        if reason is not None:
+            raise EngineUnavailableError(reason)
     return state.answers
 
 
@@ -169,11 +174,16 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         responses={503: {"model": ReadyResponse}},
     )
     async def readyz() -> Any:
-        model = state.engine.name if state.engine is not None else None
         if state.status == "ready" and state.engine is not None and not state.engine.healthy:
             state.status, state.detail = "failed", "the engine stopped; restart the service"
-        body = ReadyResponse(status=state.status, model=model, detail=state.detail)
-        code = 200 if state.status == "ready" else 503
+        status, detail = state.status, state.detail
+        if status == "ready" and isinstance(state.engine, RemoteReachability):
+            reason = await state.engine.unreachable_reason()
+            if reason is not None:
+                status, detail = "unreachable", reason
+        model = state.engine.name if state.engine is not None else None
+        body = ReadyResponse(status=status, model=model, detail=detail)
+        code = 200 if status == "ready" else 503
         return JSONResponse(body.model_dump(), status_code=code)
 
     @app.post(

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from rag.config import load_settings
-from rag.errors import RagError
+from rag.config import Settings, load_settings
+from rag.errors import EngineUnavailableError, RagError
 
 cli = typer.Typer(add_completion=False, help="Serve the knowledge-base Q&A API.")
 
@@ -65,7 +65,7 @@ def serve(
 
     from rag.offline import apply_offline_env
 
-    apply_offline_env(settings)
+    apply_offline_env(settings, in_process_engine=settings.llm.backend == "vllm")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -74,7 +74,7 @@ def serve(
     from serving.app import create_app
 
     base = f"http://{settings.server.host}:{settings.server.port}"
-    print(f"profile {settings.profile}, model {settings.llm.model}", file=sys.stderr)
+    print(f"profile {settings.profile}: {settings.llm.describe()}", file=sys.stderr)
     print(f"API docs:  {base}/docs", file=sys.stderr)
     print(
         f"Ask:       curl -s {base}/v1/ask -H 'content-type: application/json' "
@@ -121,6 +121,49 @@ def _check(
         print(render_report(report, settings.llm))
     if not report.ok:
         raise typer.Exit(ConfigError.exit_code)
+    if settings.llm.backend != "vllm":
+        from rag.offline import apply_offline_env
+
+        apply_offline_env(settings, in_process_engine=False)
+        code = _probe_remote(settings)
+        if code:
+            raise typer.Exit(code)
+
+
+def _probe_remote(settings: Settings) -> int:
+    """Probe a remote model server: 0 when it answers, else an exit code."""
+    print(f"engine  {settings.llm.describe()}")
+    import asyncio
+
+    logging.getLogger("rag").setLevel(logging.ERROR)  # the verdict below says it all
+
+    from rag.engines import start_engine
+    from rag.seams import RemoteReachability
+
+    async def probe() -> str | None:
+        engine = start_engine(settings)
+        try:
+            if not isinstance(engine, RemoteReachability):
+                return None
+            reason = await engine.unreachable_reason()
+            if reason is None:
+                print(
+                    f"server  reachable: serves {engine.name}, prompt budget "
+                    f"{engine.max_model_len} tokens, family {engine.family}"
+                )
+            return reason
+        finally:
+            await engine.close()
+
+    try:
+        reason = asyncio.run(probe())
+    except RagError as exc:
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        return exc.exit_code
+    if reason is not None:
+        typer.secho(f"server  NOT reachable: {reason}", fg=typer.colors.RED, err=True)
+        return EngineUnavailableError.exit_code
+    return 0
 
 
 def main() -> None:

@@ -68,6 +68,8 @@ class ErrorResponse(BaseModel):
 
 
 class ReadyResponse(BaseModel):
-    status: str = Field(..., description="ready, loading or failed")
+    status: str = Field(
+        ..., description="ready, loading, failed, or unreachable (a remote model server)"
+    )
     model: str | None = None
     detail: str | None = None

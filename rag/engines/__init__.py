@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rag.config import Settings
-from rag.engines.vllm_engine import VllmEngine
 from rag.errors import AssetError, ConfigError
+from rag.seams import Engine
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = {"smollm2-135m-instruct"}
@@ -58,8 +58,23 @@ def _hub_cache_snapshot(model_id: str) -> Path | None:
         return None
 
 
-def start_engine(settings: Settings) -> VllmEngine:
-    """Build the engine of ``settings.llm.backend`` (blocking while the model loads)."""
-    if settings.llm.backend == "vllm":
+def start_engine(settings: Settings) -> Engine:
+    """Build the engine of ``settings.llm.backend``.
+
+    ``vllm`` blocks while the model loads; the remote backends only build their HTTP client
+    (the server is asked on the first readiness probe or question).
+    """
+    backend = settings.llm.backend
+    if backend == "vllm":
+        from rag.engines.vllm_engine import VllmEngine
+
         return VllmEngine.start(settings.llm, resolve_model_dir(settings))
-    raise ConfigError(f"Unknown llm.backend {settings.llm.backend!r}; use vllm.")
+    if backend == "openai":
+        from rag.engines.openai_engine import OpenAIEngine
+
+        return OpenAIEngine.start(settings.llm)
+    if backend == "ollama":
+        from rag.engines.ollama_engine import OllamaEngine
+
+        return OllamaEngine.start(settings.llm)
+    raise ConfigError(f"Unknown llm.backend {backend!r}; use vllm, openai or ollama.")
