@@ -118,6 +118,7 @@ def _check(
     if json_output:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:
+        print(f"engine  {settings.llm.describe()}")
         print(render_report(report, settings.llm))
     if not report.ok:
         raise typer.Exit(ConfigError.exit_code)
@@ -132,7 +133,6 @@ def _check(
 
 def _probe_remote(settings: Settings) -> int:
     """Probe a remote model server: 0 when it answers, else an exit code."""
-    print(f"engine  {settings.llm.describe()}")
     import asyncio
 
     logging.getLogger("rag").setLevel(logging.ERROR)  # the verdict below says it all
