@@ -123,6 +123,36 @@ class ServerSettings(_Section):
     max_question_chars: int = Field(4000, ge=1, description="Longest accepted question.")
 
 
+class WidgetToken(_Section):
+    token: str = Field(
+        ...,
+        min_length=16,
+        description="The public widget token put in the page (data-token). Not a secret: it "
+        "grants only its own groups, and only from its origins.",
+    )
+    name: str = Field("widget", description="Who the token is for (shown in logs).")
+    origins: list[str] = Field(
+        ...,
+        min_length=1,
+        description="Page origins allowed to use it, e.g. https://intranet.example.",
+    )
+    groups: list[str] = Field(
+        default_factory=lambda: ["everyone"], description="Access groups of anonymous visitors."
+    )
+    identity_secret_env: str | None = Field(
+        None,
+        description="Environment variable holding the HMAC secret (HS256 JWT) the site signs "
+        "user identities with; unset: signed identities are refused.",
+    )
+
+
+class WidgetSettings(_Section):
+    tokens: list[WidgetToken] = Field(
+        default_factory=list, description="Widget tokens; none: the widget is disabled."
+    )
+    demo_page: bool = Field(False, description="Serve the demo host page at /widget/demo.")
+
+
 class Settings(_Section):
     profile: str = Field(DEFAULT_PROFILE, description="Name of the profile that was loaded.")
     paths: PathsSettings = Field(default_factory=PathsSettings)
@@ -132,6 +162,7 @@ class Settings(_Section):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    widget: WidgetSettings = Field(default_factory=WidgetSettings)
 
 
 def default_config_dir() -> Path:

@@ -11,7 +11,10 @@
     │   └── EmbedderMismatchError collection built with another embedding model      (5 / 409)
     ├── EngineError               the language model engine failed                   (6 / 503)
     │   └── EngineNotReadyError   still loading, or stopped                          (6 / 503)
-    └── BadRequestError           the caller sent something unusable                 (2 / 422)
+    ├── BadRequestError           the caller sent something unusable                 (2 / 422)
+    ├── NotFoundError             no such thing, or not visible to the caller        (2 / 404)
+    ├── AuthError                 missing, invalid or expired credentials            (2 / 401)
+    └── ForbiddenError            credentials valid, but not allowed here            (2 / 403)
 """
 
 from __future__ import annotations
@@ -77,3 +80,21 @@ class BadRequestError(RagError):
     exit_code = 2
     http_status = 422
     code = "bad_request"
+
+
+class NotFoundError(RagError):
+    exit_code = 2
+    http_status = 404
+    code = "not_found"
+
+
+class AuthError(RagError):
+    exit_code = 2
+    http_status = 401
+    code = "unauthorized"
+
+
+class ForbiddenError(RagError):
+    exit_code = 2
+    http_status = 403
+    code = "forbidden"

@@ -56,6 +56,8 @@ class Citation:
     source: str
     page: int | None
     snippet: str
+    section: str = ""
+    chunk_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
