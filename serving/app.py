@@ -24,8 +24,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from rag.answer import AnswerService, DoneEvent, SourcesEvent
 from rag.config import Settings
 from rag.errors import BadRequestError, EngineNotReadyError, RagError
+from rag.feedback import FeedbackStore
 from rag.seams import Engine
-from rag.types import TextDelta
+from rag.store import ChromaStore
+from rag.types import Answer, Principal, TextDelta
+from serving import documents, feedback, widget
+from serving.principal import Caller
 from serving.schemas import (
     AskRequest,
     AskResponse,
@@ -42,6 +46,8 @@ class AppState:
     settings: Settings
     engine: Engine | None = None
     answers: AnswerService | None = None
+    store: ChromaStore | None = None
+    feedback: FeedbackStore | None = None
     status: str = "loading"
     detail: str | None = None
     owns_engine: bool = True
@@ -63,7 +69,10 @@ async def _load(state: AppState) -> None:
     from rag.services import build_knowledge_base
 
     try:
+        feedback_path = state.settings.paths.data_dir / "feedback.sqlite3"
+        state.feedback = await asyncio.to_thread(FeedbackStore, feedback_path)
         kb = await asyncio.to_thread(build_knowledge_base, state.settings)
+        state.store = kb.store
         if state.engine is None:
             state.engine = await asyncio.to_thread(start_engine, state.settings)
         state.answers = AnswerService(state.settings, kb.embedder, kb.store, state.engine)
@@ -119,6 +128,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.rag = state
+    app.include_router(widget.router(settings))
+    app.include_router(feedback.router())
+    app.include_router(documents.router())
 
     @app.middleware("http")
     async def request_log(
@@ -137,6 +149,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             (time.perf_counter() - started) * 1000,
         )
         return response
+
+    widget.install_cors(app, settings)
 
     @app.exception_handler(RagError)
     async def rag_error(_: Request, exc: RagError) -> Any:
@@ -190,7 +204,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             **errors,
         },
     )
-    async def ask(body: AskRequest, service: Answers) -> Any:
+    async def ask(body: AskRequest, service: Answers, caller: Caller) -> Any:
         limit = settings.server.max_question_chars
         if len(body.question) > limit:
             raise BadRequestError(
@@ -199,10 +213,13 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             )
         if not body.question.strip():
             raise BadRequestError("The question is empty. Type a question and retry.")
+        answer_id = uuid.uuid4().hex
         if not body.stream:
-            return AskResponse.of(await service.ask(body.question))
+            answer = await service.ask(body.question)
+            await _record(state, answer_id, caller, answer)
+            return AskResponse.of(answer, answer_id)
         return StreamingResponse(
-            _stream_events(service, body.question),
+            _stream_events(state, service, body.question, answer_id, caller),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -210,7 +227,26 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     return app
 
 
-async def _stream_events(service: AnswerService, question: str) -> AsyncIterator[str]:
+async def _record(state: AppState, answer_id: str, caller: Principal, answer: Answer) -> None:
+    """Remember the answer (not its text) so feedback can refer to it; never fail the answer."""
+    if state.feedback is None:
+        return
+    try:
+        await asyncio.to_thread(
+            state.feedback.record_answer,
+            answer_id,
+            caller.subject,
+            declined=answer.declined,
+            doc_ids=sorted({c.doc_id for c in answer.citations}),
+            latency_ms=sum(answer.timings.values()),
+        )
+    except Exception:
+        log.exception("recording answer %s failed", answer_id)
+
+
+async def _stream_events(
+    state: AppState, service: AnswerService, question: str, answer_id: str, caller: Principal
+) -> AsyncIterator[str]:
     try:
         async with contextlib.aclosing(service.stream(question)) as events:
             async for event in events:
@@ -220,7 +256,8 @@ async def _stream_events(service: AnswerService, question: str) -> AsyncIterator
                 elif isinstance(event, TextDelta):
                     yield _sse("delta", {"text": event.text})
                 elif isinstance(event, DoneEvent):
-                    yield _sse("done", AskResponse.of(event.answer).model_dump())
+                    await _record(state, answer_id, caller, event.answer)
+                    yield _sse("done", AskResponse.of(event.answer, answer_id).model_dump())
     except RagError as exc:
         yield _sse("error", {"code": exc.code, "message": exc.message})
     except Exception:

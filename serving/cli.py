@@ -50,6 +50,8 @@ def serve(
         '-d \'{"question": "What is the name of the shared print queue?"}\'',
         file=sys.stderr,
     )
+    if settings.widget.demo_page and settings.widget.tokens:
+        print(f"Widget:    {base}/widget/demo  (?lang=zh for Chinese)", file=sys.stderr)
     print(
         f"Ready when {base}/readyz answers 200 (the model loads in the background).",
         file=sys.stderr,
