@@ -228,3 +228,39 @@ def test_inline_mode_mounts_into_the_page(server: tuple[str, Path], browser: Any
         "n => getComputedStyle(n).backgroundColor"
     )
     assert colour == "rgb(10, 125, 56)"
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        ("abort", "Can't reach the knowledge service"),
+        ("429", "Try again in 7 seconds"),
+        ("503", "The service is starting up"),
+    ],
+)
+def test_service_trouble_is_explained(
+    server: tuple[str, Path], browser: Any, reply: str, message: str
+) -> None:
+    from playwright.sync_api import expect
+
+    base, _ = server
+
+    def handle(route: Any) -> None:
+        if reply == "abort":
+            route.abort("connectionrefused")
+            return
+        error = {"error": {"code": "x", "message": "busy"}}
+        route.fulfill(
+            status=int(reply),
+            headers={"content-type": "application/json", "retry-after": "7"},
+            body=json.dumps(error),
+        )
+
+    page = browser.new_context().new_page()
+    page.route("**/v1/ask", handle)
+    page.goto(f"{base}/widget/demo")
+    open_widget(page)
+    page.locator(".kbw-form textarea").fill("anything")
+    page.keyboard.press("Enter")
+    expect(page.locator(".kbw-error")).to_contain_text(message)
+    expect(page.locator(".kbw-form button")).to_be_enabled()  # the user can retry
