@@ -121,6 +121,11 @@ class ServerSettings(_Section):
     host: str = Field("127.0.0.1", description="Bind address.")
     port: int = Field(8000, ge=1, le=65535, description="Bind port.")
     max_question_chars: int = Field(4000, ge=1, description="Longest accepted question.")
+    model_name: str = Field(
+        "knowledge-base",
+        min_length=1,
+        description="Model id of the OpenAI-compatible API (GET /v1/models).",
+    )
 
 
 class WidgetToken(_Section):

@@ -15,20 +15,22 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from rag.answer import AnswerService, DoneEvent, SourcesEvent
 from rag.config import Settings
-from rag.errors import BadRequestError, EngineNotReadyError, RagError
+from rag.errors import BadRequestError, RagError
 from rag.feedback import FeedbackStore
 from rag.seams import Engine
 from rag.store import ChromaStore
 from rag.types import Answer, Principal, TextDelta
-from serving import documents, feedback, widget
+from serving import documents, feedback, openai_compat, widget
+from serving import metrics as metrics_mod
+from serving.deps import Answers
 from serving.principal import Caller
 from serving.schemas import (
     AskRequest,
@@ -48,6 +50,7 @@ class AppState:
     answers: AnswerService | None = None
     store: ChromaStore | None = None
     feedback: FeedbackStore | None = None
+    metrics: metrics_mod.Metrics | None = None
     status: str = "loading"
     detail: str | None = None
     owns_engine: bool = True
@@ -86,21 +89,6 @@ async def _load(state: AppState) -> None:
         log.exception("start-up failed")
 
 
-def get_answers(request: Request) -> AnswerService:
-    """The answer service, or a 503 that says why it is not there yet."""
-    state: AppState = request.app.state.rag
-    if state.answers is None:
-        if state.status == "failed":
-            raise EngineNotReadyError(
-                f"The service failed to start: {state.detail}. Fix the cause and restart."
-            )
-        raise EngineNotReadyError("The model is still loading. Retry in a few seconds.")
-    return state.answers
-
-
-Answers = Annotated[AnswerService, Depends(get_answers)]
-
-
 def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     state = AppState(settings, engine=engine, owns_engine=engine is None)
 
@@ -131,6 +119,13 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.include_router(widget.router(settings))
     app.include_router(feedback.router())
     app.include_router(documents.router())
+    app.include_router(
+        openai_compat.router(
+            settings,
+            lambda: state.engine.name if state.engine is not None else None,
+            lambda answer_id, caller, answer: _record(state, answer_id, caller, answer),
+        )
+    )
 
     @app.middleware("http")
     async def request_log(
@@ -151,6 +146,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         return response
 
     widget.install_cors(app, settings)
+    state.metrics = metrics_mod.install(app, state)
 
     @app.exception_handler(RagError)
     async def rag_error(_: Request, exc: RagError) -> Any:
@@ -228,7 +224,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
 
 async def _record(state: AppState, answer_id: str, caller: Principal, answer: Answer) -> None:
-    """Remember the answer (not its text) so feedback can refer to it; never fail the answer."""
+    """Count the answer and remember it (not its text) for feedback; never fail the answer."""
+    if state.metrics is not None:
+        state.metrics.observe_answer(answer)
     if state.feedback is None:
         return
     try:
