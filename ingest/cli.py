@@ -92,6 +92,59 @@ def stats(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
     print(json.dumps(data) if as_json else "\n".join(f"{k}: {v}" for k, v in data.items()))
 
 
+@app.command()
+def report(
+    days: Annotated[int, typer.Option(min=1, help="Period: the last N days.")] = 30,
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Also write an HTML page with a chart here.")
+    ] = None,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Helpdesk report: questions per day, answer rate, unanswered questions, thumbs-down."""
+    try:
+        settings = _settings(profile)
+        from rag.analytics import build_report, render_html
+        from rag.embedding import SentenceTransformerEmbedder
+        from rag.feedback import FeedbackStore
+
+        path = settings.paths.data_dir / "feedback.sqlite3"
+        if not path.exists():
+            raise RagError(
+                f"No answers recorded yet ({path} does not exist). Serve some questions first "
+                "(rag-serve), or point paths.data_dir at the service's data directory."
+            )
+        store = FeedbackStore(path, retention_days=settings.feedback.retention_days)
+        embedder = SentenceTransformerEmbedder(settings.embedding)
+        result = build_report(store, days=days, embed=embedder.embed_documents)
+        if html_out is not None:
+            html_out.write_text(render_html(result), encoding="utf-8")
+    except RagError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+        return
+    p50 = f"{result.latency_p50_ms:.0f} ms" if result.latency_p50_ms is not None else "n/a"
+    p95 = f"{result.latency_p95_ms:.0f} ms" if result.latency_p95_ms is not None else "n/a"
+    print(
+        f"last {days} days: {result.questions} questions, {result.answer_rate:.0%} answered, "
+        f"{result.declined} declined; feedback {result.up} up / {result.down} down; "
+        f"latency p50 {p50}, p95 {p95}"
+    )
+    for day in result.per_day:
+        print(f"  {day.day}  {day.questions:>5} questions  {day.answer_rate:>5.0%} answered")
+    if result.unanswered:
+        print("most frequent unanswered questions:")
+        for c in result.unanswered:
+            print(f"  {c.count:>4}x  {c.example}")
+    if result.downvoted_docs:
+        print("thumbs-down by cited document:")
+        for d in result.downvoted_docs:
+            print(f"  {d.doc_id}  {d.down} down, {d.up} up")
+    if html_out is not None:
+        print(f"chart: {html_out}")
+
+
 def main() -> None:
     try:
         app()

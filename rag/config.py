@@ -128,6 +128,15 @@ class ServerSettings(_Section):
     )
 
 
+class FeedbackSettings(_Section):
+    store_questions: bool = Field(
+        True, description="Keep question text for the helpdesk report (off: only metadata)."
+    )
+    retention_days: float = Field(
+        90, gt=0, description="Answers and feedback older than this are deleted."
+    )
+
+
 class WidgetToken(_Section):
     token: str = Field(
         ...,
@@ -168,6 +177,7 @@ class Settings(_Section):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     widget: WidgetSettings = Field(default_factory=WidgetSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
 
 
 def default_config_dir() -> Path:

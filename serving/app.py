@@ -73,7 +73,13 @@ async def _load(state: AppState) -> None:
 
     try:
         feedback_path = state.settings.paths.data_dir / "feedback.sqlite3"
-        state.feedback = await asyncio.to_thread(FeedbackStore, feedback_path)
+        state.feedback = await asyncio.to_thread(
+            lambda: FeedbackStore(
+                feedback_path,
+                store_questions=state.settings.feedback.store_questions,
+                retention_days=state.settings.feedback.retention_days,
+            )
+        )
         kb = await asyncio.to_thread(build_knowledge_base, state.settings)
         state.store = kb.store
         if state.engine is None:
@@ -123,7 +129,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         openai_compat.router(
             settings,
             lambda: state.engine.name if state.engine is not None else None,
-            lambda answer_id, caller, answer: _record(state, answer_id, caller, answer),
+            lambda answer_id, question, caller, answer: _record(
+                state, answer_id, question, caller, answer
+            ),
         )
     )
 
@@ -212,7 +220,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         answer_id = uuid.uuid4().hex
         if not body.stream:
             answer = await service.ask(body.question)
-            await _record(state, answer_id, caller, answer)
+            await _record(state, answer_id, body.question, caller, answer)
             return AskResponse.of(answer, answer_id)
         return StreamingResponse(
             _stream_events(state, service, body.question, answer_id, caller),
@@ -223,7 +231,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     return app
 
 
-async def _record(state: AppState, answer_id: str, caller: Principal, answer: Answer) -> None:
+async def _record(
+    state: AppState, answer_id: str, question: str, caller: Principal, answer: Answer
+) -> None:
     """Count the answer and remember it (not its text) for feedback; never fail the answer."""
     if state.metrics is not None:
         state.metrics.observe_answer(answer)
@@ -236,7 +246,8 @@ async def _record(state: AppState, answer_id: str, caller: Principal, answer: An
             caller.subject,
             declined=answer.declined,
             doc_ids=sorted({c.doc_id for c in answer.citations}),
-            latency_ms=sum(answer.timings.values()),
+            latency_ms=answer.timings.get("total_ms", 0.0),
+            question=question,
         )
     except Exception:
         log.exception("recording answer %s failed", answer_id)
@@ -254,7 +265,7 @@ async def _stream_events(
                 elif isinstance(event, TextDelta):
                     yield _sse("delta", {"text": event.text})
                 elif isinstance(event, DoneEvent):
-                    await _record(state, answer_id, caller, event.answer)
+                    await _record(state, answer_id, question, caller, event.answer)
                     yield _sse("done", AskResponse.of(event.answer, answer_id).model_dump())
     except RagError as exc:
         yield _sse("error", {"code": exc.code, "message": exc.message})

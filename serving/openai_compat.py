@@ -31,7 +31,7 @@ from serving.schemas import CitationOut, ErrorResponse
 
 log = logging.getLogger(__name__)
 
-Recorder = Callable[[str, Principal, Answer], Awaitable[None]]
+Recorder = Callable[[str, str, Principal, Answer], Awaitable[None]]
 
 
 class ContentPart(BaseModel):
@@ -216,7 +216,7 @@ def router(
         cid, created = f"chatcmpl-{answer_id}", int(time.time())
         if not body.stream:
             answer = await service.ask(question, history)
-            await record(answer_id, caller, answer)
+            await record(answer_id, question, caller, answer)
             return ChatCompletion(
                 id=cid,
                 created=created,
@@ -242,7 +242,7 @@ def router(
                             )
                         elif isinstance(event, DoneEvent):
                             answer = event.answer
-                            await record(answer_id, caller, answer)
+                            await record(answer_id, question, caller, answer)
                             cites = [CitationOut.of(c).model_dump() for c in answer.citations]
                             yield _chunk(
                                 cid,
