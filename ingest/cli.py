@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -143,6 +143,87 @@ def report(
             print(f"  {d.doc_id}  {d.down} down, {d.up} up")
     if html_out is not None:
         print(f"chart: {html_out}")
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys for the service (stored hashed).")
+app.add_typer(keys_app, name="keys")
+
+
+def _keystore(profile: str | None) -> Any:
+    from rag.apikeys import KeyStore
+
+    settings = _settings(profile)
+    return KeyStore(settings.paths.data_dir / "keys.sqlite3")
+
+
+def _key_json(key: Any) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "scopes": list(key.scopes),
+        "groups": list(key.groups),
+        "created_at": key.created_at,
+        "revoked_at": key.revoked_at,
+    }
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what the key is for.")],
+    scope: Annotated[
+        list[str] | None, typer.Option(help="ask, ingest or admin (repeat; default ask).")
+    ] = None,
+    group: Annotated[
+        list[str] | None, typer.Option(help="Access groups (repeat; default everyone).")
+    ] = None,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Create a key; its secret is printed once, store it now."""
+    try:
+        key, secret = _keystore(profile).create(name, scope or ["ask"], group or ["everyone"])
+    except RagError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        print(json.dumps({**_key_json(key), "key": secret}))
+    else:
+        print(
+            f"created key {key.key_id} ({key.name}): scopes {', '.join(key.scopes)}; "
+            f"groups {', '.join(key.groups)}"
+        )
+        print(f"secret (shown only now): {secret}")
+
+
+@keys_app.command("list")
+def keys_list(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
+    """Keys with their scopes and groups (never their secrets)."""
+    try:
+        keys = _keystore(profile).list()
+    except RagError as exc:
+        _fail(exc, as_json)
+    for key in keys:
+        if as_json:
+            print(json.dumps(_key_json(key)))
+        else:
+            state = "active" if key.active else "revoked"
+            print(
+                f"{key.key_id}  {state:<7}  {key.name}  scopes={','.join(key.scopes)}  "
+                f"groups={','.join(key.groups)}"
+            )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The id from `keys list`.")],
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Revoke a key at once (the service checks keys on every request)."""
+    try:
+        key = _keystore(profile).revoke(key_id)
+    except RagError as exc:
+        _fail(exc, as_json)
+    print(json.dumps(_key_json(key)) if as_json else f"revoked {key.key_id} ({key.name})")
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rag.errors import ConfigError
 
@@ -128,6 +128,19 @@ class ServerSettings(_Section):
     )
 
 
+class AuthSettings(_Section):
+    required: bool = Field(
+        True,
+        description="Require an API key or a widget token on every knowledge-base route. Only "
+        "the dev and test profiles may turn it off.",
+    )
+    rate_per_minute: float = Field(
+        30, ge=0, description="Questions per minute per key or user (0: unlimited)."
+    )
+    burst: int = Field(10, ge=1, description="Questions a caller may ask at once.")
+    max_body_kb: int = Field(256, ge=1, description="Largest accepted JSON request body.")
+
+
 class FeedbackSettings(_Section):
     store_questions: bool = Field(
         True, description="Keep question text for the helpdesk report (off: only metadata)."
@@ -178,6 +191,17 @@ class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     widget: WidgetSettings = Field(default_factory=WidgetSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    @model_validator(mode="after")
+    def _auth_off_only_for_development(self) -> Settings:
+        if not self.auth.required and self.profile not in ("dev", "test"):
+            raise ValueError(
+                f"auth.required is false in the {self.profile!r} profile; only dev and test may "
+                "run without API keys. Remove the setting and create keys (rag-ingest keys "
+                "create)."
+            )
+        return self
 
 
 def default_config_dir() -> Path:

@@ -30,6 +30,7 @@ class Principal:
     subject: str
     groups: frozenset[str]
     anonymous: bool = True
+    scopes: frozenset[str] = frozenset({"ask"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,16 +22,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from rag.answer import AnswerService, DoneEvent, SourcesEvent
+from rag.apikeys import KeyStore
 from rag.config import Settings
 from rag.errors import BadRequestError, RagError
 from rag.feedback import FeedbackStore
+from rag.ratelimit import RateLimiter
 from rag.seams import Engine
 from rag.store import ChromaStore
 from rag.types import Answer, Principal, TextDelta
 from serving import documents, feedback, openai_compat, widget
 from serving import metrics as metrics_mod
 from serving.deps import Answers
-from serving.principal import Caller
+from serving.principal import Asker, RateLimitedError
 from serving.schemas import (
     AskRequest,
     AskResponse,
@@ -51,6 +53,8 @@ class AppState:
     store: ChromaStore | None = None
     feedback: FeedbackStore | None = None
     metrics: metrics_mod.Metrics | None = None
+    keys: KeyStore | None = None
+    limiter: RateLimiter | None = None
     status: str = "loading"
     detail: str | None = None
     owns_engine: bool = True
@@ -97,6 +101,8 @@ async def _load(state: AppState) -> None:
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     state = AppState(settings, engine=engine, owns_engine=engine is None)
+    state.keys = KeyStore(settings.paths.data_dir / "keys.sqlite3")
+    state.limiter = RateLimiter(settings.auth.rate_per_minute, settings.auth.burst)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -156,9 +162,29 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     widget.install_cors(app, settings)
     state.metrics = metrics_mod.install(app, state)
 
+    @app.middleware("http")
+    async def body_limit(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        limit = settings.auth.max_body_kb * 1024
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            return _error(  # type: ignore[no-any-return]
+                413,
+                "payload_too_large",
+                f"The request body has {int(length)} bytes; the limit is {limit}. Send less.",
+            )
+        return await call_next(request)
+
     @app.exception_handler(RagError)
     async def rag_error(_: Request, exc: RagError) -> Any:
-        headers = {"Retry-After": "5"} if exc.http_status == 503 else None
+        headers: dict[str, str] | None = None
+        if isinstance(exc, RateLimitedError):
+            headers = {"Retry-After": str(exc.retry_after_s)}
+        elif exc.http_status == 503:
+            headers = {"Retry-After": "5"}
+        elif exc.http_status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
         return _error(exc.http_status, exc.code, exc.message, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -170,7 +196,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         return _error(422, "bad_request", f"Invalid request: {problems}. Fix it and retry.")
 
     errors: dict[int | str, dict[str, Any]] = {
-        413: {"model": ErrorResponse},
+        401: {"model": ErrorResponse, "description": "Missing or invalid API key or identity."},
+        403: {"model": ErrorResponse, "description": "Key lacks the scope, or wrong origin."},
+        413: {"model": ErrorResponse, "description": "Request body too large."},
+        429: {"model": ErrorResponse, "description": "Rate limited; see Retry-After."},
         422: {"model": ErrorResponse, "description": "Invalid request."},
         503: {"model": ErrorResponse, "description": "Not ready, or the engine failed."},
     }
@@ -208,7 +237,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             **errors,
         },
     )
-    async def ask(body: AskRequest, service: Answers, caller: Caller) -> Any:
+    async def ask(body: AskRequest, caller: Asker, service: Answers) -> Any:
         limit = settings.server.max_question_chars
         if len(body.question) > limit:
             raise BadRequestError(

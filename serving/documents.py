@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from rag.errors import EngineNotReadyError, NotFoundError
 from rag.store import ChromaStore
-from serving.principal import Caller, can_read
+from serving.principal import Reader, can_read
 from serving.schemas import ErrorResponse
 
 
@@ -52,7 +52,7 @@ def router() -> APIRouter:
         responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
     )
     async def source(
-        caller: Caller,
+        caller: Reader,
         store: Store,
         doc_id: Annotated[str, Path(min_length=1, max_length=128)],
     ) -> DocumentSource:

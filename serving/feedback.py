@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag.errors import EngineNotReadyError
 from rag.feedback import MAX_COMMENT_CHARS, FeedbackStore
-from serving.principal import Caller
+from serving.principal import Reader
 from serving.schemas import ErrorResponse
 
 
@@ -50,7 +50,7 @@ def router() -> APIRouter:
         response_model=FeedbackResponse,
         responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     )
-    async def feedback(body: FeedbackRequest, caller: Caller, store: Feedback) -> FeedbackResponse:
+    async def feedback(body: FeedbackRequest, caller: Reader, store: Feedback) -> FeedbackResponse:
         comment = body.comment.strip() if body.comment else None
         await asyncio.to_thread(store.add, body.answer_id, caller.subject, body.rating, comment)
         return FeedbackResponse()

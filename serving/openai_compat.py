@@ -26,7 +26,7 @@ from rag.config import Settings
 from rag.errors import BadRequestError, NotFoundError, RagError
 from rag.types import Answer, HistoryTurn, Principal, TextDelta
 from serving.deps import Answers
-from serving.principal import Caller
+from serving.principal import Asker
 from serving.schemas import CitationOut, ErrorResponse
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ def router(
             503: {"model": ErrorResponse},
         },
     )
-    async def chat(body: ChatRequest, caller: Caller, service: Answers) -> Any:
+    async def chat(body: ChatRequest, caller: Asker, service: Answers) -> Any:
         model = served_model(body.model)
         question, history = split_messages(body.messages)
         limit = settings.server.max_question_chars
