@@ -227,6 +227,9 @@ def keys_revoke(
 
 
 def main() -> None:
+    from rag.netguard import install_from_env
+
+    install_from_env()
     try:
         app()
     except RagError as exc:  # pragma: no cover - commands handle their own

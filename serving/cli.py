@@ -88,6 +88,9 @@ def serve(
 
 
 def main() -> None:
+    from rag.netguard import install_from_env
+
+    install_from_env()
     cli()
 
 
