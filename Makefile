@@ -8,7 +8,7 @@ export DO_NOT_TRACK := 1
 export VLLM_NO_USAGE_STATS := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: setup demo test lint lock serve ingest clean
+.PHONY: setup browser widget demo test lint lock serve ingest clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,7 +17,14 @@ demo: setup
 	$(BIN)/rag-ingest add examples/kb
 	$(BIN)/rag-serve --host 127.0.0.1 --port 8000
 
-test: setup
+browser:
+	@bash scripts/browser.sh
+
+# Rebuild the widget bundle (serving/widget/dist/widget.js, committed) after editing src/.
+widget:
+	cd serving/widget && npm ci --no-audit --no-fund --ignore-scripts && node build.mjs
+
+test: setup browser
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -86,6 +86,8 @@ def to_citation(source: Source) -> Citation:
         source=chunk.source,
         page=chunk.page,
         snippet=snippet,
+        section=chunk.section,
+        chunk_id=chunk.chunk_id,
     )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rag.errors import ConfigError
 
@@ -205,6 +205,63 @@ class ServerSettings(_Section):
     host: str = Field("127.0.0.1", description="Bind address.")
     port: int = Field(8000, ge=1, le=65535, description="Bind port.")
     max_question_chars: int = Field(4000, ge=1, description="Longest accepted question.")
+    model_name: str = Field(
+        "knowledge-base",
+        min_length=1,
+        description="Model id of the OpenAI-compatible API (GET /v1/models).",
+    )
+
+
+class AuthSettings(_Section):
+    required: bool = Field(
+        True,
+        description="Require an API key or a widget token on every knowledge-base route. Only "
+        "the dev and test profiles may turn it off.",
+    )
+    rate_per_minute: float = Field(
+        30, ge=0, description="Questions per minute per key or user (0: unlimited)."
+    )
+    burst: int = Field(10, ge=1, description="Questions a caller may ask at once.")
+    max_body_kb: int = Field(256, ge=1, description="Largest accepted JSON request body.")
+
+
+class FeedbackSettings(_Section):
+    store_questions: bool = Field(
+        True, description="Keep question text for the helpdesk report (off: only metadata)."
+    )
+    retention_days: float = Field(
+        90, gt=0, description="Answers and feedback older than this are deleted."
+    )
+
+
+class WidgetToken(_Section):
+    token: str = Field(
+        ...,
+        min_length=16,
+        description="The public widget token put in the page (data-token). Not a secret: it "
+        "grants only its own groups, and only from its origins.",
+    )
+    name: str = Field("widget", description="Who the token is for (shown in logs).")
+    origins: list[str] = Field(
+        ...,
+        min_length=1,
+        description="Page origins allowed to use it, e.g. https://intranet.example.",
+    )
+    groups: list[str] = Field(
+        default_factory=lambda: ["everyone"], description="Access groups of anonymous visitors."
+    )
+    identity_secret_env: str | None = Field(
+        None,
+        description="Environment variable holding the HMAC secret (HS256 JWT) the site signs "
+        "user identities with; unset: signed identities are refused.",
+    )
+
+
+class WidgetSettings(_Section):
+    tokens: list[WidgetToken] = Field(
+        default_factory=list, description="Widget tokens; none: the widget is disabled."
+    )
+    demo_page: bool = Field(False, description="Serve the demo host page at /widget/demo.")
 
 
 class Settings(_Section):
@@ -216,6 +273,19 @@ class Settings(_Section):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    widget: WidgetSettings = Field(default_factory=WidgetSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    @model_validator(mode="after")
+    def _auth_off_only_for_development(self) -> Settings:
+        if not self.auth.required and self.profile not in ("dev", "test"):
+            raise ValueError(
+                f"auth.required is false in the {self.profile!r} profile; only dev and test may "
+                "run without API keys. Remove the setting and create keys (rag-ingest keys "
+                "create)."
+            )
+        return self
 
 
 def default_config_dir() -> Path:

@@ -13,7 +13,10 @@
     │   ├── EngineNotReadyError   still loading, or stopped                          (6 / 503)
     │   ├── EngineUnavailableError the remote model server cannot be reached          (6 / 503)
     │   └── EngineTimeoutError    the remote model server is too slow                (6 / 504)
-    └── BadRequestError           the caller sent something unusable                 (2 / 422)
+    ├── BadRequestError           the caller sent something unusable                 (2 / 422)
+    ├── NotFoundError             no such thing, or not visible to the caller        (2 / 404)
+    ├── AuthError                 missing, invalid or expired credentials            (2 / 401)
+    └── ForbiddenError            credentials valid, but not allowed here            (2 / 403)
 """
 
 from __future__ import annotations
@@ -88,3 +91,21 @@ class BadRequestError(RagError):
     exit_code = 2
     http_status = 422
     code = "bad_request"
+
+
+class NotFoundError(RagError):
+    exit_code = 2
+    http_status = 404
+    code = "not_found"
+
+
+class AuthError(RagError):
+    exit_code = 2
+    http_status = 401
+    code = "unauthorized"
+
+
+class ForbiddenError(RagError):
+    exit_code = 2
+    http_status = 403
+    code = "forbidden"

@@ -220,6 +220,17 @@ class ChromaStore:
         got = self._collection.get(where={"doc_id": doc_id}, include=[])
         return [str(i) for i in got.get("ids") or []]
 
+    def document_chunks(self, doc_id: str) -> list[Chunk]:
+        """Every stored chunk of one document, in document order."""
+        got = self._collection.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
+        chunks = [
+            _chunk_from(cid, text or "", dict(meta or {}))
+            for cid, text, meta in zip(
+                got["ids"], got["documents"] or [], got["metadatas"] or [], strict=False
+            )
+        ]
+        return sorted(chunks, key=lambda c: c.index)
+
     def delete_ids(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), MAX_BATCH):
             self._collection.delete(ids=list(ids[start : start + MAX_BATCH]))

@@ -30,6 +30,7 @@ class Principal:
     subject: str
     groups: frozenset[str]
     anonymous: bool = True
+    scopes: frozenset[str] = frozenset({"ask"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,8 @@ class Citation:
     source: str
     page: int | None
     snippet: str
+    section: str = ""
+    chunk_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,17 +15,25 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from rag.answer import AnswerService, DoneEvent, SourcesEvent
+from rag.apikeys import KeyStore
 from rag.config import Settings
-from rag.errors import BadRequestError, EngineNotReadyError, EngineUnavailableError, RagError
+from rag.errors import BadRequestError, RagError
+from rag.feedback import FeedbackStore
+from rag.ratelimit import RateLimiter
 from rag.seams import Engine, RemoteReachability
-from rag.types import TextDelta
+from rag.store import ChromaStore
+from rag.types import Answer, Principal, TextDelta
+from serving import documents, feedback, openai_compat, widget
+from serving import metrics as metrics_mod
+from serving.deps import Answers
+from serving.principal import Asker, RateLimitedError
 from serving.schemas import (
     AskRequest,
     AskResponse,
@@ -42,6 +50,11 @@ class AppState:
     settings: Settings
     engine: Engine | None = None
     answers: AnswerService | None = None
+    store: ChromaStore | None = None
+    feedback: FeedbackStore | None = None
+    metrics: metrics_mod.Metrics | None = None
+    keys: KeyStore | None = None
+    limiter: RateLimiter | None = None
     status: str = "loading"
     detail: str | None = None
     owns_engine: bool = True
@@ -63,7 +76,16 @@ async def _load(state: AppState) -> None:
     from rag.services import build_knowledge_base
 
     try:
+        feedback_path = state.settings.paths.data_dir / "feedback.sqlite3"
+        state.feedback = await asyncio.to_thread(
+            lambda: FeedbackStore(
+                feedback_path,
+                store_questions=state.settings.feedback.store_questions,
+                retention_days=state.settings.feedback.retention_days,
+            )
+        )
         kb = await asyncio.to_thread(build_knowledge_base, state.settings)
+        state.store = kb.store
         if state.engine is None:
             state.engine = await asyncio.to_thread(start_engine, state.settings)
         state.answers = AnswerService(state.settings, kb.embedder, kb.store, state.engine)
@@ -77,28 +99,10 @@ async def _load(state: AppState) -> None:
         log.exception("start-up failed")
 
 
-async def get_answers(request: Request) -> AnswerService:
-    """The answer service, or a 503 that says why it is not there (yet)."""
-    state: AppState = request.app.state.rag
-    if state.answers is None:
-        if state.status == "failed":
-            raise EngineNotReadyError(
-                f"The service failed to start: {state.detail}. Fix the cause and restart."
-            )
-        raise EngineNotReadyError("The model is still loading. Retry in a few seconds.")
-    if isinstance(state.engine, RemoteReachability):
-        # A model server that went away: fail fast and clearly; recovers when it is back.
-        reason = await state.engine.unreachable_reason()
-        if reason is not None:
-            raise EngineUnavailableError(reason)
-    return state.answers
-
-
-Answers = Annotated[AnswerService, Depends(get_answers)]
-
-
 def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     state = AppState(settings, engine=engine, owns_engine=engine is None)
+    state.keys = KeyStore(settings.paths.data_dir / "keys.sqlite3")
+    state.limiter = RateLimiter(settings.auth.rate_per_minute, settings.auth.burst)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -124,6 +128,18 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.rag = state
+    app.include_router(widget.router(settings))
+    app.include_router(feedback.router())
+    app.include_router(documents.router())
+    app.include_router(
+        openai_compat.router(
+            settings,
+            lambda: state.engine.name if state.engine is not None else None,
+            lambda answer_id, question, caller, answer: _record(
+                state, answer_id, question, caller, answer
+            ),
+        )
+    )
 
     @app.middleware("http")
     async def request_log(
@@ -143,9 +159,32 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         )
         return response
 
+    widget.install_cors(app, settings)
+    state.metrics = metrics_mod.install(app, state)
+
+    @app.middleware("http")
+    async def body_limit(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        limit = settings.auth.max_body_kb * 1024
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            return _error(  # type: ignore[no-any-return]
+                413,
+                "payload_too_large",
+                f"The request body has {int(length)} bytes; the limit is {limit}. Send less.",
+            )
+        return await call_next(request)
+
     @app.exception_handler(RagError)
     async def rag_error(_: Request, exc: RagError) -> Any:
-        headers = {"Retry-After": "5"} if exc.http_status == 503 else None
+        headers: dict[str, str] | None = None
+        if isinstance(exc, RateLimitedError):
+            headers = {"Retry-After": str(exc.retry_after_s)}
+        elif exc.http_status == 503:
+            headers = {"Retry-After": "5"}
+        elif exc.http_status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
         return _error(exc.http_status, exc.code, exc.message, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -157,7 +196,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         return _error(422, "bad_request", f"Invalid request: {problems}. Fix it and retry.")
 
     errors: dict[int | str, dict[str, Any]] = {
-        413: {"model": ErrorResponse},
+        401: {"model": ErrorResponse, "description": "Missing or invalid API key or identity."},
+        403: {"model": ErrorResponse, "description": "Key lacks the scope, or wrong origin."},
+        413: {"model": ErrorResponse, "description": "Request body too large."},
+        429: {"model": ErrorResponse, "description": "Rate limited; see Retry-After."},
         422: {"model": ErrorResponse, "description": "Invalid request."},
         503: {"model": ErrorResponse, "description": "Not ready, or the engine failed."},
     }
@@ -200,7 +242,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             **errors,
         },
     )
-    async def ask(body: AskRequest, service: Answers) -> Any:
+    async def ask(body: AskRequest, caller: Asker, service: Answers) -> Any:
         limit = settings.server.max_question_chars
         if len(body.question) > limit:
             raise BadRequestError(
@@ -209,10 +251,13 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             )
         if not body.question.strip():
             raise BadRequestError("The question is empty. Type a question and retry.")
+        answer_id = uuid.uuid4().hex
         if not body.stream:
-            return AskResponse.of(await service.ask(body.question))
+            answer = await service.ask(body.question)
+            await _record(state, answer_id, body.question, caller, answer)
+            return AskResponse.of(answer, answer_id)
         return StreamingResponse(
-            _stream_events(service, body.question),
+            _stream_events(state, service, body.question, answer_id, caller),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -220,7 +265,31 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     return app
 
 
-async def _stream_events(service: AnswerService, question: str) -> AsyncIterator[str]:
+async def _record(
+    state: AppState, answer_id: str, question: str, caller: Principal, answer: Answer
+) -> None:
+    """Count the answer and remember it (not its text) for feedback; never fail the answer."""
+    if state.metrics is not None:
+        state.metrics.observe_answer(answer)
+    if state.feedback is None:
+        return
+    try:
+        await asyncio.to_thread(
+            state.feedback.record_answer,
+            answer_id,
+            caller.subject,
+            declined=answer.declined,
+            doc_ids=sorted({c.doc_id for c in answer.citations}),
+            latency_ms=answer.timings.get("total_ms", 0.0),
+            question=question,
+        )
+    except Exception:
+        log.exception("recording answer %s failed", answer_id)
+
+
+async def _stream_events(
+    state: AppState, service: AnswerService, question: str, answer_id: str, caller: Principal
+) -> AsyncIterator[str]:
     try:
         async with contextlib.aclosing(service.stream(question)) as events:
             async for event in events:
@@ -230,7 +299,8 @@ async def _stream_events(service: AnswerService, question: str) -> AsyncIterator
                 elif isinstance(event, TextDelta):
                     yield _sse("delta", {"text": event.text})
                 elif isinstance(event, DoneEvent):
-                    yield _sse("done", AskResponse.of(event.answer).model_dump())
+                    await _record(state, answer_id, question, caller, event.answer)
+                    yield _sse("done", AskResponse.of(event.answer, answer_id).model_dump())
     except RagError as exc:
         yield _sse("error", {"code": exc.code, "message": exc.message})
     except Exception:

@@ -63,6 +63,28 @@ def serve(
         typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(exc.exit_code) from exc
 
+    from rag.apikeys import KeyStore
+
+    try:
+        active = KeyStore(settings.paths.data_dir / "keys.sqlite3").active_count()
+    except RagError as exc:
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(exc.exit_code) from exc
+    if settings.auth.required and active == 0:
+        typer.secho(
+            f"error: the {settings.profile!r} profile requires API keys and none exists. Create "
+            "one: rag-ingest keys create --name NAME --scope ask --group everyone",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2)
+    if not settings.auth.required:
+        typer.secho(
+            f"warning: auth is off (profile {settings.profile!r}): anyone who can reach "
+            f"port {settings.server.port} can ask questions. Never run production like this.",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     from rag.offline import apply_offline_env
 
     apply_offline_env(settings, in_process_engine=settings.llm.backend == "vllm")
@@ -81,6 +103,8 @@ def serve(
         '-d \'{"question": "What is the name of the shared print queue?"}\'',
         file=sys.stderr,
     )
+    if settings.widget.demo_page and settings.widget.tokens:
+        print(f"Widget:    {base}/widget/demo  (?lang=zh for Chinese)", file=sys.stderr)
     print(
         f"Ready when {base}/readyz answers 200 (the model loads in the background).",
         file=sys.stderr,
@@ -167,6 +191,9 @@ def _probe_remote(settings: Settings) -> int:
 
 
 def main() -> None:
+    from rag.netguard import install_from_env
+
+    install_from_env()
     cli()
 
 

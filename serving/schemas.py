@@ -23,12 +23,21 @@ class CitationOut(BaseModel):
     title: str
     source: str = Field(..., description="Where the document came from (path or URL).")
     page: int | None = Field(None, description="Page or slide, when the format has them.")
+    section: str = Field("", description="The heading the cited passage is under.")
+    chunk_id: str = Field("", description="The cited passage (see /v1/documents/{id}/source).")
     snippet: str = Field(..., description="The start of the cited passage.")
 
     @classmethod
     def of(cls, c: Citation) -> CitationOut:
         return cls(
-            n=c.n, doc_id=c.doc_id, title=c.title, source=c.source, page=c.page, snippet=c.snippet
+            n=c.n,
+            doc_id=c.doc_id,
+            title=c.title,
+            source=c.source,
+            page=c.page,
+            section=c.section,
+            chunk_id=c.chunk_id,
+            snippet=c.snippet,
         )
 
 
@@ -38,6 +47,7 @@ class UsageOut(BaseModel):
 
 
 class AskResponse(BaseModel):
+    answer_id: str = Field(..., description="Refer to this answer in POST /v1/feedback.")
     answer: str
     citations: list[CitationOut]
     usage: UsageOut
@@ -45,8 +55,9 @@ class AskResponse(BaseModel):
     declined: bool = Field(False, description="True when the knowledge base had no answer.")
 
     @classmethod
-    def of(cls, a: Answer) -> AskResponse:
+    def of(cls, a: Answer, answer_id: str) -> AskResponse:
         return cls(
+            answer_id=answer_id,
             answer=a.answer,
             citations=[CitationOut.of(c) for c in a.citations],
             usage=UsageOut(

@@ -33,6 +33,26 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = "1"
     for key in [k for k in os.environ if k.startswith("RAG_")]:
         del os.environ[key]
+    # Every connection this process and its subprocesses (servers, CLIs) attempt to a
+    # non-loopback address is recorded; the session fails if there is any.
+    from rag.netguard import AUDIT_ENV, install
+
+    audit = Path(config.rootpath) / "test-artifacts" / "outbound-connections.jsonl"
+    audit.parent.mkdir(exist_ok=True)
+    audit.unlink(missing_ok=True)
+    os.environ[AUDIT_ENV] = str(audit)
+    install(audit)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from rag.netguard import AUDIT_ENV, read_log
+
+    attempts = read_log(Path(os.environ.get(AUDIT_ENV, "/nonexistent")))
+    if attempts:
+        where = "; ".join(f"{a['address']} from {a['argv']}" for a in attempts[:5])
+        print(f"\nFAILED: {len(attempts)} outbound connection attempt(s): {where}")
+        print(f"details: {os.environ[AUDIT_ENV]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

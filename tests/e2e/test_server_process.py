@@ -3,68 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ASSETS, REPO
+from tests.e2e.conftest import Server
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def server(sample_kb: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {
-        **os.environ,
-        "RAG_PROFILE": "test",
-        "RAG_STORE__PATH": str(sample_kb.store.path),
-        "RAG_PATHS__ASSETS_DIR": str(ASSETS),
-    }
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.cli", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("server not ready in 240 s:\n" + log.read_text()[-3000:])
-        yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def server(e2e_server: Server) -> str:
+    return e2e_server.base
 
 
 def test_server_streams_a_cited_answer(server: str) -> None:

@@ -1,0 +1,138 @@
+"""Prometheus metrics (``prometheus-client``), one registry per app, served at ``/metrics``.
+
+Nothing here carries question, document or answer text: only routes, status codes,
+timings, token counts and outcomes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from rag.types import Answer
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_TOKENS = (64, 256, 1024, 4096, 16384, 32768, 65536, 131072)
+
+
+class _StateCollector(Collector):
+    """Values read at scrape time: engine queue depth, readiness, store size."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self._state
+        ready = GaugeMetricFamily("kb_ready", "1 when the service is ready to answer.")
+        ready.add_metric([], 1.0 if state.status == "ready" else 0.0)
+        yield ready
+        engine = state.engine
+        running = getattr(engine, "unfinished_requests", None)
+        if callable(running):
+            depth = GaugeMetricFamily(
+                "kb_engine_requests_unfinished", "Requests the engine is working on or queueing."
+            )
+            depth.add_metric([], float(running()))
+            yield depth
+        store = state.store
+        if store is not None:
+            chunks = GaugeMetricFamily("kb_store_chunks", "Chunks in the vector store.")
+            try:
+                chunks.add_metric([], float(store.count()))
+            except Exception:  # a scrape never fails because the store is busy
+                return
+            yield chunks
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "kb_http_requests", "HTTP requests.", ["route", "method", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "kb_http_request_seconds",
+            "Time to the response head (streams continue after it).",
+            ["route"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.answers = Counter(
+            "kb_answers", "Answers by outcome (answered, declined).", ["outcome"], registry=r
+        )
+        self.retrieval = Histogram(
+            "kb_retrieval_seconds", "Retrieval time per answer.", buckets=_LATENCY, registry=r
+        )
+        self.ttft = Histogram(
+            "kb_time_to_first_token_seconds",
+            "From the request to the first answer token.",
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.prompt_tokens = Histogram(
+            "kb_prompt_tokens", "Prompt tokens per answer.", buckets=_TOKENS, registry=r
+        )
+        self.tokens = Counter(
+            "kb_tokens", "Tokens in and out of the engine.", ["direction"], registry=r
+        )
+        self.citations = Histogram(
+            "kb_citations_per_answer",
+            "Citations attached to an answer.",
+            buckets=(0, 1, 2, 3, 5, 8, 13),
+            registry=r,
+        )
+        self.stream_errors = Counter(
+            "kb_answer_errors", "Answers that failed after streaming began.", registry=r
+        )
+
+    def observe_answer(self, answer: Answer) -> None:
+        self.answers.labels("declined" if answer.declined else "answered").inc()
+        timings = answer.timings
+        if "retrieval_ms" in timings:
+            self.retrieval.observe(timings["retrieval_ms"] / 1000)
+        if "first_token_ms" in timings:
+            self.ttft.observe(timings["first_token_ms"] / 1000)
+        if not answer.declined:
+            self.prompt_tokens.observe(answer.usage.prompt_tokens)
+            self.citations.observe(len(answer.citations))
+        self.tokens.labels("in").inc(answer.usage.prompt_tokens)
+        self.tokens.labels("out").inc(answer.usage.completion_tokens)
+
+
+def install(app: FastAPI, state: Any) -> Metrics:
+    metrics = Metrics()
+    metrics.registry.register(_StateCollector(state))
+
+    @app.middleware("http")
+    async def count(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", None) or "unmatched"
+        metrics.requests.labels(name, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    api = APIRouter(tags=["ops"])
+
+    @api.get(
+        "/metrics",
+        summary="Prometheus metrics (text format).",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {}}}},
+    )
+    async def scrape() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE)
+
+    app.include_router(api)
+    return metrics

@@ -1,0 +1,130 @@
+"""Who is asking: one FastAPI dependency every route that reads the knowledge base uses.
+
+A caller is, in order: an API key (``Authorization: Bearer kb_...`` or ``X-API-Key``), a
+widget (``X-Widget-Token`` + the page's ``Origin``, optionally a signed
+``X-Widget-Identity``), or, only when ``auth.required`` is off (dev), anonymous with the
+default groups. ``require(scope)`` adds the scope check; ``asking`` adds the rate limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from rag.apikeys import SCOPES, KeyStore
+from rag.config import Settings
+from rag.errors import AuthError, ForbiddenError, RagError
+from rag.ratelimit import RateLimiter, retry_after
+from rag.types import Principal
+from serving.widget_auth import widget_principal
+
+TOKEN_HEADER = "x-widget-token"
+IDENTITY_HEADER = "x-widget-identity"
+
+
+class RateLimitedError(RagError):
+    exit_code = 2
+    http_status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def anonymous(settings: Settings) -> Principal:
+    return Principal(
+        "anonymous",
+        frozenset(settings.ingest.default_groups),
+        anonymous=True,
+        scopes=frozenset(SCOPES),
+    )
+
+
+def page_origin(request: Request) -> str | None:
+    """The calling page's origin: browsers omit ``Origin`` on same-origin GETs, but then say
+    ``Sec-Fetch-Site: same-origin``, and the page's origin is the service's own."""
+    origin = request.headers.get("origin")
+    if origin is None and request.headers.get("sec-fetch-site") == "same-origin":
+        origin = f"{request.url.scheme}://{request.url.netloc}"
+    return origin
+
+
+def _api_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def get_principal(request: Request) -> Principal:
+    state = request.app.state.rag
+    settings: Settings = state.settings
+    keys: KeyStore = state.keys
+    presented = _api_key(request)
+    if presented:
+        key = keys.verify(presented)
+        if key is None:
+            raise AuthError(
+                "The API key is invalid or revoked. Check the Authorization header, or ask an "
+                "administrator for a key (rag-ingest keys create)."
+            )
+        return Principal(
+            f"key:{key.key_id}",
+            frozenset(key.groups),
+            anonymous=False,
+            scopes=frozenset(key.scopes),
+        )
+    token = request.headers.get(TOKEN_HEADER)
+    if token is not None:
+        return widget_principal(
+            settings.widget, token, page_origin(request), request.headers.get(IDENTITY_HEADER)
+        )
+    if settings.auth.required:
+        raise AuthError(
+            "An API key is required: send `Authorization: Bearer <key>`. An administrator "
+            "creates keys with `rag-ingest keys create`."
+        )
+    return anonymous(settings)
+
+
+Caller = Annotated[Principal, Depends(get_principal)]
+
+
+def require(scope: str) -> Callable[[Principal], Principal]:
+    def check(caller: Caller) -> Principal:
+        if scope not in caller.scopes:
+            raise ForbiddenError(
+                f"This key lacks the {scope!r} scope. Use a key with it, or ask an "
+                "administrator to create one."
+            )
+        return caller
+
+    return check
+
+
+def asking(request: Request, caller: Annotated[Principal, Depends(require("ask"))]) -> Principal:
+    """The ``ask`` scope plus the per-caller question rate limit."""
+    limiter: RateLimiter = request.app.state.rag.limiter
+    who = caller.subject
+    if caller.anonymous:  # anonymous widget visitors share a subject: tell them apart by IP
+        who += "|" + (request.client.host if request.client else "?")
+    wait = limiter.take(who)
+    if wait > 0:
+        seconds = retry_after(wait)
+        raise RateLimitedError(
+            f"Too many questions; the limit is {limiter.rate * 60:g} per minute. Retry in "
+            f"{seconds} s.",
+            seconds,
+        )
+    return caller
+
+
+Asker = Annotated[Principal, Depends(asking)]
+Reader = Annotated[Principal, Depends(require("ask"))]
+
+
+def can_read(principal: Principal, groups: tuple[str, ...]) -> bool:
+    return bool(principal.groups.intersection(groups))

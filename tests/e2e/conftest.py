@@ -1,0 +1,37 @@
+"""One real server process (``python -m serving.cli``) for all end-to-end tests: starting the
+engine dominates their cost, so it is started once, with the widget configured."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.serverproc import free_port, run_server
+
+WIDGET_TOKEN = "e2e-widget-token-000001"
+
+
+@dataclass(frozen=True)
+class Server:
+    base: str
+    port: int
+    workdir: Path
+
+
+@pytest.fixture(scope="session")
+def e2e_server(sample_kb: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp("e2e-server")
+    port = free_port()
+    env = {
+        "RAG_WIDGET__DEMO_PAGE": "true",
+        "RAG_WIDGET__TOKENS": (
+            f"[{{token: {WIDGET_TOKEN}, name: e2e, origins: ['http://127.0.0.1:{port}'], "
+            "groups: [everyone]}]"
+        ),
+    }
+    with run_server(sample_kb.store.path, workdir, port, env) as base:
+        yield Server(base, port, workdir)

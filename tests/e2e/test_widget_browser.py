@@ -1,0 +1,266 @@
+"""The widget in a real headless Chromium (Debian's, driven by Playwright) against a real
+server process: open, ask, stream, cite, open the source, rate, reload, keyboard, phone
+width, Chinese UI, a refused origin, and no HTML injection. Screenshots go to
+``test-artifacts/``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+from tests.e2e.conftest import Server
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = REPO / "test-artifacts"
+QUESTION = "What is the name of the shared print queue?"
+ROOT = "document.querySelector('[data-kb-widget]').shadowRoot"
+
+
+def chromium_path() -> str:
+    found = os.environ.get("RAG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(found).exists():
+        pytest.fail(
+            "Debian's chromium is not installed; `make test` installs it (scripts/setup.sh), "
+            "or run: apt-get install -y chromium"
+        )
+    return found
+
+
+@pytest.fixture(scope="module")
+def server(e2e_server: Server) -> tuple[str, Path]:
+    return e2e_server.base, e2e_server.workdir
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium_path(),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+def open_widget(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.locator(".kbw-launcher").click()
+    expect(page.locator(".kbw-panel")).to_be_visible()
+
+
+def test_ask_stream_cite_rate_and_reload(server: tuple[str, Path], browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    base, workdir = server
+    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    page.goto(f"{base}/widget/demo")
+    open_widget(page)
+    # The host page's `button { background: hotpink }` does not reach inside the widget.
+    send = page.locator(".kbw-form button")
+    assert send.evaluate("b => getComputedStyle(b).backgroundColor") != "rgb(255, 105, 180)"
+    page.screenshot(path=str(ARTIFACTS / "widget-desktop.png"))
+
+    page.evaluate(
+        f"""() => {{
+        const root = {ROOT};
+        window.__lengths = new Set();
+        new MutationObserver(() => {{
+            const a = [...root.querySelectorAll('.kbw-answer')].pop();
+            const body = a && a.querySelector('.kbw-body');
+            if (body && !a.querySelector('.kbw-actions'))
+                window.__lengths.add(body.textContent.length);
+        }}).observe(root.querySelector('.kbw-log'),
+                    {{subtree: true, childList: true, characterData: true}});
+        }}"""
+    )
+    page.locator(".kbw-form textarea").fill(QUESTION)
+    page.keyboard.press("Enter")
+    answer = page.locator(".kbw-answer").last
+    expect(answer.locator(".kbw-actions")).to_be_visible(timeout=120_000)
+    partial = page.evaluate("[...window.__lengths].filter(n => n > 0).length")
+    assert partial >= 2, "the answer did not stream in pieces"
+    answer_text = answer.locator(".kbw-body").inner_text()
+    assert answer_text.strip()
+
+    sources = answer.locator(".kbw-sources button")
+    assert sources.count() >= 1
+    titles = [sources.nth(i).inner_text() for i in range(sources.count())]
+    assert any("print" in t.lower() for t in titles), titles
+    sources.first.click()
+    viewer = page.locator(".kbw-viewer")
+    expect(viewer.locator("h3")).to_be_visible()
+    expect(viewer.locator(".kbw-passage.kbw-hl")).to_have_count(1)
+    page.keyboard.press("Escape")  # Esc leaves the source view first, not the widget
+    expect(viewer).to_be_hidden()
+    expect(page.locator(".kbw-panel")).to_be_visible()
+
+    answer.locator(".kbw-rate-down").click()
+    page.locator(".kbw-comment input").fill("e2e: too vague")
+    page.locator(".kbw-comment button").click()
+    expect(answer.locator("[role=status]")).to_have_text("Thanks for the feedback.")
+    with sqlite3.connect(workdir / "feedback.sqlite3") as db:
+        rows = db.execute("SELECT rating, comment FROM feedback").fetchall()
+    assert rows == [("down", "e2e: too vague")]
+
+    page.reload()
+    expect(page.locator(".kbw-panel")).to_be_visible()  # it stays open across the reload
+    expect(page.locator(".kbw-user")).to_have_text(QUESTION)
+    assert page.locator(".kbw-answer .kbw-body").last.inner_text() == answer_text
+    expect(page.locator(".kbw-rate-down")).to_have_attribute("aria-pressed", "true")
+
+
+def test_keyboard_focus_trap_and_escape(server: tuple[str, Path], browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    base, _ = server
+    page = browser.new_context().new_page()
+    page.goto(f"{base}/widget/demo")
+    page.locator(".kbw-launcher").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".kbw-panel")).to_be_visible()
+    assert page.locator(".kbw-panel").get_attribute("role") == "dialog"
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        inside = page.evaluate(f"{ROOT}.activeElement?.closest('.kbw-panel') != null")
+        assert inside, "focus left the open panel"
+    page.keyboard.press("Escape")
+    expect(page.locator(".kbw-panel")).to_be_hidden()
+    assert page.evaluate(f"{ROOT}.activeElement?.className") == "kbw-launcher"
+
+
+def test_phone_width_and_chinese(server: tuple[str, Path], browser: Any) -> None:
+    base, _ = server
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.goto(f"{base}/widget/demo?lang=zh")
+    open_widget(page)
+    box = page.locator(".kbw-panel").bounding_box()
+    assert box is not None and box["width"] >= 385 and box["height"] >= 800
+    assert page.locator(".kbw-head h2").inner_text() == "咨询服务台"
+    assert page.locator(".kbw-suggest button").first.inner_text() == "公司的报销系统叫什么名字？"
+    page.screenshot(path=str(ARTIFACTS / "widget-phone.png"))
+
+
+def test_refused_origin_is_explained(server: tuple[str, Path], browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    base, _ = server
+    page = browser.new_context().new_page()
+    page.goto(base.replace("127.0.0.1", "localhost") + "/widget/demo")  # another origin
+    open_widget(page)
+    page.locator(".kbw-form textarea").fill(QUESTION)
+    page.keyboard.press("Enter")
+    expect(page.locator(".kbw-error")).to_contain_text("not allowed on this site")
+
+
+def test_model_and_document_html_is_shown_as_text(server: tuple[str, Path], browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    base, _ = server
+    page = browser.new_context().new_page()
+    evil = '<img src=x onerror="window.__pwned=1"> **bold** [1] <script>window.__pwned=2</script>'
+    done = {"answer_id": "x", "answer": evil, "citations": [], "declined": False}
+    body = (
+        'event: citations\ndata: {"citations": []}\n\n'
+        f"event: delta\ndata: {json.dumps({'text': evil})}\n\n"
+        f"event: done\ndata: {json.dumps(done)}\n\n"
+    )
+    page.route(
+        "**/v1/ask",
+        lambda route: route.fulfill(
+            status=200, headers={"content-type": "text/event-stream"}, body=body
+        ),
+    )
+    page.goto(f"{base}/widget/demo")
+    open_widget(page)
+    page.locator(".kbw-form textarea").fill("anything")
+    page.keyboard.press("Enter")
+    answer = page.locator(".kbw-answer").last
+    expect(answer).to_contain_text("<img src=x")
+    assert answer.locator("img, script").count() == 0
+    assert answer.locator("strong").inner_text() == "bold"
+    assert page.evaluate("window.__pwned") is None
+
+
+def test_inline_mode_mounts_into_the_page(server: tuple[str, Path], browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    base, _ = server
+    page = browser.new_context().new_page()
+    page.goto(f"{base}/widget/demo")
+    token = page.locator("script[data-token]").get_attribute("data-token")
+    page.evaluate(
+        """([token, base]) => {
+            const box = document.createElement('div');
+            box.id = 'kb-inline';
+            box.style.height = '500px';
+            document.querySelector('main').appendChild(box);
+            window.KBWidget.mount({token, base, mode: 'inline', target: '#kb-inline',
+                                   title: 'IT help', color: '#0a7d38'});
+        }""",
+        [token, base],
+    )
+    inline = page.locator("#kb-inline .kbw-panel")
+    expect(inline).to_be_visible()
+    assert inline.get_attribute("role") == "region"
+    assert page.locator("#kb-inline .kbw-head h2").inner_text() == "IT help"
+    colour = page.locator("#kb-inline .kbw-head").evaluate(
+        "n => getComputedStyle(n).backgroundColor"
+    )
+    assert colour == "rgb(10, 125, 56)"
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        ("abort", "Can't reach the knowledge service"),
+        ("429", "Try again in 7 seconds"),
+        ("503", "The service is starting up"),
+    ],
+)
+def test_service_trouble_is_explained(
+    server: tuple[str, Path], browser: Any, reply: str, message: str
+) -> None:
+    from playwright.sync_api import expect
+
+    base, _ = server
+
+    def handle(route: Any) -> None:
+        if reply == "abort":
+            route.abort("connectionrefused")
+            return
+        error = {"error": {"code": "x", "message": "busy"}}
+        route.fulfill(
+            status=int(reply),
+            headers={"content-type": "application/json", "retry-after": "7"},
+            body=json.dumps(error),
+        )
+
+    page = browser.new_context().new_page()
+    page.route("**/v1/ask", handle)
+    page.goto(f"{base}/widget/demo")
+    open_widget(page)
+    page.locator(".kbw-form textarea").fill("anything")
+    page.keyboard.press("Enter")
+    expect(page.locator(".kbw-error")).to_contain_text(message)
+    expect(page.locator(".kbw-form button")).to_be_enabled()  # the user can retry

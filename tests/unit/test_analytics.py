@@ -1,0 +1,124 @@
+"""The helpdesk report from a seeded feedback store, with the real embedding model for the
+unanswered-question clusters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag.analytics import build_report, cluster_questions, percentile, render_html
+from rag.feedback import FeedbackStore
+
+NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC).timestamp()
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def embed(assets: Any) -> Any:
+    from rag.config import EmbeddingSettings
+    from rag.embedding import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(EmbeddingSettings()).embed_documents
+
+
+def seed(path: Path) -> FeedbackStore:
+    store = FeedbackStore(path)
+    rows = [
+        # (id, days ago, declined, docs, latency, question)
+        ("a1", 2, False, ["wifi"], 800.0, "What is the guest Wi-Fi password?"),
+        ("a2", 2, True, [], 0.0, "How do I book a parking space?"),
+        ("a3", 1, True, [], 0.0, "Where can I park my car at the office?"),
+        ("a4", 1, False, ["wifi", "vpn"], 1200.0, "How do I connect to the VPN?"),
+        ("a5", 1, True, [], 0.0, "Is there a gym discount for staff?"),
+        ("a6", 0, False, ["print"], 400.0, "What is the print queue called?"),
+        ("old", 45, True, [], 0.0, "Outside the period"),
+    ]
+    for aid, ago, declined, docs, latency, question in rows:
+        store.record_answer(
+            aid,
+            "u",
+            declined=declined,
+            doc_ids=docs,
+            latency_ms=latency,
+            question=question,
+            created_at=NOW - ago * DAY,
+        )
+    store.add("a1", "u", "down", "password changed last week")
+    store.add("a4", "u", "down", None)
+    store.add("a6", "u", "up", None)
+    return store
+
+
+def test_report_counts_rates_votes_and_latency(tmp_path: Path, embed: Any) -> None:
+    report = build_report(seed(tmp_path / "f.sqlite3"), days=30, embed=embed, now=NOW)
+    assert (report.questions, report.declined, report.up, report.down) == (6, 3, 1, 2)
+    assert report.answer_rate == pytest.approx(0.5)
+    assert [(d.questions, d.declined) for d in report.per_day] == [(2, 1), (3, 2), (1, 0)]
+    assert report.latency_p50_ms == 800.0 and report.latency_p95_ms == 1200.0
+    assert [(d.doc_id, d.down, d.up) for d in report.downvoted_docs] == [
+        ("wifi", 2, 0),
+        ("vpn", 1, 0),
+    ]
+    assert report.downvoted_docs[0].comments == ["password changed last week"]
+    top = report.unanswered[0]
+    assert top.count == 2 and "park" in top.example.lower()  # the two parking questions
+    assert report.unanswered[1].count == 1
+    page = render_html(report)
+    assert "<svg" in page and "<script" not in page and "parking" in page
+    assert json.loads(json.dumps(report.to_json()))["answer_rate"] == 0.5
+
+
+def test_questions_can_be_left_out_and_old_rows_expire(tmp_path: Path) -> None:
+    path = tmp_path / "f.sqlite3"
+    store = FeedbackStore(path, store_questions=False)
+    store.record_answer("a", "u", declined=True, doc_ids=[], latency_ms=0, question="secret?")
+    assert store.answers()[0].question is None
+    seed(tmp_path / "g.sqlite3")
+    kept = FeedbackStore(tmp_path / "g.sqlite3", retention_days=30)
+    assert "old" not in {a.answer_id for a in kept.answers()}
+
+
+def test_cluster_and_percentile_edges(embed: Any) -> None:
+    assert cluster_questions([], embed) == []
+    assert percentile([], 95) is None
+    assert percentile([5.0, 1.0, 3.0], 50) == 3.0
+
+
+def test_report_command(tmp_path: Path, assets: Any) -> None:
+    from tests.conftest import ASSETS, REPO
+
+    store = FeedbackStore(tmp_path / "feedback.sqlite3")
+    store.record_answer("x", "u", declined=True, doc_ids=[], latency_ms=0, question="Parking?")
+    env = {
+        "RAG_PROFILE": "test",
+        "RAG_PATHS__DATA_DIR": str(tmp_path),
+        "RAG_PATHS__ASSETS_DIR": str(ASSETS),
+    }
+    import os
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ingest.cli",
+            "report",
+            "--json",
+            "--html",
+            str(tmp_path / "r.html"),
+        ],
+        env={**os.environ, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    assert data["questions"] == 1 and data["unanswered"][0]["example"] == "Parking?"
+    assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
