@@ -205,6 +205,9 @@ class ServerSettings(_Section):
     host: str = Field("127.0.0.1", description="Bind address.")
     port: int = Field(8000, ge=1, le=65535, description="Bind port.")
     max_question_chars: int = Field(4000, ge=1, description="Longest accepted question.")
+    max_concurrent_answers: int = Field(
+        48, ge=1, description="Answers in flight at once; more get 503 with Retry-After."
+    )
     model_name: str = Field(
         "knowledge-base",
         min_length=1,

@@ -32,6 +32,7 @@ from rag.store import ChromaStore
 from rag.types import Answer, Principal, TextDelta
 from serving import documents, feedback, openai_compat, widget
 from serving import metrics as metrics_mod
+from serving.capacity import AnswerSlots
 from serving.deps import Answers
 from serving.principal import Asker, RateLimitedError
 from serving.schemas import (
@@ -55,6 +56,7 @@ class AppState:
     metrics: metrics_mod.Metrics | None = None
     keys: KeyStore | None = None
     limiter: RateLimiter | None = None
+    slots: AnswerSlots = field(default_factory=lambda: AnswerSlots(48))
     status: str = "loading"
     detail: str | None = None
     owns_engine: bool = True
@@ -103,6 +105,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     state = AppState(settings, engine=engine, owns_engine=engine is None)
     state.keys = KeyStore(settings.paths.data_dir / "keys.sqlite3")
     state.limiter = RateLimiter(settings.auth.rate_per_minute, settings.auth.burst)
+    state.slots = AnswerSlots(settings.server.max_concurrent_answers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -138,6 +141,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             lambda answer_id, question, caller, answer: _record(
                 state, answer_id, question, caller, answer
             ),
+            state.slots,
         )
     )
 
@@ -253,7 +257,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             raise BadRequestError("The question is empty. Type a question and retry.")
         answer_id = uuid.uuid4().hex
         if not body.stream:
-            answer = await service.ask(body.question)
+            with state.slots:
+                answer = await service.ask(body.question)
             await _record(state, answer_id, body.question, caller, answer)
             return AskResponse.of(answer, answer_id)
         return StreamingResponse(
@@ -291,16 +296,17 @@ async def _stream_events(
     state: AppState, service: AnswerService, question: str, answer_id: str, caller: Principal
 ) -> AsyncIterator[str]:
     try:
-        async with contextlib.aclosing(service.stream(question)) as events:
-            async for event in events:
-                if isinstance(event, SourcesEvent):
-                    cites = [CitationOut.of(c).model_dump() for c in event.sources]
-                    yield _sse("citations", {"citations": cites})
-                elif isinstance(event, TextDelta):
-                    yield _sse("delta", {"text": event.text})
-                elif isinstance(event, DoneEvent):
-                    await _record(state, answer_id, question, caller, event.answer)
-                    yield _sse("done", AskResponse.of(event.answer, answer_id).model_dump())
+        with state.slots:
+            async with contextlib.aclosing(service.stream(question)) as events:
+                async for event in events:
+                    if isinstance(event, SourcesEvent):
+                        cites = [CitationOut.of(c).model_dump() for c in event.sources]
+                        yield _sse("citations", {"citations": cites})
+                    elif isinstance(event, TextDelta):
+                        yield _sse("delta", {"text": event.text})
+                    elif isinstance(event, DoneEvent):
+                        await _record(state, answer_id, question, caller, event.answer)
+                        yield _sse("done", AskResponse.of(event.answer, answer_id).model_dump())
     except RagError as exc:
         yield _sse("error", {"code": exc.code, "message": exc.message})
     except Exception:

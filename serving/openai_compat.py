@@ -25,6 +25,7 @@ from rag.answer import DoneEvent
 from rag.config import Settings
 from rag.errors import BadRequestError, NotFoundError, RagError
 from rag.types import Answer, HistoryTurn, Principal, TextDelta
+from serving.capacity import AnswerSlots
 from serving.deps import Answers
 from serving.principal import Asker
 from serving.schemas import CitationOut, ErrorResponse
@@ -171,7 +172,10 @@ def _chunk(cid: str, created: int, model: str, **fields: Any) -> str:
 
 
 def router(
-    settings: Settings, engine_name: Callable[[], str | None], record: Recorder
+    settings: Settings,
+    engine_name: Callable[[], str | None],
+    record: Recorder,
+    slots: AnswerSlots,
 ) -> APIRouter:
     api = APIRouter(tags=["openai"])
     started = int(time.time())
@@ -215,7 +219,8 @@ def router(
         answer_id = uuid.uuid4().hex
         cid, created = f"chatcmpl-{answer_id}", int(time.time())
         if not body.stream:
-            answer = await service.ask(question, history)
+            with slots:
+                answer = await service.ask(question, history)
             await record(answer_id, question, caller, answer)
             return ChatCompletion(
                 id=cid,
@@ -234,28 +239,29 @@ def router(
                 cid, created, model, choices=[_delta({"role": "assistant", "content": ""})]
             )
             try:
-                async with contextlib.aclosing(service.stream(question, history)) as stream:
-                    async for event in stream:
-                        if isinstance(event, TextDelta):
-                            yield _chunk(
-                                cid, created, model, choices=[_delta({"content": event.text})]
-                            )
-                        elif isinstance(event, DoneEvent):
-                            answer = event.answer
-                            await record(answer_id, question, caller, answer)
-                            cites = [CitationOut.of(c).model_dump() for c in answer.citations]
-                            yield _chunk(
-                                cid,
-                                created,
-                                model,
-                                choices=[_delta({}, "stop")],
-                                answer_id=answer_id,
-                                citations=cites,
-                                declined=answer.declined,
-                            )
-                            if include_usage:
-                                usage = _usage(answer).model_dump()
-                                yield _chunk(cid, created, model, choices=[], usage=usage)
+                with slots:
+                    async with contextlib.aclosing(service.stream(question, history)) as stream:
+                        async for event in stream:
+                            if isinstance(event, TextDelta):
+                                yield _chunk(
+                                    cid, created, model, choices=[_delta({"content": event.text})]
+                                )
+                            elif isinstance(event, DoneEvent):
+                                answer = event.answer
+                                await record(answer_id, question, caller, answer)
+                                cites = [CitationOut.of(c).model_dump() for c in answer.citations]
+                                yield _chunk(
+                                    cid,
+                                    created,
+                                    model,
+                                    choices=[_delta({}, "stop")],
+                                    answer_id=answer_id,
+                                    citations=cites,
+                                    declined=answer.declined,
+                                )
+                                if include_usage:
+                                    usage = _usage(answer).model_dump()
+                                    yield _chunk(cid, created, model, choices=[], usage=usage)
             except RagError as exc:
                 yield f"data: {json.dumps(_error(exc.code, exc.message))}\n\n"
             except Exception:

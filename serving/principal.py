@@ -106,7 +106,8 @@ def require(scope: str) -> Callable[[Principal], Principal]:
 
 
 def asking(request: Request, caller: Annotated[Principal, Depends(require("ask"))]) -> Principal:
-    """The ``ask`` scope plus the per-caller question rate limit."""
+    """The ``ask`` scope, the per-caller question rate limit, and the service's capacity."""
+    request.app.state.rag.slots.check()
     limiter: RateLimiter = request.app.state.rag.limiter
     who = caller.subject
     if caller.anonymous:  # anonymous widget visitors share a subject: tell them apart by IP

@@ -58,3 +58,15 @@ def test_auth_can_be_off_only_in_dev_and_test() -> None:
     assert load_settings("gpu-20b", environ={}).auth.required
     with pytest.raises(ConfigError, match="only dev and test"):
         load_settings("gpu-20b", environ={"RAG_AUTH__REQUIRED": "false"})
+
+
+def test_answer_slots_refuse_beyond_the_limit() -> None:
+    from serving.capacity import AnswerSlots, BusyError
+
+    slots = AnswerSlots(2)
+    with slots, slots:
+        with pytest.raises(BusyError) as busy:
+            slots.check()
+        assert busy.value.http_status == 503
+    slots.check()  # released on exit
+    assert slots.in_flight == 0
