@@ -157,6 +157,22 @@ def plan_chunks(
     return plans
 
 
+def detect_language(text: str) -> str:
+    """``zh`` when CJK ideographs make up a fifth of the letters, ``en`` for Latin text,
+    ``und`` otherwise; a cheap guess, good enough to pick a keyword tokenizer."""
+    cjk = latin = 0
+    for ch in text:
+        if "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff":
+            cjk += 1
+        elif ch.isascii() and ch.isalpha():
+            latin += 1
+    if cjk and cjk * 5 >= cjk + latin // 4:
+        return "zh"
+    if latin:
+        return "en"
+    return "und"
+
+
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -169,6 +185,8 @@ def make_chunks(
     source: str,
     title: str,
     groups: tuple[str, ...],
+    ingested_at: str = "",
+    url: str = "",
 ) -> list[Chunk]:
     return [
         Chunk(
@@ -182,6 +200,9 @@ def make_chunks(
             index=i,
             groups=groups,
             content_hash=content_hash(plan.text),
+            language=detect_language(plan.text),
+            ingested_at=ingested_at,
+            url=url,
         )
         for i, plan in enumerate(plans)
     ]

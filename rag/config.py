@@ -30,7 +30,8 @@ ENV_PREFIX = "RAG_"
 PROFILE_ENV = "RAG_PROFILE"
 CONFIG_DIR_ENV = "RAG_CONFIG_DIR"
 DEFAULT_PROFILE = "dev"
-_NOT_SETTINGS = {PROFILE_ENV, CONFIG_DIR_ENV}
+CRASH_ENV = "RAG_TEST_CRASH_AT"  # a test hook of the ingest pipeline, not a setting
+_NOT_SETTINGS = {PROFILE_ENV, CONFIG_DIR_ENV, CRASH_ENV}
 
 
 class _Section(BaseModel):
@@ -56,6 +57,16 @@ class StoreSettings(_Section):
     hnsw_ef_construction: int = Field(200, ge=16, description="HNSW build breadth.")
     hnsw_ef_search: int = Field(200, ge=10, description="HNSW search breadth.")
     hnsw_max_neighbors: int = Field(32, ge=4, description="HNSW graph degree.")
+    manifest: Path | None = Field(
+        None,
+        description="SQLite ingest manifest; default: <store.path>-manifest.sqlite beside it.",
+    )
+
+    def manifest_path(self) -> Path:
+        """Where the ingest manifest (documents, hashes, the active collection) lives."""
+        if self.manifest is not None:
+            return self.manifest
+        return self.path.parent / f"{self.path.name}-manifest.sqlite"
 
 
 class EmbeddingSettings(_Section):
@@ -65,6 +76,19 @@ class EmbeddingSettings(_Section):
     )
     device: str = Field("cpu", description="torch device for embeddings.")
     batch_size: int = Field(32, ge=1, le=1024, description="Chunks per embedding batch.")
+    backend: Literal["torch", "onnx"] = Field(
+        "torch", description="torch (sentence-transformers) or onnx (onnxruntime, CPU)."
+    )
+    onnx_precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="ONNX weights: fp32 (same vectors as torch) or int8 (faster)."
+    )
+
+
+class GroupRule(_Section):
+    pattern: str = Field(
+        description="Glob on the path relative to the folder given to add/sync, or absolute."
+    )
+    groups: list[str] = Field(min_length=1, description="Access groups of matching files.")
 
 
 class IngestSettings(_Section):
@@ -76,6 +100,22 @@ class IngestSettings(_Section):
     pdf_strategy: Literal["fast", "ocr_only"] = Field("fast", description="PDF parsing.")
     default_groups: list[str] = Field(
         default_factory=lambda: ["everyone"], description="Groups of documents by default."
+    )
+    group_rules: list[GroupRule] = Field(
+        default_factory=list,
+        description="Path glob -> access groups; every matching rule adds its groups.",
+    )
+    workers: int = Field(
+        0, ge=0, le=64, description="Parsing processes: 0 = one per CPU core, 1 = in-process."
+    )
+    embed_batch_chunks: int = Field(
+        256, ge=1, le=5000, description="Chunks gathered across files per embed+store round."
+    )
+    max_unzipped_mb: float = Field(
+        500.0, gt=0, description="Office files (zip) declaring more uncompressed data are refused."
+    )
+    max_zip_ratio: float = Field(
+        200.0, gt=1, description="Office files whose zip expands more than this are refused."
     )
 
 
