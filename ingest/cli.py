@@ -60,7 +60,9 @@ def _ingestor(settings: Settings) -> Any:
     from rag.store import ChromaStore
 
     embedder = create_embedder(settings.embedding, settings.paths)
-    store = ChromaStore(settings.store, embedder_id=embedder.model_id, dimension=embedder.dimension)
+    store = ChromaStore(
+        settings.store, embedder_id=embedder.model_id, dimension=lambda: embedder.dimension
+    )
     return Ingestor(settings, embedder, store, listeners=index_listeners(settings))
 
 

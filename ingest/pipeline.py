@@ -428,6 +428,7 @@ class Ingestor:
 
     def _remove(self, doc_id: str) -> int:
         ids = self._manifest.remove(self._collection, doc_id)
+        crash_point("after_remove")
         if ids:
             self._store.delete_ids(ids)
             self._notify_delete(ids)

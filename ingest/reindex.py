@@ -59,7 +59,7 @@ class Reindex:
         return ChromaStore(
             self._settings.store,
             embedder_id=embedder.model_id,
-            dimension=embedder.dimension,
+            dimension=lambda: embedder.dimension,
             collection=self.target,
         )
 

@@ -5,8 +5,9 @@ The sentence-transformers model's transformer is exported once with ``torch.onnx
 ``.complete`` marker holding the source weights' hash); ``int8`` adds a dynamically
 quantized copy. Inference tokenizes with the model's ``tokenizer.json``, runs the graph,
 mean-pools over the attention mask and L2-normalises: the same vectors as
-sentence-transformers (fp32), ~1.7x faster on CPU; int8 ~2.8x, cosine >= 0.97 to fp32.
-Because int8 vectors differ, an int8 index has its own model id (a switch needs reindex).
+sentence-transformers (fp32, cosine > 0.9999), faster on CPU; int8 (per-channel weights)
+is faster still, cosine >= 0.985 to fp32. Because int8 vectors differ, an int8 index has
+its own model id (switching to it needs ``rag-ingest reindex``).
 """
 
 from __future__ import annotations
@@ -80,14 +81,22 @@ def _export(model_dir: Path, out: Path) -> None:
     import torch
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
-    model.eval()
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
+
+        def forward(self, ids: Any, mask: Any, types: Any) -> Any:
+            out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=types)
+            return out.last_hidden_state
+
+    encoder = Encoder().eval()
     ids = torch.ones((2, 16), dtype=torch.long)
     args = (ids, torch.ones_like(ids), torch.zeros_like(ids))
     axes = {0: "batch", 1: "tokens"}
     with torch.no_grad():
         torch.onnx.export(
-            model,
+            encoder,
             args,
             str(out),
             input_names=["input_ids", "attention_mask", "token_type_ids"],
@@ -107,7 +116,8 @@ def _export(model_dir: Path, out: Path) -> None:
 def _quantize(source: Path, out: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8)
+    # Per-channel weights: cosine to fp32 >= 0.985 here (per-tensor: 0.94).
+    quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=True)
 
 
 class OnnxEmbedder:

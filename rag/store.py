@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rag.config import StoreSettings
@@ -102,7 +102,7 @@ class ChromaStore:
         settings: StoreSettings,
         *,
         embedder_id: str | None,
-        dimension: int = 0,
+        dimension: int | Callable[[], int] = 0,
         collection: str | None = None,
     ) -> None:
         from rag.manifest import active_collection
@@ -112,7 +112,7 @@ class ChromaStore:
         self.name = collection or active_collection(settings)
         self._collection = self._open(self.name, embedder_id, dimension)
 
-    def _open(self, name: str, embedder_id: str | None, dimension: int) -> Any:
+    def _open(self, name: str, embedder_id: str | None, dimension: int | Callable[[], int]) -> Any:
         try:
             existing = set(self.collection_names())
             if name in existing:
@@ -133,7 +133,11 @@ class ChromaStore:
                             "max_neighbors": self._settings.hnsw_max_neighbors,
                         }
                     },
-                    metadata={"embedder": embedder_id, "dimension": dimension},
+                    metadata={
+                        "embedder": embedder_id,
+                        # a callable: the model is loaded only when a collection is created
+                        "dimension": dimension if isinstance(dimension, int) else dimension(),
+                    },
                     embedding_function=None,
                 )
         except StoreError:
