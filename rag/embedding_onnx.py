@@ -90,11 +90,14 @@ def _export(model_dir: Path, out: Path) -> None:
             out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=types)
             return out.last_hidden_state
 
+    import warnings
+
     encoder = Encoder().eval()
     ids = torch.ones((2, 16), dtype=torch.long)
     args = (ids, torch.ones_like(ids), torch.zeros_like(ids))
     axes = {0: "batch", 1: "tokens"}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's notes on BERT's masks
         torch.onnx.export(
             encoder,
             args,

@@ -186,3 +186,32 @@ def test_another_model_is_refused_and_reindex_switches_when_complete(
         assert manifest.stats(job.target)["documents"] == 2
         assert manifest.stats("knowledge")["documents"] == 0
     assert rec.events[-1] == ("commit", None)
+
+
+def test_a_process_pool_parses_the_same_chunks_as_in_process(
+    make_settings: Any, embedder: Any
+) -> None:
+    from ingest.work import ParseJob, prepare
+    from rag.embedding import tokenizer_file
+    from tests.conftest import KB_DIR
+
+    settings = make_settings(ingest={"workers": 2})
+    cfg = settings.ingest
+    files = [KB_DIR / "it-wifi-and-vpn.md", KB_DIR / "hr-leave-policy.docx"]
+    inline = []
+    for path in files:
+        job = ParseJob(
+            str(path),
+            cfg.pdf_strategy,
+            cfg.chunk_tokens,
+            cfg.chunk_overlap,
+            cfg.max_unzipped_mb,
+            cfg.max_zip_ratio,
+            str(tokenizer_file(settings.embedding)),
+        )
+        inline += [(p.text, p.section) for p in prepare(job).plans]
+    rec = Recorder()
+    ingestor = open_kb(settings, embedder, [rec])
+    assert {r.status for r in ingestor.add(files)} == {"added"}
+    pooled = [(c.text, c.section) for c in rec.upserted.values()]
+    assert sorted(pooled) == sorted(inline) and len(inline) > 2
