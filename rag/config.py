@@ -19,10 +19,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from rag.errors import ConfigError
 
@@ -84,11 +84,14 @@ class EmbeddingSettings(_Section):
     )
 
 
+GroupName = Annotated[str, StringConstraints(pattern=r"^[\w.:@-]{1,64}$")]
+
+
 class GroupRule(_Section):
     pattern: str = Field(
         description="Glob on the path relative to the folder given to add/sync, or absolute."
     )
-    groups: list[str] = Field(min_length=1, description="Access groups of matching files.")
+    groups: list[GroupName] = Field(min_length=1, description="Access groups of matching files.")
 
 
 class IngestSettings(_Section):
@@ -98,8 +101,10 @@ class IngestSettings(_Section):
     chunk_overlap: int = Field(32, ge=0, description="Overlap between split chunks, tokens.")
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are refused.")
     pdf_strategy: Literal["fast", "ocr_only"] = Field("fast", description="PDF parsing.")
-    default_groups: list[str] = Field(
-        default_factory=lambda: ["everyone"], description="Groups of documents by default."
+    default_groups: list[GroupName] = Field(
+        default_factory=lambda: ["everyone"],
+        min_length=1,
+        description="Groups of documents by default.",
     )
     group_rules: list[GroupRule] = Field(
         default_factory=list,
