@@ -100,7 +100,10 @@ class IngestSettings(_Section):
     )
     chunk_overlap: int = Field(32, ge=0, description="Overlap between split chunks, tokens.")
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are refused.")
-    pdf_strategy: Literal["fast", "ocr_only"] = Field("fast", description="PDF parsing.")
+    pdf_strategy: Literal["text", "fast", "ocr_only"] = Field(
+        "text",
+        description="PDF parsing: text (pypdfium2 text layer), fast (unstructured), ocr_only.",
+    )
     default_groups: list[GroupName] = Field(
         default_factory=lambda: ["everyone"],
         min_length=1,
