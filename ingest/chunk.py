@@ -105,6 +105,7 @@ class ChunkPlan:
     text: str
     section: str
     page: int | None
+    sheet: str = ""
 
 
 def plan_chunks(
@@ -147,7 +148,9 @@ def plan_chunks(
                 else [element.text]
             )
             label = " > ".join(section.path)
-            plans.extend(ChunkPlan(p, label, element.page) for p in parts if p.strip())
+            plans.extend(
+                ChunkPlan(p, label, element.page, element.sheet) for p in parts if p.strip()
+            )
             section.page = None
             continue
         section.texts.append(element.text)
@@ -197,6 +200,7 @@ def make_chunks(
             title=title,
             section=plan.section,
             page=plan.page,
+            sheet=plan.sheet,
             index=i,
             groups=groups,
             content_hash=content_hash(plan.text),

@@ -41,6 +41,7 @@ class Element:
     page: int | None = None
     depth: int = 0
     html: str | None = None
+    sheet: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,10 @@ def _convert(raw: Any) -> Element | None:
         html = getattr(meta, "text_as_html", None)
         if not text and not html:
             return None
-        return Element("table", text, page, 0, str(html) if html else None)
+        sheet = getattr(meta, "page_name", None)
+        return Element(
+            "table", text, page, 0, str(html) if html else None, str(sheet) if sheet else ""
+        )
     if not text:
         return None
     if category == "Title" and looks_like_heading(text):

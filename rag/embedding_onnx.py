@@ -164,6 +164,9 @@ class OnnxEmbedder:
         name = "model.onnx" if self._settings.onnx_precision == "fp32" else "model.int8.onnx"
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # No busy-waiting threads: on a shared CPU (parse workers, other services) spinning
+        # burns the cores the other work needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(
             str(folder / name), sess_options=options, providers=["CPUExecutionProvider"]
         )

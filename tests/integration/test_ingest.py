@@ -43,10 +43,13 @@ def test_every_sample_format_is_ingested_with_structure(kb: Any) -> None:
     assert pdf and pdf[0].chunk.page == 3
     xlsx = [h for h in hits_for("webcam price") if h.chunk.source.endswith(".xlsx")]
     assert xlsx and xlsx[0].chunk.text.startswith("| Item code | Item |")
+    assert xlsx[0].chunk.sheet == "Equipment"
     docx = [h for h in hits_for("annual leave days") if h.chunk.source.endswith(".docx")]
     assert docx and "Annual leave" in docx[0].chunk.section
     zh = hits_for("出差住宿标准")
     assert zh[0].chunk.source.endswith("finance-expense-policy-zh.md")
+    assert zh[0].chunk.language == "zh" and pdf[0].chunk.language == "en"
+    assert pdf[0].chunk.section == "6. Safety and emergencies"  # headings from the PDF text
 
 
 def test_second_run_skips_unchanged_files_and_updates_changed_ones(kb: Any, tmp_path: Path) -> None:
