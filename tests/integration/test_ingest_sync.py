@@ -215,3 +215,25 @@ def test_a_process_pool_parses_the_same_chunks_as_in_process(
     assert {r.status for r in ingestor.add(files)} == {"added"}
     pooled = [(c.text, c.section) for c in rec.upserted.values()]
     assert sorted(pooled) == sorted(inline) and len(inline) > 2
+
+
+def test_listeners_commit_even_when_a_run_fails(
+    make_settings: Any, embedder: Any, tmp_path: Path
+) -> None:
+    class Exploding(Recorder):
+        def on_upsert(self, chunks: Sequence[Chunk]) -> None:
+            super().on_upsert(chunks)
+            if len(self.upserted) > 1:
+                raise RuntimeError("keyword index full")
+
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.md").write_text(f"# {name}\n\nNote {name}.\n")
+    rec = Exploding()
+    ingestor = open_kb(make_settings(ingest={"embed_batch_chunks": 1}), embedder, [rec])
+    with pytest.raises(RuntimeError, match="keyword index full"):
+        list(ingestor.add([tmp_path]))
+    assert rec.events[-1] == ("commit", None)
+    assert [e[0] for e in rec.events].count("upsert") == 2
+    # The store write of b was committed before the listener failed: nothing is lost.
+    assert ingestor.manifest.stats(ingestor._store.name)["documents"] == 2
+    consistent(ingestor)
