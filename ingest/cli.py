@@ -135,7 +135,9 @@ def _bar(total: int, as_json: bool) -> Iterator[Callable[[Any, Any], None]]:
         def fancy(result: Any, rates: Any) -> None:
             text = line(result)
             if text and result.status == "failed":
-                progress.console.print(text, style="red", markup=False, highlight=False)
+                progress.console.print(
+                    text, style="red", markup=False, highlight=False, soft_wrap=True
+                )
             progress.update(
                 task, completed=rates.done, fps=rates.files_per_s, cps=rates.chunks_per_s
             )
