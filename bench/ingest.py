@@ -178,7 +178,8 @@ def main() -> None:
             print(f"naive: {naive['seconds']:.1f} s", flush=True)
 
     header = (
-        "| pipeline                 |  seconds |  docs/s |  pages/s | chunks/s | chunks |  RSS MB |"
+        "| pipeline                 |  seconds |   CPU s |  docs/s |  pages/s | chunks/s |"
+        " chunks |  RSS MB |"
     )
     print()
     print(header)
