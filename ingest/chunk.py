@@ -105,6 +105,7 @@ class ChunkPlan:
     text: str
     section: str
     page: int | None
+    sheet: str = ""
 
 
 def plan_chunks(
@@ -147,7 +148,9 @@ def plan_chunks(
                 else [element.text]
             )
             label = " > ".join(section.path)
-            plans.extend(ChunkPlan(p, label, element.page) for p in parts if p.strip())
+            plans.extend(
+                ChunkPlan(p, label, element.page, element.sheet) for p in parts if p.strip()
+            )
             section.page = None
             continue
         section.texts.append(element.text)
@@ -155,6 +158,22 @@ def plan_chunks(
             flush()
     flush()
     return plans
+
+
+def detect_language(text: str) -> str:
+    """``zh`` when CJK ideographs make up a fifth of the letters, ``en`` for Latin text,
+    ``und`` otherwise; a cheap guess, good enough to pick a keyword tokenizer."""
+    cjk = latin = 0
+    for ch in text:
+        if "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff":
+            cjk += 1
+        elif ch.isascii() and ch.isalpha():
+            latin += 1
+    if cjk and cjk * 5 >= cjk + latin // 4:
+        return "zh"
+    if latin:
+        return "en"
+    return "und"
 
 
 def content_hash(text: str) -> str:
@@ -169,6 +188,8 @@ def make_chunks(
     source: str,
     title: str,
     groups: tuple[str, ...],
+    ingested_at: str = "",
+    url: str = "",
 ) -> list[Chunk]:
     return [
         Chunk(
@@ -179,9 +200,13 @@ def make_chunks(
             title=title,
             section=plan.section,
             page=plan.page,
+            sheet=plan.sheet,
             index=i,
             groups=groups,
             content_hash=content_hash(plan.text),
+            language=detect_language(plan.text),
+            ingested_at=ingested_at,
+            url=url,
         )
         for i, plan in enumerate(plans)
     ]

@@ -1,4 +1,4 @@
-"""``rag-ingest``: add documents to the knowledge base and inspect it.
+"""``rag-ingest``: add, sync, delete, list and inspect the documents of the knowledge base.
 
 Every command takes ``--json`` for scripts (one JSON object per line) and ``--profile``.
 Exit codes: 0 all good, 1 some files failed, others from :mod:`rag.errors`.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,10 +40,124 @@ def _settings(profile: str | None) -> Settings:
 
 def _fail(exc: RagError, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"error": exc.code, "message": exc.message}))
+        print(json.dumps({"event": "error", "error": exc.code, "message": exc.message}))
     else:
         typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(exc.exit_code)
+
+
+def index_listeners(settings: Settings) -> list[Any]:
+    """Secondary indexes kept in step with the store (the keyword index plugs in here)."""
+    import importlib
+
+    build = getattr(importlib.import_module("rag.services"), "build_index_listeners", None)
+    return [] if build is None else list(build(settings))
+
+
+def _ingestor(settings: Settings) -> Any:
+    from ingest.pipeline import Ingestor
+    from rag.embedding import create_embedder
+    from rag.store import ChromaStore
+
+    embedder = create_embedder(settings.embedding, settings.paths)
+    store = ChromaStore(
+        settings.store, embedder_id=embedder.model_id, dimension=lambda: embedder.dimension
+    )
+    return Ingestor(settings, embedder, store, listeners=index_listeners(settings))
+
+
+def _report(results: Iterable[Any], total: int, as_json: bool) -> int:
+    """Print results as they come (a rich bar on a terminal); returns the failure count."""
+    from ingest.progress import Rates
+
+    rates = Rates(total)
+    failed = 0
+    with _bar(total, as_json) as advance:
+        for result in results:
+            rates.add(result)
+            failed += result.status == "failed"
+            if as_json:
+                line = {"event": "file", **result.to_json(), **rates.snapshot()}
+                print(json.dumps(line, ensure_ascii=False), flush=True)
+            else:
+                advance(result, rates)
+    if as_json:
+        summary = {"event": "summary", **rates.counts, **rates.snapshot()}
+        summary["seconds"] = round(rates.elapsed, 2)
+        print(json.dumps(summary), flush=True)
+    else:
+        print(f"done: {rates.summary()}", flush=True)
+    return failed
+
+
+@contextmanager
+def _bar(total: int, as_json: bool) -> Iterator[Callable[[Any, Any], None]]:
+    from ingest.guard import shown
+
+    def line(result: Any) -> str | None:
+        if result.status == "failed":
+            return f"FAILED  {result.error}"
+        if result.status in {"added", "updated", "deleted"}:
+            return f"{result.status:<9} {shown(result.path)} ({result.chunks} chunks)"
+        return None
+
+    if as_json or not sys.stderr.isatty():
+
+        def plain(result: Any, rates: Any) -> None:
+            text = line(result)
+            if text:
+                print(text, flush=True, file=sys.stderr if result.status == "failed" else None)
+
+        yield plain
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    columns = (
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TextColumn("{task.fields[fps]:.1f} files/s"),
+        TextColumn("{task.fields[cps]:.0f} chunks/s"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("ingest", total=total, fps=0.0, cps=0.0)
+
+        def fancy(result: Any, rates: Any) -> None:
+            text = line(result)
+            if text and result.status == "failed":
+                progress.console.print(
+                    text, style="red", markup=False, highlight=False, soft_wrap=True
+                )
+            progress.update(
+                task, completed=rates.done, fps=rates.files_per_s, cps=rates.chunks_per_s
+            )
+
+        yield fancy
+
+
+def _run_files(paths: list[Path], as_json: bool, profile: str | None, sync: bool) -> None:
+    try:
+        settings = _settings(profile)
+        from ingest.pipeline import discover
+
+        ingestor = _ingestor(settings)
+        targets = list(discover(paths))
+        results = ingestor.run(targets, prune=paths[0] if sync else None)
+        failed = _report(results, len(targets), as_json)
+    except RagError as exc:
+        _fail(exc, as_json)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -50,46 +166,158 @@ def add(
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
-    """Add or update files (folders recursively); unchanged files are skipped."""
+    """Add or update files (folders recursively); unchanged files are skipped unparsed."""
+    _run_files(paths, as_json, profile, sync=False)
+
+
+@app.command()
+def sync(
+    folder: Annotated[Path, typer.Argument(help="The folder to mirror into the index.")],
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Add and update the folder's files, and delete documents whose files are gone."""
+    if not folder.is_dir():
+        _fail(RagError(f"{folder} is not a folder. Give the folder to mirror."), as_json)
+    _run_files([folder], as_json, profile, sync=True)
+
+
+@app.command()
+def delete(
+    keys: Annotated[list[str], typer.Argument(help="Document ids or file paths.")],
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Remove documents from the index (the files are not touched)."""
+    from ingest.pipeline import Ingestor
+    from rag.embedding import create_embedder
+    from rag.store import ChromaStore
+
+    failed = 0
     try:
         settings = _settings(profile)
-        from ingest.pipeline import Ingestor
-        from rag.services import build_knowledge_base
-
-        kb = build_knowledge_base(settings)
-        ingestor = Ingestor(settings, kb.embedder, kb.store)
-        failed = 0
-        counts: dict[str, int] = {}
-        for result in ingestor.add(paths):
-            counts[result.status] = counts.get(result.status, 0) + 1
-            failed += result.status == "failed"
+        embedder = create_embedder(settings.embedding, settings.paths)
+        store = ChromaStore(settings.store, embedder_id=None)
+        ingestor = Ingestor(settings, embedder, store, listeners=index_listeners(settings))
+        for key in keys:
+            try:
+                result = ingestor.delete(key)
+            except RagError as exc:
+                failed += 1
+                if as_json:
+                    print(json.dumps({"event": "error", "key": key, "message": exc.message}))
+                else:
+                    typer.secho(f"FAILED  {exc.message}", fg=typer.colors.RED, err=True)
+                continue
             if as_json:
-                print(json.dumps(result.to_json()), flush=True)
-            elif result.status == "failed":
-                typer.secho(f"FAILED  {result.path}: {result.error}", fg=typer.colors.RED)
-            elif result.status != "skipped":
-                print(f"{result.status:<9} {result.path} ({result.chunks} chunks)", flush=True)
-        if not as_json:
-            summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no files"
-            print(f"done: {summary}; {kb.store.count()} chunks in the index")
+                print(json.dumps({"event": "file", **result.to_json()}, ensure_ascii=False))
+            else:
+                print(f"deleted   {result.path} ({result.chunks} chunks)")
     except RagError as exc:
         _fail(exc, as_json)
     if failed:
         raise typer.Exit(1)
 
 
-@app.command()
-def stats(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
-    """How many chunks the index holds."""
+def _manifest(settings: Settings) -> Any:
+    from rag.manifest import Manifest
+
+    return Manifest(settings.store.manifest_path())
+
+
+@app.command("list")
+def list_(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
+    """The documents in the index (and the files that last failed)."""
     try:
         settings = _settings(profile)
-        from rag.services import build_knowledge_base
+        with _manifest(settings) as manifest:
+            collection = manifest.active(settings.store.collection)
+            for doc in manifest.documents(collection):
+                if as_json:
+                    print(json.dumps(doc.to_json(), ensure_ascii=False))
+                else:
+                    groups = ",".join(doc.groups)
+                    print(f"{doc.doc_id}  {doc.chunks:>5}  {groups:<16} {doc.path}")
+            for path, error, at in manifest.failures(collection):
+                if as_json:
+                    row = {"path": path, "state": "failed", "error": error, "at": at}
+                    print(json.dumps(row, ensure_ascii=False))
+                else:
+                    typer.secho(f"failed            {error}", fg=typer.colors.RED)
+    except RagError as exc:
+        _fail(exc, as_json)
 
-        kb = build_knowledge_base(settings)
-        data = {"chunks": kb.store.count(), "collection": settings.store.collection}
+
+@app.command()
+def stats(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
+    """How many documents and chunks the index holds, and with which model."""
+    from rag.store import ChromaStore
+
+    try:
+        settings = _settings(profile)
+        with _manifest(settings) as manifest:
+            collection = manifest.active(settings.store.collection)
+            data: dict[str, Any] = {"collection": collection, **manifest.stats(collection)}
+        try:
+            store = ChromaStore(settings.store, embedder_id=None, collection=collection)
+            data["store_chunks"] = store.count()
+            data["embedder"] = store.embedder_id
+        except RagError:
+            data["store_chunks"] = 0
+            data["embedder"] = None
     except RagError as exc:
         _fail(exc, as_json)
     print(json.dumps(data) if as_json else "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+@app.command()
+def reindex(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
+    """Rebuild the index with the configured embedding model, beside the old one, and
+    switch to it only when complete (queries keep working meanwhile)."""
+    from ingest.reindex import Reindex
+    from rag.embedding import create_embedder
+
+    try:
+        settings = _settings(profile)
+        with _manifest(settings) as manifest:
+            job = Reindex(
+                settings,
+                create_embedder(settings.embedding, settings.paths),
+                manifest,
+                listeners=index_listeners(settings),
+            )
+            results: list[Any] = []
+            failed = _report(_tee(job.run(), results), len(job.documents), as_json)
+            missing = [r for r in results if r.status == "failed" and not Path(r.path).exists()]
+            if failed > len(missing):
+                raise RagError(
+                    f"{failed - len(missing)} documents failed, so the index was not switched "
+                    f"(queries still use {job.old}). Fix or remove those files, then run "
+                    "rag-ingest reindex again: it resumes."
+                )
+            dropped = job.switch()
+            info = {
+                "event": "switched",
+                "active": job.target,
+                "previous": job.old,
+                "dropped": dropped,
+                "left_out_missing_files": len(missing),
+            }
+            if as_json:
+                print(json.dumps(info))
+            else:
+                print(
+                    f"switched to {job.target}; {job.old} is kept for running servers until "
+                    "the next reindex (restart them to use the new index)"
+                )
+    except RagError as exc:
+        _fail(exc, as_json)
+
+
+def _tee(results: Iterable[Any], into: list[Any]) -> Iterator[Any]:
+    for result in results:
+        into.append(result)
+        yield result
 
 
 @app.command()
@@ -105,7 +333,7 @@ def report(
     try:
         settings = _settings(profile)
         from rag.analytics import build_report, render_html
-        from rag.embedding import SentenceTransformerEmbedder
+        from rag.embedding import create_embedder
         from rag.feedback import FeedbackStore
 
         path = settings.paths.data_dir / "feedback.sqlite3"
@@ -115,7 +343,7 @@ def report(
                 "(rag-serve), or point paths.data_dir at the service's data directory."
             )
         store = FeedbackStore(path, retention_days=settings.feedback.retention_days)
-        embedder = SentenceTransformerEmbedder(settings.embedding)
+        embedder = create_embedder(settings.embedding, settings.paths)
         result = build_report(store, days=days, embed=embedder.embed_documents)
         if html_out is not None:
             html_out.write_text(render_html(result), encoding="utf-8")

@@ -41,6 +41,7 @@ class Element:
     page: int | None = None
     depth: int = 0
     html: str | None = None
+    sheet: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +118,13 @@ def _convert(raw: Any) -> Element | None:
         html = getattr(meta, "text_as_html", None)
         if not text and not html:
             return None
-        return Element("table", text, page, 0, str(html) if html else None)
+        sheet = getattr(meta, "page_name", None)
+        return Element(
+            "table", text, page, 0, str(html) if html else None, str(sheet) if sheet else ""
+        )
     if not text:
         return None
-    if category == "Title" and _looks_like_heading(text):
+    if category == "Title" and looks_like_heading(text):
         depth = getattr(meta, "category_depth", None)
         return Element("title", text, page, int(depth) if isinstance(depth, int) else 0)
     if category in {"PageBreak", "Header", "Footer", "PageNumber"}:
@@ -128,7 +132,7 @@ def _convert(raw: Any) -> Element | None:
     return Element("text", text, page)
 
 
-def _looks_like_heading(text: str) -> bool:
+def looks_like_heading(text: str) -> bool:
     """unstructured's fast PDF strategy calls some wrapped sentence ends titles ("work.")."""
     if len(text) > 200 or text.endswith((".", "。", ",", "，", ";", ":")):
         return False
@@ -156,6 +160,8 @@ def _email_header(raw_elements: list[Any]) -> Element | None:
 def parse_file(path: Path, *, pdf_strategy: str = "fast") -> ParsedDocument:
     """Parse one file; raise :class:`IngestError` with a fix-it message when it cannot be read."""
     _quiet_env()
+    if path.suffix.lower() == ".pdf" and pdf_strategy == "text":
+        return _parse_pdf_text(path)
     try:
         raw = _partition(path, pdf_strategy)
     except IngestError:
@@ -190,3 +196,24 @@ def _title(path: Path, raw: list[Any], elements: list[Element]) -> str:
             return element.text
     stem = " ".join(path.stem.replace("-", " ").replace("_", " ").split())
     return stem[:1].upper() + stem[1:] if stem else path.name
+
+
+def _parse_pdf_text(path: Path) -> ParsedDocument:
+    from ingest.pdf_text import pdf_elements
+
+    try:
+        elements, pages = pdf_elements(path)
+    except IngestError:
+        raise
+    except Exception as exc:
+        raise IngestError(
+            f"{path.name}: could not be parsed as .pdf ({type(exc).__name__}: "
+            f"{str(exc)[:200]}). Check that it opens in a PDF reader, export it again, and "
+            "add it again."
+        ) from exc
+    if not any(e.text.strip() for e in elements):
+        raise IngestError(
+            f"{path.name}: no text found (a scan without a text layer?). Export it with "
+            "text, or enable OCR (ingest.pdf_strategy: ocr_only) for scans."
+        )
+    return ParsedDocument(title=_title(path, [], elements), elements=elements, pages=pages)

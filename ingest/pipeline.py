@@ -1,32 +1,56 @@
-"""The ingest pipeline: file -> parse -> chunk -> embed -> store, one file at a time.
+"""The ingest pipeline: find files -> check -> parse (process pool) -> embed (batched) -> store.
 
-- A document's id is derived from its resolved path, so re-adding a file updates it.
-- A file whose bytes are unchanged (sha256 stored with its chunks) is skipped unparsed.
-- A changed file's new chunks are written before the old ones are removed (chunk ids carry
-  the file hash), so a crash never leaves a document without chunks.
-- A file that fails is reported with what to do, and the batch goes on.
+Incremental and crash-safe, with the SQLite manifest (:mod:`rag.manifest`) as the record:
+
+- A document's id is derived from its resolved path; its *version* is the hash of its bytes
+  plus its metadata (groups, title, link). A file whose version is recorded as done is
+  skipped without parsing.
+- Chunk ids carry the version (``doc:version:i``). Per document: the new ids are written to
+  the manifest as *pending*, the chunks are upserted, then one transaction marks the
+  document done and moves the old version's ids to *garbage*, which is then deleted from the
+  store. A ``kill -9`` at any point leaves either the old or the new version complete;
+  :meth:`Ingestor.recover` (run at the start of every command) deletes the leftovers.
+- Secondary indexes (:class:`rag.seams.IndexListener`) hear ``on_upsert`` after a
+  document's chunks are committed, ``on_delete`` after chunks leave the store, and
+  ``commit`` at the end of each run, also when it fails.
+- A file that fails is reported on one line with what to do, recorded as a failure (never as
+  done; an older good version stays searchable), and the batch goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
+import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from ingest.chunk import ChunkPlan, make_chunks, plan_chunks
-from ingest.parse import SUPPORTED_SUFFIXES, parse_file
-from rag.config import Settings
-from rag.embedding import SentenceTransformerEmbedder
+from ingest.access import SIDECAR_SUFFIX, DocMeta, resolve_meta
+from ingest.chunk import make_chunks
+from ingest.guard import shown
+from ingest.parse import SUPPORTED_SUFFIXES
+from ingest.work import Parsed, ParseJob, prepare
+from rag.config import CRASH_ENV, Settings
+from rag.embedding import tokenizer_file
 from rag.errors import IngestError, RagError
 from rag.hashing import sha256_file
+from rag.manifest import DocRecord, Manifest
+from rag.seams import Embedder, IndexListener
 from rag.store import ChromaStore
 from rag.types import Chunk
 
-Status = Literal["added", "updated", "unchanged", "skipped", "failed"]
-SIDECAR_SUFFIX = ".meta.json"
+Status = Literal["added", "updated", "unchanged", "skipped", "failed", "deleted"]
+
+__all__ = ["SIDECAR_SUFFIX", "FileResult", "Ingestor", "Target", "doc_id_for", "embed_text"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,27 +61,22 @@ class FileResult:
     chunks: int = 0
     error: str | None = None
     seconds: float = 0.0
+    pages: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A file to look at; ``root`` is the folder it was found in (None: named directly)."""
+
+    path: Path
+    root: Path | None = None
+
+
 def doc_id_for(path: Path) -> str:
     return hashlib.sha1(str(path.resolve()).encode("utf-8")).hexdigest()[:16]
-
-
-def discover(paths: Iterable[Path]) -> Iterator[tuple[Path, bool]]:
-    """Files to ingest, with whether the user named them directly (then errors count)."""
-    for path in paths:
-        if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                rel = child.relative_to(path)
-                if any(part.startswith(".") for part in rel.parts):
-                    continue
-                if child.is_file() and not child.name.endswith(SIDECAR_SUFFIX):
-                    yield child, False
-        else:
-            yield path, True
 
 
 def embed_text(chunk: Chunk) -> str:
@@ -66,73 +85,380 @@ def embed_text(chunk: Chunk) -> str:
     return f"{head}\n{chunk.text}"
 
 
+_crash_hits: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Test hook: ``RAG_TEST_CRASH_AT=name[:n]`` SIGKILLs this process the n-th time here."""
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    point, _, nth = spec.partition(":")
+    if point != name:
+        return
+    _crash_hits[name] = _crash_hits.get(name, 0) + 1
+    if _crash_hits[name] >= int(nth or "1"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(slots=True)
+class _Job:
+    target: Target
+    doc_id: str
+    file_hash: str
+    version: str
+    size: int
+    meta: DocMeta
+    old: DocRecord | None
+    started: float
+
+
+class _Inline:
+    """A finished-on-demand stand-in for a Future (``ingest.workers: 1``)."""
+
+    def __init__(self, fn: Callable[[], Parsed]) -> None:
+        self._fn = fn
+
+    def result(self) -> Parsed:
+        return self._fn()
+
+
+def discover(paths: Iterable[Path]) -> Iterator[Target]:
+    """Files under the given folders (hidden ones and sidecars left out) and named files.
+
+    Symbolic links are listed, not followed: the checks decide what to do with them.
+    """
+    for given in paths:
+        if not given.is_dir() or given.is_symlink():
+            yield Target(given)
+            continue
+        for folder, dirs, files in os.walk(given, followlinks=False):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            here = Path(folder)
+            linked = [d for d in dirs if (here / d).is_symlink()]
+            for name in sorted(files + linked):
+                if name.startswith(".") or name.endswith(SIDECAR_SUFFIX):
+                    continue
+                yield Target(here / name, given)
+
+
 class Ingestor:
+    """Adds, updates and deletes documents in one collection, keeping the manifest true."""
+
     def __init__(
-        self, settings: Settings, embedder: SentenceTransformerEmbedder, store: ChromaStore
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        store: ChromaStore,
+        *,
+        listeners: Sequence[IndexListener] = (),
+        manifest: Manifest | None = None,
     ) -> None:
         self._settings = settings
         self._embedder = embedder
         self._store = store
+        self._listeners = tuple(listeners)
+        self._manifest = manifest or Manifest(settings.store.manifest_path())
+        self._collection = store.name
+        self._tokenizer = tokenizer_file(settings.embedding)
+        workers = settings.ingest.workers or (os.cpu_count() or 1)
+        self._workers = workers if self._tokenizer is not None else 1
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    # -- commands --------------------------------------------------------------------------
 
     def add(self, paths: Iterable[Path]) -> Iterator[FileResult]:
-        for path, explicit in discover(paths):
-            if path.suffix.lower() not in SUPPORTED_SUFFIXES and not explicit:
-                yield FileResult(str(path), "", "skipped", error="unsupported file type")
-                continue
-            yield self.add_file(path)
+        """Add or update files and folders (recursively)."""
+        return self.run(discover(paths))
 
-    def add_file(self, path: Path) -> FileResult:
-        started = time.perf_counter()
-        doc_id = doc_id_for(path) if path.exists() else ""
+    def sync(self, folder: Path) -> Iterator[FileResult]:
+        """``add`` the folder, then delete the documents under it whose files are gone."""
+        return self.run(discover([folder]), prune=folder)
+
+    def run(self, targets: Iterable[Target], prune: Path | None = None) -> Iterator[FileResult]:
+        self._manifest.lock()
         try:
-            status, count = self._ingest(path, doc_id)
-        except RagError as exc:
-            return FileResult(
-                str(path), doc_id, "failed", error=exc.message, seconds=_since(started)
-            )
-        return FileResult(str(path), doc_id, status, count, seconds=_since(started))
+            self.recover()
+            yield from self._process(targets)
+            if prune is not None:
+                yield from self._prune(prune)
+        finally:
+            try:
+                self._close_pool()
+                self._commit_listeners()
+            finally:
+                self._manifest.unlock()
 
-    def _check(self, path: Path) -> None:
-        if not path.exists():
-            raise IngestError(f"{path}: no such file. Check the path.")
-        if not path.is_file():
-            raise IngestError(f"{path}: not a regular file.")
-        limit = self._settings.ingest.max_file_mb
-        size_mb = path.stat().st_size / 1e6
-        if size_mb > limit:
-            raise IngestError(
-                f"{path.name}: {size_mb:.1f} MB is over the {limit:g} MB limit. Split the "
-                "file, or raise ingest.max_file_mb (RAG_INGEST__MAX_FILE_MB)."
-            )
-        if path.stat().st_size == 0:
-            raise IngestError(f"{path.name}: the file is empty. Add it again once it has content.")
+    def delete(self, key: str) -> FileResult:
+        """Remove one document (by id or path) from the index."""
+        self._manifest.lock()
+        try:
+            self.recover()
+            record = self._manifest.find(self._collection, key)
+            if record is None:
+                raise IngestError(
+                    f"No document {shown(key)!r} in the index. See rag-ingest list for ids "
+                    "and paths."
+                )
+            started = time.perf_counter()
+            count = self._remove(record.doc_id)
+            return FileResult(record.path, record.doc_id, "deleted", count, seconds=_since(started))
+        finally:
+            self._commit_listeners()
+            self._manifest.unlock()
 
-    def _ingest(self, path: Path, doc_id: str) -> tuple[Status, int]:
-        self._check(path)
-        file_hash = sha256_file(path)
-        old_hash = self._store.file_hash(doc_id)
-        if old_hash == file_hash:
-            return "unchanged", len(self._store.chunk_ids(doc_id))
+    def recover(self) -> int:
+        """Delete the chunks an interrupted run left behind; returns how many ids."""
+        ids = self._manifest.recover_ids(self._collection)
+        if ids:
+            self._store.delete_ids(ids)
+            self._notify_delete(ids)
+            self._manifest.clear_garbage(self._collection, ids)
+        return len(ids)
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def _process(self, targets: Iterable[Target]) -> Iterator[FileResult]:
+        window = max(2, 2 * self._workers)
+        queue: deque[tuple[_Job, Future[Parsed] | _Inline]] = deque()
+        batch: list[tuple[_Job, Parsed]] = []
+        batch_chunks = 0
+        todo = iter(targets)
+        exhausted = False
+        while True:
+            while not exhausted and len(queue) < window:
+                target = next(todo, None)
+                if target is None:
+                    exhausted = True
+                    break
+                checked = self._check(target)
+                if isinstance(checked, FileResult):
+                    yield checked
+                else:
+                    queue.append((checked, self._submit(checked)))
+            if not queue:
+                break
+            job, future = queue.popleft()
+            parsed = self._result(job, future)
+            if parsed.error is not None:
+                yield self._failed(job.target, job.doc_id, parsed.error, job.started)
+                continue
+            batch.append((job, parsed))
+            batch_chunks += len(parsed.plans)
+            if batch_chunks >= self._settings.ingest.embed_batch_chunks or not queue:
+                yield from self._store_batch(batch)
+                batch, batch_chunks = [], 0
+        if batch:
+            yield from self._store_batch(batch)
+
+    def _check(self, target: Target) -> _Job | FileResult:
+        """Everything decided without parsing: refusals, skips, unchanged files."""
+        started = time.perf_counter()
+        path = target.path
+        try:
+            if any(not c.isprintable() for c in path.name):
+                raise IngestError(
+                    f"{shown(path)}: the file name contains control characters (such as a "
+                    "newline). Rename the file, then add it again."
+                )
+            if target.root is not None and path.is_symlink():
+                resolved = path.resolve()
+                if not resolved.is_relative_to(target.root.resolve()):
+                    raise IngestError(
+                        f"{shown(path)}: a symbolic link pointing outside {shown(target.root)}; "
+                        "not followed. Add the target directly if it belongs in the index."
+                    )
+                if resolved.is_dir():
+                    return FileResult(str(path), "", "skipped", error="link to a folder")
+            if not path.exists():
+                raise IngestError(f"{shown(path)}: no such file (or a broken link). Check it.")
+            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                if target.root is not None:
+                    return FileResult(str(path), "", "skipped", error="unsupported file type")
+                raise IngestError(
+                    f"{shown(path.name)}: file type {path.suffix or '(none)'} is not supported; "
+                    f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}."
+                )
+            if not path.is_file():
+                raise IngestError(f"{shown(path)}: not a regular file.")
+            size = path.stat().st_size
+            limit = self._settings.ingest.max_file_mb
+            if size > limit * 1e6:
+                raise IngestError(
+                    f"{shown(path.name)}: {size / 1e6:,.1f} MB is over the {limit:g} MB limit. "
+                    "Split the file, or raise ingest.max_file_mb (RAG_INGEST__MAX_FILE_MB)."
+                )
+            if size == 0:
+                raise IngestError(
+                    f"{shown(path.name)}: the file is empty. Add it again once it has content."
+                )
+            doc_id = doc_id_for(path)
+            meta = resolve_meta(path, target.root, self._settings.ingest)
+            file_hash = sha256_file(path)
+            version = hashlib.sha256(f"{file_hash}\n{meta.key()}".encode()).hexdigest()
+        except (IngestError, OSError) as exc:
+            message = exc.message if isinstance(exc, RagError) else f"{shown(path)}: {exc}"
+            doc_id = doc_id_for(path) if path.exists() else ""
+            return self._failed(target, doc_id, message, started)
+        old = self._manifest.document(self._collection, doc_id)
+        if old is not None and old.version == version:
+            self._manifest.forget_failure(self._collection, str(path.resolve()))
+            return FileResult(str(path), doc_id, "unchanged", old.chunks, seconds=_since(started))
+        return _Job(target, doc_id, file_hash, version, size, meta, old, started)
+
+    def _parse_job(self, job: _Job) -> ParseJob:
         cfg = self._settings.ingest
-        parsed = parse_file(path, pdf_strategy=cfg.pdf_strategy)
-        plans: list[ChunkPlan] = plan_chunks(
-            parsed, self._embedder.count_tokens, cfg.chunk_tokens, cfg.chunk_overlap
+        return ParseJob(
+            path=str(job.target.path),
+            pdf_strategy=cfg.pdf_strategy,
+            chunk_tokens=cfg.chunk_tokens,
+            chunk_overlap=cfg.chunk_overlap,
+            max_unzipped_mb=cfg.max_unzipped_mb,
+            max_zip_ratio=cfg.max_zip_ratio,
+            tokenizer_json=str(self._tokenizer) if self._tokenizer else None,
         )
-        chunks = make_chunks(
-            plans,
-            doc_id=doc_id,
-            id_prefix=f"{doc_id}:{file_hash[:12]}",
-            source=str(path),
-            title=parsed.title,
-            groups=tuple(cfg.default_groups),
-        )
-        vectors = self._embedder.embed_documents([embed_text(c) for c in chunks])
-        old_ids = set(self._store.chunk_ids(doc_id)) if old_hash is not None else set()
-        self._store.upsert(chunks, vectors, file_hash=file_hash)
-        stale = old_ids - {c.chunk_id for c in chunks}
-        if stale:
-            self._store.delete_ids(sorted(stale))
-        return ("updated" if old_hash is not None else "added"), len(chunks)
+
+    def _submit(self, job: _Job) -> Future[Parsed] | _Inline:
+        spec = self._parse_job(job)
+        if self._workers <= 1:
+            counter = None if self._tokenizer else self._embedder.count_tokens
+            return _Inline(lambda: prepare(spec, counter))
+        if self._pool is None:
+            import multiprocessing
+
+            # spawn: the parent holds torch threads; forking it is unsafe.
+            self._pool = ProcessPoolExecutor(
+                max_workers=self._workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool.submit(prepare, spec)
+
+    def _result(self, job: _Job, future: Future[Parsed] | _Inline) -> Parsed:
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            self._close_pool()
+            return Parsed(
+                error=f"{shown(job.target.path.name)}: the parser process died on this file "
+                "(out of memory, or a crash in a parsing library). Check the file, re-save it, "
+                "and add it again."
+            )
+
+    def _close_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _store_batch(self, batch: list[tuple[_Job, Parsed]]) -> Iterator[FileResult]:
+        """Embed a batch of parsed documents together, then store and commit each."""
+        ingested_at = _now()
+        docs: list[tuple[_Job, Parsed, list[Chunk]]] = []
+        for job, parsed in batch:
+            path = job.target.path
+            chunks = make_chunks(
+                parsed.plans,
+                doc_id=job.doc_id,
+                id_prefix=f"{job.doc_id}:{job.version[:12]}",
+                source=str(path),
+                title=job.meta.title or parsed.title,
+                groups=job.meta.groups,
+                ingested_at=ingested_at,
+                url=job.meta.url,
+            )
+            docs.append((job, parsed, chunks))
+        all_chunks = [c for _, _, chunks in docs for c in chunks]
+        vectors = self._embedder.embed_documents([embed_text(c) for c in all_chunks])
+        for job, _, chunks in docs:
+            self._manifest.begin(self._collection, job.doc_id, [c.chunk_id for c in chunks])
+        crash_point("before_upsert")
+        hashes = {job.doc_id: job.file_hash for job, _, _ in docs}
+        self._store.upsert(all_chunks, vectors, file_hash=hashes)
+        crash_point("after_upsert")
+        for job, parsed, chunks in docs:
+            record = DocRecord(
+                doc_id=job.doc_id,
+                path=str(job.target.path.resolve()),
+                file_hash=job.file_hash,
+                version=job.version,
+                title=chunks[0].title,
+                groups=job.meta.groups,
+                embedder=self._embedder.model_id,
+                chunks=len(chunks),
+                pages=parsed.pages,
+                size=job.size,
+                ingested_at=ingested_at,
+                root=str(job.target.root.resolve()) if job.target.root else "",
+            )
+            stale = self._manifest.commit(self._collection, record, [c.chunk_id for c in chunks])
+            self._notify_upsert(chunks)
+            crash_point("after_commit")
+            if stale:
+                self._store.delete_ids(stale)
+                self._notify_delete(stale)
+                crash_point("after_cleanup")
+                self._manifest.clear_garbage(self._collection, stale)
+            status: Status = "updated" if job.old is not None else "added"
+            yield FileResult(
+                str(job.target.path),
+                job.doc_id,
+                status,
+                len(chunks),
+                seconds=_since(job.started),
+                pages=parsed.pages,
+            )
+
+    def _prune(self, folder: Path) -> Iterator[FileResult]:
+        root = folder.resolve()
+        gone = [
+            r
+            for r in self._manifest.documents(self._collection)
+            if Path(r.path).is_relative_to(root) and not os.path.lexists(r.path)
+        ]
+        for record in gone:
+            started = time.perf_counter()
+            count = self._remove(record.doc_id)
+            yield FileResult(record.path, record.doc_id, "deleted", count, seconds=_since(started))
+
+    def _remove(self, doc_id: str) -> int:
+        ids = self._manifest.remove(self._collection, doc_id)
+        crash_point("after_remove")
+        if ids:
+            self._store.delete_ids(ids)
+            self._notify_delete(ids)
+            self._manifest.clear_garbage(self._collection, ids)
+        return len(ids)
+
+    def _failed(self, target: Target, doc_id: str, message: str, started: float) -> FileResult:
+        path = target.path
+        with contextlib.suppress(OSError):
+            key = str(path.resolve()) if path.exists() else str(path)
+            self._manifest.record_failure(self._collection, key, message, _now())
+        return FileResult(str(path), doc_id, "failed", error=message, seconds=_since(started))
+
+    # -- listeners --------------------------------------------------------------------------
+
+    def _notify_upsert(self, chunks: Sequence[Chunk]) -> None:
+        for listener in self._listeners:
+            listener.on_upsert(chunks)
+
+    def _notify_delete(self, ids: Sequence[str]) -> None:
+        for listener in self._listeners:
+            listener.on_delete(ids)
+
+    def _commit_listeners(self) -> None:
+        for listener in self._listeners:
+            listener.commit()
+
+
+def results_json(result: FileResult) -> str:
+    return json.dumps(result.to_json(), ensure_ascii=False)
 
 
 def _since(started: float) -> float:

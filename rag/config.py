@@ -19,10 +19,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from rag.errors import ConfigError
 
@@ -31,7 +38,8 @@ PROFILE_ENV = "RAG_PROFILE"
 CONFIG_DIR_ENV = "RAG_CONFIG_DIR"
 DEFAULT_PROFILE = "dev"
 OLLAMA_DEFAULT_URL = "http://127.0.0.1:11434"
-_NOT_SETTINGS = {PROFILE_ENV, CONFIG_DIR_ENV}
+CRASH_ENV = "RAG_TEST_CRASH_AT"  # a test hook of the ingest pipeline, not a setting
+_NOT_SETTINGS = {PROFILE_ENV, CONFIG_DIR_ENV, CRASH_ENV}
 
 
 class _Section(BaseModel):
@@ -74,6 +82,16 @@ class StoreSettings(_Section):
     hnsw_ef_construction: int = Field(200, ge=16, description="HNSW build breadth.")
     hnsw_ef_search: int = Field(200, ge=10, description="HNSW search breadth.")
     hnsw_max_neighbors: int = Field(32, ge=4, description="HNSW graph degree.")
+    manifest: Path | None = Field(
+        None,
+        description="SQLite ingest manifest; default: <store.path>-manifest.sqlite beside it.",
+    )
+
+    def manifest_path(self) -> Path:
+        """Where the ingest manifest (documents, hashes, the active collection) lives."""
+        if self.manifest is not None:
+            return self.manifest
+        return self.path.parent / f"{self.path.name}-manifest.sqlite"
 
 
 class EmbeddingSettings(_Section):
@@ -83,6 +101,22 @@ class EmbeddingSettings(_Section):
     )
     device: str = Field("cpu", description="torch device for embeddings.")
     batch_size: int = Field(32, ge=1, le=1024, description="Chunks per embedding batch.")
+    backend: Literal["torch", "onnx"] = Field(
+        "torch", description="torch (sentence-transformers) or onnx (onnxruntime, CPU)."
+    )
+    onnx_precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="ONNX weights: fp32 (same vectors as torch) or int8 (faster)."
+    )
+
+
+GroupName = Annotated[str, StringConstraints(pattern=r"^[\w.:@-]{1,64}$")]
+
+
+class GroupRule(_Section):
+    pattern: str = Field(
+        description="Glob on the path relative to the folder given to add/sync, or absolute."
+    )
+    groups: list[GroupName] = Field(min_length=1, description="Access groups of matching files.")
 
 
 class IngestSettings(_Section):
@@ -91,9 +125,30 @@ class IngestSettings(_Section):
     )
     chunk_overlap: int = Field(32, ge=0, description="Overlap between split chunks, tokens.")
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are refused.")
-    pdf_strategy: Literal["fast", "ocr_only"] = Field("fast", description="PDF parsing.")
-    default_groups: list[str] = Field(
-        default_factory=lambda: ["everyone"], description="Groups of documents by default."
+    pdf_strategy: Literal["text", "fast", "ocr_only"] = Field(
+        "text",
+        description="PDF parsing: text (pypdfium2 text layer), fast (unstructured), ocr_only.",
+    )
+    default_groups: list[GroupName] = Field(
+        default_factory=lambda: ["everyone"],
+        min_length=1,
+        description="Groups of documents by default.",
+    )
+    group_rules: list[GroupRule] = Field(
+        default_factory=list,
+        description="Path glob -> access groups; every matching rule adds its groups.",
+    )
+    workers: int = Field(
+        0, ge=0, le=64, description="Parsing processes: 0 = one per CPU core, 1 = in-process."
+    )
+    embed_batch_chunks: int = Field(
+        256, ge=1, le=5000, description="Chunks gathered across files per embed+store round."
+    )
+    max_unzipped_mb: float = Field(
+        500.0, gt=0, description="Office files (zip) declaring more uncompressed data are refused."
+    )
+    max_zip_ratio: float = Field(
+        200.0, gt=1, description="Office files whose zip expands more than this are refused."
     )
 
 

@@ -14,8 +14,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from rag.config import EmbeddingSettings
+from rag.config import EmbeddingSettings, PathsSettings
 from rag.errors import AssetError
+from rag.seams import Embedder
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MINILM = "all-minilm-l6-v2"
@@ -108,3 +109,38 @@ class SentenceTransformerEmbedder:
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
+
+
+_COUNTERS: dict[str, Any] = {}
+
+
+def tokenizer_file(settings: EmbeddingSettings) -> Path | None:
+    """The model's fast-tokenizer file, when it has one (parse workers count tokens with it)."""
+    path = resolve_model_path(settings.model) / "tokenizer.json"
+    return path if path.is_file() else None
+
+
+def count_tokens_with(tokenizer_json: str, text: str) -> int:
+    """Token count of ``text`` by a ``tokenizer.json``, loaded once per process.
+
+    Same count as the sentence-transformers tokenizer without special tokens, and cheap to
+    load in a worker process (no torch).
+    """
+    tok = _COUNTERS.get(tokenizer_json)
+    if tok is None:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(tokenizer_json)
+        tok.no_truncation()
+        tok.no_padding()
+        _COUNTERS[tokenizer_json] = tok
+    return len(tok.encode(text, add_special_tokens=False).ids)
+
+
+def create_embedder(settings: EmbeddingSettings, paths: PathsSettings | None = None) -> Embedder:
+    """The configured embedder: sentence-transformers on torch, or the ONNX runtime."""
+    if settings.backend == "onnx":
+        from rag.embedding_onnx import OnnxEmbedder
+
+        return OnnxEmbedder(settings, paths)
+    return SentenceTransformerEmbedder(settings)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rag.config import Settings
-from rag.embedding import SentenceTransformerEmbedder
+from rag.embedding import create_embedder
+from rag.seams import Embedder
 from rag.store import ChromaStore
 
 
@@ -13,11 +14,11 @@ from rag.store import ChromaStore
 class KnowledgeBase:
     """What both ingest and serving need: the embedder and the store it fills."""
 
-    embedder: SentenceTransformerEmbedder
+    embedder: Embedder
     store: ChromaStore
 
 
 def build_knowledge_base(settings: Settings) -> KnowledgeBase:
-    embedder = SentenceTransformerEmbedder(settings.embedding)
+    embedder = create_embedder(settings.embedding, settings.paths)
     store = ChromaStore(settings.store, embedder_id=embedder.model_id, dimension=embedder.dimension)
     return KnowledgeBase(embedder, store)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rag.config import StoreSettings
@@ -130,6 +130,10 @@ def _metadata(chunk: Chunk, file_hash: str) -> dict[str, str | int | float | boo
     }
     if chunk.page is not None:
         meta["page"] = chunk.page
+    for key in ("language", "ingested_at", "url", "sheet"):
+        value = getattr(chunk, key)
+        if value:
+            meta[key] = value
     return meta
 
 
@@ -147,23 +151,46 @@ def _chunk_from(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
         index=int(meta.get("index", 0)),
         groups=groups,
         content_hash=str(meta.get("content_hash", "")),
+        language=str(meta.get("language", "")),
+        ingested_at=str(meta.get("ingested_at", "")),
+        url=str(meta.get("url", "")),
+        sheet=str(meta.get("sheet", "")),
     )
 
 
 class ChromaStore:
-    """One Chroma collection holding the chunks of one embedding model."""
+    """One Chroma collection holding the chunks of one embedding model.
 
-    def __init__(self, settings: StoreSettings, *, embedder_id: str, dimension: int) -> None:
+    ``collection`` defaults to the active one: the manifest's pointer (set by
+    ``rag-ingest reindex``) or else ``store.collection``. With ``embedder_id=None`` the
+    collection is opened as it is (no model check, never created): for list, stats, delete.
+    """
+
+    def __init__(
+        self,
+        settings: StoreSettings,
+        *,
+        embedder_id: str | None,
+        dimension: int | Callable[[], int] = 0,
+        collection: str | None = None,
+    ) -> None:
+        from rag.manifest import active_collection
+
         self._settings = settings
         self._client = _client(settings)
-        self._collection = self._open(embedder_id, dimension)
+        self.name = collection or active_collection(settings)
+        self._collection = self._open(self.name, embedder_id, dimension)
 
-    def _open(self, embedder_id: str, dimension: int) -> Any:
-        name = self._settings.collection
+    def _open(self, name: str, embedder_id: str | None, dimension: int | Callable[[], int]) -> Any:
         try:
-            existing = {c.name for c in self._client.list_collections()}
+            existing = set(self.collection_names())
             if name in existing:
                 collection = self._client.get_collection(name, embedding_function=None)
+            elif embedder_id is None:
+                raise StoreError(
+                    f"The index has no collection {name!r} yet. Add documents first "
+                    "(rag-ingest add PATH)."
+                )
             else:
                 collection = self._client.create_collection(
                     name,
@@ -175,26 +202,46 @@ class ChromaStore:
                             "max_neighbors": self._settings.hnsw_max_neighbors,
                         }
                     },
-                    metadata={"embedder": embedder_id, "dimension": dimension},
+                    metadata={
+                        "embedder": embedder_id,
+                        # a callable: the model is loaded only when a collection is created
+                        "dimension": dimension if isinstance(dimension, int) else dimension(),
+                    },
                     embedding_function=None,
                 )
+        except StoreError:
+            raise
         except Exception as exc:
             raise StoreError(
                 f"Cannot open collection {name!r} ({type(exc).__name__}: {exc}). "
                 "Check the store path and permissions."
             ) from exc
+        if embedder_id is None:
+            return collection
         built_with = (collection.metadata or {}).get("embedder")
         if built_with and built_with != embedder_id:
             raise EmbedderMismatchError(
                 f"Collection {name!r} was built with embedding model {built_with!r}, but the "
-                f"configured model is {embedder_id!r}. Set embedding.model back, or rebuild "
-                "the index with the new model (rag-ingest reindex)."
+                f"configured model is {embedder_id!r}. Set the embedding settings back, or "
+                "rebuild the index with the new model: rag-ingest reindex (queries keep using "
+                "the old collection until the new one is complete)."
             )
         return collection
 
     def upsert(
-        self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], file_hash: str = ""
+        self,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[Sequence[float]],
+        file_hash: str | Mapping[str, str] = "",
     ) -> None:
+        """Write chunks in batches of at most 5,000; ``file_hash`` is one hash, or a hash
+        per ``doc_id`` when the chunks come from several documents."""
+
+        def hash_of(chunk: Chunk) -> str:
+            if isinstance(file_hash, str):
+                return file_hash
+            return file_hash.get(chunk.doc_id, "")
+
         for start in range(0, len(chunks), MAX_BATCH):
             part = chunks[start : start + MAX_BATCH]
             try:
@@ -202,7 +249,7 @@ class ChromaStore:
                     ids=[c.chunk_id for c in part],
                     embeddings=[list(v) for v in vectors[start : start + MAX_BATCH]],
                     documents=[c.text for c in part],
-                    metadatas=[_metadata(c, file_hash) for c in part],
+                    metadatas=[_metadata(c, hash_of(c)) for c in part],
                 )
             except Exception as exc:
                 raise StoreError(
@@ -233,7 +280,13 @@ class ChromaStore:
 
     def delete_ids(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), MAX_BATCH):
-            self._collection.delete(ids=list(ids[start : start + MAX_BATCH]))
+            try:
+                self._collection.delete(ids=list(ids[start : start + MAX_BATCH]))
+            except Exception as exc:
+                raise StoreError(
+                    f"Deleting from the store failed ({type(exc).__name__}: {exc}). "
+                    "Check free disk space and permissions, then run the command again."
+                ) from exc
 
     def delete_document(self, doc_id: str) -> None:
         self._collection.delete(where={"doc_id": doc_id})
@@ -261,3 +314,41 @@ class ChromaStore:
 
     def count(self) -> int:
         return int(self._collection.count())
+
+    @property
+    def embedder_id(self) -> str:
+        """The embedding model this collection was built with."""
+        return str((self._collection.metadata or {}).get("embedder", ""))
+
+    def all_ids(self) -> list[str]:
+        """Every chunk id in the collection (consistency checks; paged)."""
+        ids: list[str] = []
+        offset = 0
+        while True:
+            got = self._collection.get(include=[], limit=MAX_BATCH, offset=offset)
+            page = [str(i) for i in got.get("ids") or []]
+            ids += page
+            if len(page) < MAX_BATCH:
+                return ids
+            offset += MAX_BATCH
+
+    def doc_ids_of(self, chunk_ids: Sequence[str]) -> dict[str, str]:
+        """chunk id -> doc id for the given ids that exist."""
+        found: dict[str, str] = {}
+        for start in range(0, len(chunk_ids), MAX_BATCH):
+            got = self._collection.get(
+                ids=list(chunk_ids[start : start + MAX_BATCH]), include=["metadatas"]
+            )
+            for cid, meta in zip(got.get("ids") or [], got.get("metadatas") or [], strict=True):
+                found[str(cid)] = str((meta or {}).get("doc_id", ""))
+        return found
+
+    def collection_names(self) -> list[str]:
+        return [c.name for c in self._client.list_collections()]
+
+    def drop_collection(self, name: str) -> None:
+        """Delete another collection (never the one this store has open)."""
+        if name == self.name:
+            raise StoreError(f"Refusing to drop the open collection {name!r}.")
+        if name in self.collection_names():
+            self._client.delete_collection(name)

@@ -20,6 +20,14 @@ class Chunk:
     index: int = 0
     groups: tuple[str, ...] = ("everyone",)
     content_hash: str = ""
+    language: str = ""
+    """``en``, ``zh`` or ``und`` (undetermined), guessed from the chunk's text."""
+    ingested_at: str = ""
+    """ISO-8601 UTC time the document version was ingested."""
+    url: str = ""
+    """Where a reader can open the original (from a ``.meta.json`` sidecar), if known."""
+    sheet: str = ""
+    """Spreadsheet sheet name (XLSX); ``page`` holds the PDF page or the slide number."""
 
 
 @dataclass(frozen=True, slots=True)

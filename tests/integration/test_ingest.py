@@ -43,10 +43,13 @@ def test_every_sample_format_is_ingested_with_structure(kb: Any) -> None:
     assert pdf and pdf[0].chunk.page == 3
     xlsx = [h for h in hits_for("webcam price") if h.chunk.source.endswith(".xlsx")]
     assert xlsx and xlsx[0].chunk.text.startswith("| Item code | Item |")
+    assert xlsx[0].chunk.sheet == "Equipment"
     docx = [h for h in hits_for("annual leave days") if h.chunk.source.endswith(".docx")]
     assert docx and "Annual leave" in docx[0].chunk.section
     zh = hits_for("出差住宿标准")
     assert zh[0].chunk.source.endswith("finance-expense-policy-zh.md")
+    assert zh[0].chunk.language == "zh" and pdf[0].chunk.language == "en"
+    assert pdf[0].chunk.section == "6. Safety and emergencies"  # headings from the PDF text
 
 
 def test_second_run_skips_unchanged_files_and_updates_changed_ones(kb: Any, tmp_path: Path) -> None:
@@ -107,9 +110,13 @@ def test_cli_add_json_prints_one_object_per_file(tmp_path: Path) -> None:
         timeout=300,
         check=False,
     )
-    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 1, proc.stderr
-    assert [Path(line["path"]).name for line in lines] == ["a.md", "b.docx"]
-    assert lines[0]["status"] == "added" and lines[0]["chunks"] == 1 and lines[0]["doc_id"]
-    assert lines[1]["status"] == "failed" and "b.docx" in lines[1]["error"]
-    assert set(lines[0]) >= {"path", "doc_id", "status", "chunks", "error"}
+    lines = {Path(e["path"]).name: e for e in events if e["event"] == "file"}
+    assert sorted(lines) == ["a.md", "b.docx"]
+    a, b = lines["a.md"], lines["b.docx"]
+    assert a["status"] == "added" and a["chunks"] == 1 and a["doc_id"]
+    assert b["status"] == "failed" and "b.docx" in b["error"] and "zip" in b["error"]
+    assert set(a) >= {"path", "doc_id", "status", "chunks", "error", "files_per_s", "eta_s"}
+    assert events[-1]["event"] == "summary" and events[-1]["added"] == 1
+    assert events[-1]["failed"] == 1 and events[-1]["total"] == 2

@@ -61,3 +61,23 @@ def test_sections_follow_headings_and_long_text_is_split() -> None:
     assert [c.index for c in chunks] == list(range(len(plans)))
     assert len({c.chunk_id for c in chunks}) == len(chunks)
     assert all(c.groups == ("hr",) and len(c.content_hash) == 64 for c in chunks)
+
+
+def test_pdf_text_layer_keeps_pages_and_headings_and_drops_running_headers() -> None:
+    from pathlib import Path
+
+    from ingest.parse import parse_file
+
+    kb = Path(__file__).resolve().parents[2] / "examples" / "kb"
+    doc = parse_file(kb / "facilities-office-guide.pdf", pdf_strategy="text")
+    assert doc.pages == 3 and doc.title == "Facilities Office Guide"
+    titles = [(e.page, e.text) for e in doc.elements if e.kind == "title"]
+    assert (1, "2. Meeting rooms and desks") in titles
+    assert (3, "6. Safety and emergencies") in titles
+    text = " ".join(e.text for e in doc.elements)
+    assert "Northwind Robotics - Facilities Office Guide (Oslo" not in text  # running header
+    assert "Page 2" not in text
+    fire = [e for e in doc.elements if "fire assembly point" in e.text]
+    assert fire and fire[0].page == 3
+    plans = plan_chunks(doc, words, chunk_tokens=60, overlap=0)
+    assert any(p.section == "6. Safety and emergencies" and p.page == 3 for p in plans)

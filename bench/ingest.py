@@ -1,0 +1,202 @@
+"""Ingest benchmark: this pipeline vs a naive LangChain pipeline, on a generated corpus.
+
+    .venv/bin/python bench/ingest.py [--scale 1.0] [--backend onnx|torch] [--precision fp32]
+
+One run prints, side by side: documents/s, pages/s, chunks/s and peak RSS of
+
+- **ours**: ``rag-ingest``'s pipeline (parse pool, batched embedding, batched Chroma
+  writes, manifest), first on the fresh corpus, then again over the unchanged corpus;
+- **naive**: the obvious LangChain code: ``UnstructuredFileLoader`` per file into one list,
+  ``RecursiveCharacterTextSplitter(1000, 200)``, ``HuggingFaceEmbeddings`` (the same
+  all-MiniLM-L6-v2), ``Chroma.from_documents``.
+
+Each pipeline runs in its own child process (so peak RSS is its own; ours adds its largest
+parse worker), starting from a cold process: model loading is part of the time for both.
+CPU seconds (process + workers) are printed too: on a shared machine wall time mostly
+measures the neighbours.
+``--scale 1`` is 300 documents and >= 1,500 pages; smaller scales for a quick look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+# Run as a script, this file's folder comes first on sys.path and its name would hide the
+# ``ingest`` package: put the repository there instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
+sys.path.insert(0, str(REPO))
+
+
+def _peak_rss_mb() -> dict[str, float]:
+    """Peak RSS (main process, largest worker) and CPU seconds (process + workers)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return {
+        "rss_main_mb": round(me.ru_maxrss / 1024, 1),
+        "rss_worker_mb": round(kids.ru_maxrss / 1024, 1),
+        "cpu_s": round(cpu, 1),
+    }
+
+
+def run_ours(
+    corpus: Path, store: Path, backend: str, precision: str, workers: int
+) -> dict[str, Any]:
+    from ingest.pipeline import Ingestor, discover
+    from rag.config import load_settings
+    from rag.embedding import create_embedder
+    from rag.offline import apply_offline_env
+    from rag.store import ChromaStore
+
+    started = time.perf_counter()
+    settings = load_settings(
+        "dev",
+        overrides={
+            "store": {"path": str(store)},
+            "embedding": {"backend": backend, "onnx_precision": precision},
+            "ingest": {"workers": workers},
+        },
+    )
+    apply_offline_env(settings, in_process_engine=False)
+    embedder = create_embedder(settings.embedding, settings.paths)
+    chroma = ChromaStore(
+        settings.store, embedder_id=embedder.model_id, dimension=lambda: embedder.dimension
+    )
+    ingestor = Ingestor(settings, embedder, chroma)
+    counts: dict[str, int] = {}
+    chunks = pages = 0
+    for result in ingestor.run(discover([corpus])):
+        counts[result.status] = counts.get(result.status, 0) + 1
+        chunks += result.chunks if result.status in {"added", "updated"} else 0
+        pages += result.pages
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "chunks": chunks, "statuses": counts, **_peak_rss_mb()}
+
+
+def run_naive(corpus: Path, store: Path) -> dict[str, Any]:
+    import warnings
+
+    from rag.config import load_settings
+    from rag.embedding import builtin_minilm_dir
+    from rag.offline import apply_offline_env
+
+    apply_offline_env(load_settings("dev"), in_process_engine=False)
+    warnings.simplefilter("ignore")
+    started = time.perf_counter()
+    from langchain_chroma import Chroma
+    from langchain_community.document_loaders import UnstructuredFileLoader
+    from langchain_huggingface import HuggingFaceEmbeddings
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    docs = []
+    failed = 0
+    for path in sorted(corpus.iterdir()):
+        try:
+            docs += UnstructuredFileLoader(str(path)).load()
+        except Exception:
+            failed += 1
+    splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
+    chunks = splitter.split_documents(docs)
+    embeddings = HuggingFaceEmbeddings(model=str(builtin_minilm_dir()))
+    Chroma.from_documents(chunks, embeddings, persist_directory=str(store))
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "chunks": len(chunks), "failed": failed, **_peak_rss_mb()}
+
+
+def _child(args: list[str]) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, env=env, check=False
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"child {args[:2]} failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def _row(name: str, docs: int, pages: int, r: dict[str, Any]) -> str:
+    s = r["seconds"]
+    rss = r["rss_main_mb"] + r["rss_worker_mb"]
+    return (
+        f"| {name:<24} | {s:8.1f} | {r['cpu_s']:7.1f} | {docs / s:7.2f} | {pages / s:8.2f} | "
+        f"{r['chunks'] / s:8.1f} | {r['chunks']:6d} | {rss:8.0f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 300 docs, 1,500+ pages")
+    parser.add_argument("--backend", default="onnx", choices=["onnx", "torch"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    parser.add_argument("--workers", type=int, default=0, help="parse processes (0 = cores)")
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--child", choices=["ours", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child == "ours":
+        result = run_ours(args.corpus, args.store, args.backend, args.precision, args.workers)
+        print(json.dumps(result))
+        return
+    if args.child == "naive":
+        print(json.dumps(run_naive(args.corpus, args.store)))
+        return
+
+    from bench.corpus import make_corpus
+
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+        work = Path(tmp)
+        info = make_corpus(work / "corpus", args.scale)
+        print(
+            f"corpus: {info.documents} documents, {info.pages} pages, "
+            f"{info.bytes / 1e6:.1f} MB; {os.cpu_count()} CPUs; scale {args.scale}",
+            flush=True,
+        )
+        ours_args = ["--backend", args.backend, "--precision", args.precision]
+        ours_args += ["--workers", str(args.workers), "--corpus", str(work / "corpus")]
+        ours_args += ["--store", str(work / "ours")]
+        first = _child(["--child", "ours", *ours_args])
+        print(f"ours, first run: {first['seconds']:.1f} s {first['statuses']}", flush=True)
+        second = _child(["--child", "ours", *ours_args])
+        print(f"ours, second run: {second['seconds']:.2f} s {second['statuses']}", flush=True)
+        naive = None
+        if not args.skip_naive:
+            naive_args = ["--corpus", str(work / "corpus"), "--store", str(work / "naive")]
+            naive = _child(["--child", "naive", *naive_args])
+            print(f"naive: {naive['seconds']:.1f} s", flush=True)
+
+    header = (
+        "| pipeline                 |  seconds |   CPU s |  docs/s |  pages/s | chunks/s |"
+        " chunks |  RSS MB |"
+    )
+    print()
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    docs, pages = info.documents, info.pages
+    label = f"ours ({args.backend} {args.precision if args.backend == 'onnx' else ''})".strip()
+    print(_row(label.replace(" )", ")"), docs, pages, first))
+    print(_row("ours, unchanged re-run", docs, pages, second))
+    if naive is not None:
+        print(_row("naive LangChain", docs, pages, naive))
+        print()
+        ratio = naive["seconds"] / first["seconds"]
+        cpu_ratio = naive["cpu_s"] / first["cpu_s"]
+        print(f"throughput ratio (docs/s, ours / naive): {ratio:.2f}x")
+        print(f"CPU-time ratio (naive / ours; robust on a shared machine): {cpu_ratio:.2f}x")
+    print(f"unchanged re-run speed-up: {first['seconds'] / second['seconds']:.0f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,440 @@
+"""The ingest manifest: what is in the index, per document, in SQLite.
+
+Tables (all keyed by the Chroma collection, so a reindex can fill a new collection beside
+the old one):
+
+- ``documents``: one row per document that is fully stored (state ``done``): path, file
+  hash, version (file hash + metadata), title, groups, embedder, chunk count, time;
+- ``chunks``: the chunk ids of those documents;
+- ``pending``: chunk ids about to be written to the store (a write-ahead intent): a crash
+  between the store write and the commit leaves them here, and the next run removes them;
+- ``garbage``: chunk ids the manifest no longer references (an older version, a deleted
+  document) that may still be in the store: removed from the store, then from here;
+- ``failures``: the last error per path (never a ``documents`` row);
+- ``meta``: the active collection pointer (switched atomically by ``rag-ingest reindex``).
+
+Every state change is one SQLite transaction, so after a ``kill -9`` at any moment the
+manifest plus the store can be brought back to a consistent state by
+:meth:`Manifest.recover_ids` and the caller deleting what it lists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from rag.config import StoreSettings
+from rag.errors import StoreError
+
+ACTIVE_KEY = "active_collection"
+REINDEX_KEY = "reindex_target"
+PREVIOUS_KEY = "previous_collection"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    collection TEXT NOT NULL, doc_id TEXT NOT NULL, path TEXT NOT NULL,
+    file_hash TEXT NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL,
+    title TEXT NOT NULL, groups TEXT NOT NULL, embedder TEXT NOT NULL,
+    chunks INTEGER NOT NULL, pages INTEGER NOT NULL, size INTEGER NOT NULL,
+    ingested_at TEXT NOT NULL, root TEXT NOT NULL,
+    PRIMARY KEY (collection, doc_id)
+);
+CREATE INDEX IF NOT EXISTS documents_path ON documents (collection, path);
+CREATE TABLE IF NOT EXISTS chunks (
+    collection TEXT NOT NULL, chunk_id TEXT NOT NULL, doc_id TEXT NOT NULL,
+    PRIMARY KEY (collection, chunk_id)
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (collection, doc_id);
+CREATE TABLE IF NOT EXISTS pending (
+    collection TEXT NOT NULL, chunk_id TEXT NOT NULL, doc_id TEXT NOT NULL,
+    PRIMARY KEY (collection, chunk_id)
+);
+CREATE TABLE IF NOT EXISTS garbage (
+    collection TEXT NOT NULL, chunk_id TEXT NOT NULL, PRIMARY KEY (collection, chunk_id)
+);
+CREATE TABLE IF NOT EXISTS failures (
+    collection TEXT NOT NULL, path TEXT NOT NULL, error TEXT NOT NULL, at TEXT NOT NULL,
+    PRIMARY KEY (collection, path)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DocRecord:
+    """A document fully stored in one collection."""
+
+    doc_id: str
+    path: str
+    file_hash: str
+    version: str
+    title: str
+    groups: tuple[str, ...]
+    embedder: str
+    chunks: int
+    pages: int
+    size: int
+    ingested_at: str
+    root: str = ""
+    """The folder the document was found in (group rules match relative to it)."""
+    state: str = "done"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id,
+            "path": self.path,
+            "state": self.state,
+            "title": self.title,
+            "groups": list(self.groups),
+            "chunks": self.chunks,
+            "pages": self.pages,
+            "size": self.size,
+            "file_hash": self.file_hash,
+            "embedder": self.embedder,
+            "ingested_at": self.ingested_at,
+        }
+
+
+def active_collection(settings: StoreSettings) -> str:
+    """The collection queries should use; never creates the manifest."""
+    path = settings.manifest_path()
+    if not path.is_file():
+        return settings.collection
+    with Manifest(path) as manifest:
+        return manifest.active(settings.collection)
+
+
+def _row(row: sqlite3.Row) -> DocRecord:
+    return DocRecord(
+        doc_id=row["doc_id"],
+        path=row["path"],
+        file_hash=row["file_hash"],
+        version=row["version"],
+        title=row["title"],
+        groups=tuple(json.loads(row["groups"])),
+        embedder=row["embedder"],
+        chunks=int(row["chunks"]),
+        pages=int(row["pages"]),
+        size=int(row["size"]),
+        ingested_at=row["ingested_at"],
+        root=row["root"],
+        state=row["state"],
+    )
+
+
+class Manifest:
+    """The SQLite manifest; one connection, used from one thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"Cannot open the ingest manifest {path} ({exc}). Check the folder is "
+                "writable; if the file is corrupt, move it away and run rag-ingest sync."
+            ) from exc
+        self._lock_fd: int | None = None
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.unlock()
+        self._db.close()
+
+    # -- one writer at a time -------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the writer lock (released by the OS if the process dies)."""
+        import fcntl
+
+        if self._lock_fd is not None:
+            return
+        fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(
+                "Another rag-ingest is writing to this index. Wait for it to finish "
+                "(or stop it), then run the command again."
+            ) from exc
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- meta ------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def active(self, default: str) -> str:
+        return self.get_meta(ACTIVE_KEY) or default
+
+    # -- documents ---------------------------------------------------------------------------
+
+    def document(self, collection: str, doc_id: str) -> DocRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM documents WHERE collection = ? AND doc_id = ?", (collection, doc_id)
+        ).fetchone()
+        return None if row is None else _row(row)
+
+    def find(self, collection: str, key: str) -> DocRecord | None:
+        """A document by id, or by path (as given, or resolved)."""
+        found = self.document(collection, key)
+        if found is not None:
+            return found
+        for path in (key, str(Path(key).expanduser().resolve())):
+            row = self._db.execute(
+                "SELECT * FROM documents WHERE collection = ? AND path = ?", (collection, path)
+            ).fetchone()
+            if row is not None:
+                return _row(row)
+        return None
+
+    def documents(self, collection: str) -> Iterator[DocRecord]:
+        cursor = self._db.execute(
+            "SELECT * FROM documents WHERE collection = ? ORDER BY path", (collection,)
+        )
+        for row in cursor:
+            yield _row(row)
+
+    def chunk_ids(self, collection: str, doc_id: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT chunk_id FROM chunks WHERE collection = ? AND doc_id = ? ORDER BY chunk_id",
+            (collection, doc_id),
+        )
+        return [str(r["chunk_id"]) for r in rows]
+
+    def all_chunk_ids(self, collection: str) -> list[str]:
+        rows = self._db.execute("SELECT chunk_id FROM chunks WHERE collection = ?", (collection,))
+        return [str(r["chunk_id"]) for r in rows]
+
+    # -- the write protocol --------------------------------------------------------------------
+
+    def begin(self, collection: str, doc_id: str, chunk_ids: Sequence[str]) -> None:
+        """Record the intent to write these chunks (before the store write)."""
+        with self._tx():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO pending (collection, chunk_id, doc_id) VALUES (?, ?, ?)",
+                [(collection, cid, doc_id) for cid in chunk_ids],
+            )
+
+    def commit(self, collection: str, record: DocRecord, chunk_ids: Sequence[str]) -> list[str]:
+        """Mark a document done with these chunks (after the store write).
+
+        Returns the ids of its previous version that are no longer used; they are in
+        ``garbage`` until :meth:`clear_garbage`.
+        """
+        new = set(chunk_ids)
+        with self._tx():
+            old = self.chunk_ids(collection, record.doc_id)
+            stale = [cid for cid in old if cid not in new]
+            self._db.execute(
+                "DELETE FROM chunks WHERE collection = ? AND doc_id = ?",
+                (collection, record.doc_id),
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO chunks (collection, chunk_id, doc_id) VALUES (?, ?, ?)",
+                [(collection, cid, record.doc_id) for cid in chunk_ids],
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO garbage (collection, chunk_id) VALUES (?, ?)",
+                [(collection, cid) for cid in stale],
+            )
+            self._db.execute(
+                "DELETE FROM pending WHERE collection = ? AND doc_id = ?",
+                (collection, record.doc_id),
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO documents (collection, doc_id, path, file_hash, "
+                "version, state, title, groups, embedder, chunks, pages, size, ingested_at, root) "
+                "VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    collection,
+                    record.doc_id,
+                    record.path,
+                    record.file_hash,
+                    record.version,
+                    record.title,
+                    json.dumps(list(record.groups)),
+                    record.embedder,
+                    len(chunk_ids),
+                    record.pages,
+                    record.size,
+                    record.ingested_at,
+                    record.root,
+                ),
+            )
+            self._db.execute(
+                "DELETE FROM failures WHERE collection = ? AND path = ?",
+                (collection, record.path),
+            )
+        return stale
+
+    def remove(self, collection: str, doc_id: str) -> list[str]:
+        """Forget a document; its chunk ids move to ``garbage`` and are returned."""
+        with self._tx():
+            ids = self.chunk_ids(collection, doc_id)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO garbage (collection, chunk_id) VALUES (?, ?)",
+                [(collection, cid) for cid in ids],
+            )
+            self._db.execute(
+                "DELETE FROM chunks WHERE collection = ? AND doc_id = ?", (collection, doc_id)
+            )
+            self._db.execute(
+                "DELETE FROM documents WHERE collection = ? AND doc_id = ?", (collection, doc_id)
+            )
+        return ids
+
+    def recover_ids(self, collection: str) -> list[str]:
+        """Chunk ids that may be in the store but belong to no done document.
+
+        They are an interrupted write's chunks (``pending`` and not committed) and an
+        interrupted cleanup's (``garbage``). Delete them from the store, then call
+        :meth:`clear_garbage` with them.
+        """
+        with self._tx():
+            self._db.execute(
+                "INSERT OR IGNORE INTO garbage (collection, chunk_id) "
+                "SELECT p.collection, p.chunk_id FROM pending p WHERE p.collection = ? AND "
+                "NOT EXISTS (SELECT 1 FROM chunks c WHERE c.collection = p.collection "
+                "AND c.chunk_id = p.chunk_id)",
+                (collection,),
+            )
+            self._db.execute("DELETE FROM pending WHERE collection = ?", (collection,))
+        rows = self._db.execute(
+            "SELECT chunk_id FROM garbage WHERE collection = ? ORDER BY chunk_id", (collection,)
+        )
+        return [str(r["chunk_id"]) for r in rows]
+
+    def clear_garbage(self, collection: str, chunk_ids: Sequence[str]) -> None:
+        with self._tx():
+            self._db.executemany(
+                "DELETE FROM garbage WHERE collection = ? AND chunk_id = ?",
+                [(collection, cid) for cid in chunk_ids],
+            )
+
+    def open_work(self, collection: str) -> int:
+        """How many chunk ids are pending or garbage (0 when consistent)."""
+        row = self._db.execute(
+            "SELECT (SELECT COUNT(*) FROM pending WHERE collection = ?) + "
+            "(SELECT COUNT(*) FROM garbage WHERE collection = ?) AS n",
+            (collection, collection),
+        ).fetchone()
+        return int(row["n"])
+
+    # -- failures ----------------------------------------------------------------------------
+
+    def record_failure(self, collection: str, path: str, error: str, at: str) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO failures (collection, path, error, at) VALUES (?, ?, ?, ?)",
+            (collection, path, error, at),
+        )
+
+    def failures(self, collection: str) -> list[tuple[str, str, str]]:
+        rows = self._db.execute(
+            "SELECT path, error, at FROM failures WHERE collection = ? ORDER BY path",
+            (collection,),
+        )
+        return [(str(r["path"]), str(r["error"]), str(r["at"])) for r in rows]
+
+    def forget_failure(self, collection: str, path: str) -> None:
+        self._db.execute(
+            "DELETE FROM failures WHERE collection = ? AND path = ?", (collection, path)
+        )
+
+    # -- statistics and the collection switch ------------------------------------------------
+
+    def stats(self, collection: str) -> dict[str, int]:
+        row = self._db.execute(
+            "SELECT COUNT(*) AS documents, COALESCE(SUM(chunks), 0) AS chunks, "
+            "COALESCE(SUM(pages), 0) AS pages, COALESCE(SUM(size), 0) AS bytes "
+            "FROM documents WHERE collection = ?",
+            (collection,),
+        ).fetchone()
+        failed = self._db.execute(
+            "SELECT COUNT(*) AS n FROM failures WHERE collection = ?", (collection,)
+        ).fetchone()
+        return {
+            "documents": int(row["documents"]),
+            "chunks": int(row["chunks"]),
+            "pages": int(row["pages"]),
+            "bytes": int(row["bytes"]),
+            "failed": int(failed["n"]),
+            "unfinished": self.open_work(collection),
+        }
+
+    def switch(self, new: str, old: str) -> None:
+        """Make ``new`` the active collection and forget ``old``'s rows, in one transaction."""
+        with self._tx():
+            self.set_meta(ACTIVE_KEY, new)
+            self.set_meta(PREVIOUS_KEY, old)
+            self.set_meta(REINDEX_KEY, None)
+            self.forget(old)
+
+    def forget(self, collection: str) -> None:
+        """Drop every row of a collection (after a switch, or an abandoned reindex)."""
+        with self._tx():
+            for table in ("documents", "chunks", "pending", "garbage", "failures"):
+                self._db.execute(f"DELETE FROM {table} WHERE collection = ?", (collection,))
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error); not re-entrant."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._outer = False
+
+    def __enter__(self) -> None:
+        self._outer = not self._db.in_transaction
+        if self._outer:
+            self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._outer:
+            return
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")

@@ -1,0 +1,49 @@
+"""The ONNX backend: exported once from the shipped model, same vectors as torch (fp32),
+close ones (int8) under its own model id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("assets")
+
+TEXTS = [
+    "The badge office is room 101.",
+    "出差住宿标准：一线城市每晚不超过 600 元。",
+    "| Item code | Item | Price |\n| --- | --- | --- |\n| HW-1 | Webcam | 49 |",
+    "Visitor parking is on level -2; ask reception for a ticket. " * 12,
+]
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+def test_onnx_fp32_matches_torch_and_int8_is_close(make_settings: Any) -> None:
+    from rag.embedding import SentenceTransformerEmbedder, create_embedder
+    from rag.embedding_onnx import ensure_onnx
+
+    settings = make_settings(embedding={"backend": "onnx"})
+    fp32 = create_embedder(settings.embedding, settings.paths)
+    int8 = create_embedder(
+        settings.embedding.model_copy(update={"onnx_precision": "int8"}), settings.paths
+    )
+    torch = SentenceTransformerEmbedder(settings.embedding)
+    assert fp32.model_id == torch.model_id == "builtin:all-minilm-l6-v2"
+    assert int8.model_id == "builtin:all-minilm-l6-v2@onnx-int8"
+
+    reference = torch.embed_documents(TEXTS)
+    for got, want in zip(fp32.embed_documents(TEXTS), reference, strict=True):
+        assert cosine(got, want) > 0.9999
+    for got, want in zip(int8.embed_documents(TEXTS), reference, strict=True):
+        assert cosine(got, want) > 0.97
+    assert fp32.dimension == 384
+    assert fp32.count_tokens(TEXTS[3]) == torch.count_tokens(TEXTS[3])
+
+    folder = ensure_onnx(settings.embedding, settings.paths)  # cached: not exported again
+    marker = folder / ".complete"
+    stamp = marker.stat().st_mtime_ns
+    assert ensure_onnx(settings.embedding, settings.paths) == folder
+    assert marker.stat().st_mtime_ns == stamp

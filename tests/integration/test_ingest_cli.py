@@ -1,0 +1,209 @@
+"""``rag-ingest`` as a user runs it: a hostile corpus, and ``kill -9`` at named points.
+
+Each command is a real subprocess (``python -m ingest.cli``). The crash hook
+``RAG_TEST_CRASH_AT=<point>[:n]`` makes the process SIGKILL itself the n-th time it reaches
+a point of the write protocol; the test then checks what a re-run leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ASSETS, KB_DIR, REPO
+
+pytestmark = pytest.mark.usefixtures("assets")
+
+
+def cli(store: Path, *args: str, crash: str | None = None, **env: str) -> Any:
+    environ = {
+        **os.environ,
+        "RAG_PROFILE": "test",
+        "RAG_STORE__PATH": str(store),
+        "RAG_PATHS__ASSETS_DIR": str(ASSETS),
+        **env,
+    }
+    if crash:
+        environ["RAG_TEST_CRASH_AT"] = crash
+    return subprocess.run(
+        [sys.executable, "-m", "ingest.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
+
+
+def events(proc: Any) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def zip_with(path: Path, member: str, size: int) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr(member, b"\0" * size)
+
+
+def hostile_corpus(root: Path, outside: Path) -> dict[str, str]:
+    """Write the corpus; returns file name -> a word its error line must contain."""
+    from pypdf import PdfReader, PdfWriter
+
+    pdf = (KB_DIR / "facilities-office-guide.pdf").read_bytes()
+    root.mkdir()
+    (root / "good.md").write_text("# Lobby\n\nThe lobby opens at 06:45.\n")
+    shutil.copy(KB_DIR / "hr-leave-policy.docx", root / "leave.docx")
+    (root / "x..\\..\\evil.md").write_text("# Odd name\n\nA harmless note.\n")
+    (root / "empty.txt").write_bytes(b"")
+    (root / "truncated.pdf").write_bytes(pdf[: len(pdf) // 2])
+    writer = PdfWriter(clone_from=PdfReader(KB_DIR / "facilities-office-guide.pdf"))
+    writer.encrypt(user_password="secret", owner_password="owner")
+    with (root / "locked.pdf").open("wb") as handle:
+        writer.write(handle)
+    (root / "not-zip.docx").write_bytes(b"PK? no, just text pretending to be Word")
+    zip_with(root / "bomb.docx", "word/document.xml", 30_000_000)  # over max_unzipped_mb
+    zip_with(root / "bomb.xlsx", "xl/workbook.xml", 15_000_000)  # under it, ratio ~1000:1
+    (root / "latin1.txt").write_bytes("Caf\xe9 au lait, cr\xe8me br\xfbl\xe9e.\n".encode("latin-1"))
+    with (root / "huge.txt").open("wb") as handle:  # 200 MB, sparse: nothing written
+        handle.truncate(200_000_000)
+    (root / "binary.txt").write_bytes(bytes(range(256)) * 40)
+    outside.write_text("# Secret\n\nOutside the ingest root.\n")
+    (root / "escape.md").symlink_to(outside)
+    (root / "new\nline.md").write_text("# Newline\n\nName with a newline.\n")
+    return {
+        "empty.txt": "empty",
+        "truncated.pdf": "truncated",
+        "locked.pdf": "password",
+        "not-zip.docx": "not a zip",
+        "bomb.docx": "zip bomb",
+        "bomb.xlsx": "zip bomb",
+        "latin1.txt": "UTF-8",
+        "huge.txt": "limit",
+        "binary.txt": "binary",
+        "escape.md": "outside",
+        "new\nline.md": "control characters",
+    }
+
+
+def test_hostile_files_each_get_one_clear_line_and_the_rest_is_ingested(tmp_path: Path) -> None:
+    expected = hostile_corpus(tmp_path / "kb", tmp_path / "outside.md")
+    store = tmp_path / "store"
+    proc = cli(store, "add", str(tmp_path / "kb"), "--json", RAG_INGEST__MAX_UNZIPPED_MB="20")
+    assert proc.returncode == 1, proc.stderr
+    by_name = {Path(e["path"]).name: e for e in events(proc) if e["event"] == "file"}
+    for name in ("good.md", "leave.docx", "x..\\..\\evil.md"):
+        assert by_name[name]["status"] == "added", by_name[name]
+    assert Path(by_name["x..\\..\\evil.md"]["path"]).parent == tmp_path / "kb"
+    for name, word in expected.items():
+        result = by_name[name]
+        assert result["status"] == "failed", result
+        error = result["error"]
+        assert "\n" not in error and word.lower() in error.lower(), error
+        shown = name.replace("\n", "\\n")
+        assert shown in error, error
+    summary = events(proc)[-1]
+    assert summary["event"] == "summary" and summary["failed"] == len(expected)
+
+    listed = events(cli(store, "list", "--json"))
+    done = sorted(Path(e["path"]).name for e in listed if e["state"] == "done")
+    assert done == sorted(["good.md", "leave.docx", "x..\\..\\evil.md"])
+    failed = [e for e in listed if e["state"] == "failed"]
+    assert len(failed) == len(expected)
+    stats = json.loads(cli(store, "stats", "--json").stdout)
+    assert stats["documents"] == 3 and stats["failed"] == len(expected)
+    assert stats["chunks"] == stats["store_chunks"] > 3
+
+
+def check_consistent(store: Path) -> dict[str, list[str]]:
+    """Store and manifest agree: every chunk once, no orphans, each doc complete."""
+    from rag.config import StoreSettings
+    from rag.manifest import Manifest
+    from rag.store import ChromaStore
+
+    settings = StoreSettings(path=store)
+    chroma = ChromaStore(settings, embedder_id=None)
+    ids = chroma.all_ids()
+    with Manifest(settings.manifest_path()) as manifest:
+        assert manifest.open_work(chroma.name) == 0
+        assert sorted(ids) == sorted(manifest.all_chunk_ids(chroma.name))
+        docs = {
+            d.path: manifest.chunk_ids(chroma.name, d.doc_id)
+            for d in manifest.documents(chroma.name)
+        }
+    owners = chroma.doc_ids_of(ids)
+    assert len(set(owners.values())) == len(docs)
+    return docs
+
+
+def store_and_manifest(store: Path) -> tuple[set[str], set[str], int]:
+    from rag.config import StoreSettings
+    from rag.manifest import Manifest
+    from rag.store import ChromaStore
+
+    settings = StoreSettings(path=store)
+    ids = set(ChromaStore(settings, embedder_id=None).all_ids())
+    with Manifest(settings.manifest_path()) as manifest:
+        return ids, set(manifest.all_chunk_ids("knowledge")), manifest.open_work("knowledge")
+
+
+def statuses(proc: Any) -> dict[str, str]:
+    return {Path(e["path"]).name: e["status"] for e in events(proc) if e["event"] == "file"}
+
+
+def test_kill_9_at_every_step_then_rerun_leaves_a_consistent_index(tmp_path: Path) -> None:
+    root, store = tmp_path / "kb", tmp_path / "store"
+    root.mkdir()
+    for name, fact in [("a", "room 101"), ("b", "level -2"), ("c", "11:30")]:
+        (root / f"{name}.md").write_text(f"# Doc {name}\n\nThe answer for {name} is {fact}.\n")
+    one_doc_per_batch = {"RAG_INGEST__EMBED_BATCH_CHUNKS": "1"}
+    killed = -signal.SIGKILL
+
+    # 1. Killed after b's chunks are stored, before the manifest commit: b is an orphan.
+    proc = cli(store, "add", str(root), "--json", crash="after_upsert:2", **one_doc_per_batch)
+    assert proc.returncode == killed, proc.stderr
+    assert statuses(proc) == {"a.md": "added"}
+    in_store, in_manifest, open_work = store_and_manifest(store)
+    assert in_store > in_manifest and open_work > 0
+
+    # 2. a changes; killed after its new version is committed, before the old is deleted.
+    (root / "a.md").write_text("# Doc a\n\nThe answer for a moved to room 202.\n")
+    proc = cli(store, "add", str(root), "--json", crash="after_commit:1", **one_doc_per_batch)
+    assert proc.returncode == killed, proc.stderr
+    in_store, in_manifest, open_work = store_and_manifest(store)
+    assert in_manifest < in_store and open_work > 0  # b's orphan gone, a's old version left
+
+    # 3. Killed after b's intent is recorded, before its chunks are stored.
+    proc = cli(store, "add", str(root), "--json", crash="before_upsert:1", **one_doc_per_batch)
+    assert proc.returncode == killed, proc.stderr
+    assert statuses(proc) == {"a.md": "unchanged"}
+
+    # 4. A clean run: nothing already complete is embedded again.
+    proc = cli(store, "add", str(root), "--json", **one_doc_per_batch)
+    assert proc.returncode == 0, proc.stderr
+    assert statuses(proc) == {"a.md": "unchanged", "b.md": "added", "c.md": "added"}
+    docs = check_consistent(store)
+    assert len(docs) == 3 and all(len(ids) == 1 for ids in docs.values())
+
+    # 5. c's file is gone; sync is killed after the manifest forgot c, before the store did.
+    (root / "c.md").unlink()
+    proc = cli(store, "sync", str(root), "--json", crash="after_remove:1")
+    assert proc.returncode == killed, proc.stderr
+
+    # 6. The re-run finishes the job.
+    proc = cli(store, "sync", str(root), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert statuses(proc) == {"a.md": "unchanged", "b.md": "unchanged"}
+    docs = check_consistent(store)
+    assert sorted(Path(p).name for p in docs) == ["a.md", "b.md"]
+    stats = json.loads(cli(store, "stats", "--json").stdout)
+    assert (stats["documents"], stats["chunks"], stats["store_chunks"]) == (2, 2, 2)
