@@ -54,10 +54,12 @@ def add(
     try:
         settings = _settings(profile)
         from ingest.pipeline import Ingestor
+        from rag.seams import IndexListener
         from rag.services import build_knowledge_base
 
         kb = build_knowledge_base(settings)
-        ingestor = Ingestor(settings, kb.embedder, kb.store)
+        listeners: list[IndexListener] = [kb.keyword] if kb.keyword is not None else []
+        ingestor = Ingestor(settings, kb.embedder, kb.store, listeners)
         failed = 0
         counts: dict[str, int] = {}
         for result in ingestor.add(paths):
@@ -90,6 +92,48 @@ def stats(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
     except RagError as exc:
         _fail(exc, as_json)
     print(json.dumps(data) if as_json else "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+@app.command("eval")
+def eval_(
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/.")
+    ],
+    split: Annotated[str, typer.Option(help="qrels file to score (qrels/<split>.tsv).")] = "test",
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Scratch index folder (reused when unchanged); default <data_dir>/eval."),
+    ] = None,
+    candidates: Annotated[int, typer.Option(help="Chunks each ranker returns.")] = 200,
+    bonus: Annotated[
+        float, typer.Option(help="Document score = best chunk + bonus x other chunks.")
+    ] = 0.1,
+    max_queries: Annotated[int | None, typer.Option(help="Score only the first N.")] = None,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Retrieval quality on a BEIR dataset: dense, keyword and hybrid (nDCG@10, recall, MRR)."""
+    try:
+        settings = _settings(profile)
+        from rag.embedding import SentenceTransformerEmbedder
+        from rag.evaluation import build_index, evaluate, load_beir
+
+        data = load_beir(dataset, split)
+        embedder = SentenceTransformerEmbedder(settings.embedding)
+        folder = workdir or settings.paths.data_dir / "eval"
+        index = build_index(data, settings, embedder, folder)
+        report = evaluate(
+            data,
+            index,
+            embedder,
+            settings,
+            candidates=candidates,
+            bonus=bonus,
+            max_queries=max_queries,
+        )
+    except RagError as exc:
+        _fail(exc, as_json)
+    print(json.dumps(report.to_json()) if as_json else report.table())
 
 
 def main() -> None:

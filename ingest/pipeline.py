@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +22,7 @@ from rag.config import Settings
 from rag.embedding import SentenceTransformerEmbedder
 from rag.errors import IngestError, RagError
 from rag.hashing import sha256_file
+from rag.seams import IndexListener
 from rag.store import ChromaStore
 from rag.types import Chunk
 
@@ -68,18 +69,27 @@ def embed_text(chunk: Chunk) -> str:
 
 class Ingestor:
     def __init__(
-        self, settings: Settings, embedder: SentenceTransformerEmbedder, store: ChromaStore
+        self,
+        settings: Settings,
+        embedder: SentenceTransformerEmbedder,
+        store: ChromaStore,
+        listeners: Sequence[IndexListener] = (),
     ) -> None:
         self._settings = settings
         self._embedder = embedder
         self._store = store
+        self._listeners = tuple(listeners)
 
     def add(self, paths: Iterable[Path]) -> Iterator[FileResult]:
-        for path, explicit in discover(paths):
-            if path.suffix.lower() not in SUPPORTED_SUFFIXES and not explicit:
-                yield FileResult(str(path), "", "skipped", error="unsupported file type")
-                continue
-            yield self.add_file(path)
+        try:
+            for path, explicit in discover(paths):
+                if path.suffix.lower() not in SUPPORTED_SUFFIXES and not explicit:
+                    yield FileResult(str(path), "", "skipped", error="unsupported file type")
+                    continue
+                yield self.add_file(path)
+        finally:
+            for listener in self._listeners:
+                listener.commit()
 
     def add_file(self, path: Path) -> FileResult:
         started = time.perf_counter()
@@ -129,9 +139,13 @@ class Ingestor:
         vectors = self._embedder.embed_documents([embed_text(c) for c in chunks])
         old_ids = set(self._store.chunk_ids(doc_id)) if old_hash is not None else set()
         self._store.upsert(chunks, vectors, file_hash=file_hash)
+        for listener in self._listeners:
+            listener.on_upsert(chunks)
         stale = old_ids - {c.chunk_id for c in chunks}
         if stale:
             self._store.delete_ids(sorted(stale))
+            for listener in self._listeners:
+                listener.on_delete(sorted(stale))
         return ("updated" if old_hash is not None else "added"), len(chunks)
 
 

@@ -19,6 +19,7 @@ from rag.types import Chunk, Hit
 
 MAX_BATCH = 5000
 _GROUP_SEP = "|"
+ACL_PREFIX = "acl:"
 
 
 def _client(settings: StoreSettings) -> Any:
@@ -61,7 +62,22 @@ def _metadata(chunk: Chunk, file_hash: str) -> dict[str, str | int | float | boo
     }
     if chunk.page is not None:
         meta["page"] = chunk.page
+    # One boolean key per group, so a Chroma ``where`` can select by group (the delimited
+    # ``groups`` string cannot be matched by substring in Chroma's metadata filters).
+    for group in chunk.groups:
+        meta[acl_key(group)] = True
     return meta
+
+
+def acl_key(group: str) -> str:
+    """The metadata key that marks a chunk readable by ``group``."""
+    return ACL_PREFIX + group
+
+
+def acl_where(groups: Sequence[str]) -> dict[str, Any]:
+    """A Chroma ``where`` matching chunks readable by any of ``groups`` (non-empty)."""
+    clauses: list[dict[str, Any]] = [{acl_key(g): True} for g in sorted(groups)]
+    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
 
 
 def _chunk_from(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
@@ -181,3 +197,75 @@ class ChromaStore:
 
     def count(self) -> int:
         return int(self._collection.count())
+
+    # -- retrieval (issue 4): filtered search and chunk look-ups ------------------------------
+
+    def query_where(
+        self, vector: Sequence[float], k: int, where: dict[str, Any] | None
+    ) -> list[Hit]:
+        """Nearest chunks among those matching ``where`` (Chroma filters before ranking)."""
+        if k < 1:
+            return []
+        try:
+            res = self._collection.query(
+                query_embeddings=[list(vector)],
+                n_results=k,
+                where=where,
+                include=["documents", "metadatas", "distances"],
+            )
+        except Exception as exc:
+            raise StoreError(
+                f"Searching the store failed ({type(exc).__name__}: {exc}). "
+                "Check the store is readable; run rag-ingest to (re)build it."
+            ) from exc
+        ids = (res.get("ids") or [[]])[0]
+        docs = (res.get("documents") or [[]])[0]
+        metas = (res.get("metadatas") or [[]])[0]
+        dists = (res.get("distances") or [[]])[0]
+        return [
+            Hit(_chunk_from(str(i), str(d or ""), dict(m or {})), 1.0 - float(dist))
+            for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
+        ]
+
+    def _get(self, **kwargs: Any) -> list[Chunk]:
+        try:
+            got = self._collection.get(include=["documents", "metadatas"], **kwargs)
+        except Exception as exc:
+            raise StoreError(
+                f"Reading from the store failed ({type(exc).__name__}: {exc}). "
+                "Check the store is readable."
+            ) from exc
+        return [
+            _chunk_from(str(i), str(d or ""), dict(m or {}))
+            for i, d, m in zip(
+                got.get("ids") or [],
+                got.get("documents") or [],
+                got.get("metadatas") or [],
+                strict=True,
+            )
+        ]
+
+    def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
+        """The chunks with these ids, in the order asked (unknown ids are left out)."""
+        found: dict[str, Chunk] = {}
+        for start in range(0, len(ids), MAX_BATCH):
+            for chunk in self._get(ids=list(ids[start : start + MAX_BATCH])):
+                found[chunk.chunk_id] = chunk
+        return [found[i] for i in ids if i in found]
+
+    def document_chunks(self, doc_id: str) -> list[Chunk]:
+        """All chunks of one document, in document order."""
+        return sorted(self._get(where={"doc_id": doc_id}), key=lambda c: c.index)
+
+    def chunks_where(self, where: dict[str, Any] | None, limit: int | None = None) -> list[Chunk]:
+        """Chunks matching ``where`` (all when None), up to ``limit``."""
+        return self._get(where=where, limit=limit)
+
+    def all_ids(self) -> list[str]:
+        """Every chunk id in the collection (for reconciling secondary indexes)."""
+        ids: list[str] = []
+        total = self.count()
+        for offset in range(0, total, MAX_BATCH):
+            got = self._collection.get(include=[], limit=MAX_BATCH, offset=offset)
+            ids.extend(str(i) for i in got.get("ids") or [])
+        return ids

@@ -24,14 +24,18 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from rag.answer import AnswerService, DoneEvent, SourcesEvent
 from rag.config import Settings
 from rag.errors import BadRequestError, EngineNotReadyError, RagError
+from rag.retrieval import Filters, Retriever, SearchStats
 from rag.seams import Engine
-from rag.types import TextDelta
+from rag.types import Principal, TextDelta
 from serving.schemas import (
     AskRequest,
     AskResponse,
     CitationOut,
     ErrorResponse,
+    HitOut,
     ReadyResponse,
+    RetrieveRequest,
+    RetrieveResponse,
 )
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,7 @@ class AppState:
     settings: Settings
     engine: Engine | None = None
     answers: AnswerService | None = None
+    retriever: Retriever | None = None
     status: str = "loading"
     detail: str | None = None
     owns_engine: bool = True
@@ -60,13 +65,14 @@ def _sse(event: str, data: dict[str, Any]) -> str:
 
 async def _load(state: AppState) -> None:
     from rag.engines import start_engine
-    from rag.services import build_knowledge_base
+    from rag.services import build_knowledge_base, build_retriever
 
     try:
         kb = await asyncio.to_thread(build_knowledge_base, state.settings)
+        state.retriever = await asyncio.to_thread(build_retriever, state.settings, kb)
         if state.engine is None:
             state.engine = await asyncio.to_thread(start_engine, state.settings)
-        state.answers = AnswerService(state.settings, kb.embedder, kb.store, state.engine)
+        state.answers = AnswerService(state.settings, state.retriever, state.engine)
         state.status = "ready"
         log.info("service ready")
     except RagError as exc:
@@ -89,7 +95,29 @@ def get_answers(request: Request) -> AnswerService:
     return state.answers
 
 
+def get_retriever(request: Request) -> Retriever:
+    """The retriever (ready before the engine is), or a 503 that says why not."""
+    state: AppState = request.app.state.rag
+    if state.retriever is None:
+        if state.status == "failed":
+            raise EngineNotReadyError(
+                f"The service failed to start: {state.detail}. Fix the cause and restart."
+            )
+        raise EngineNotReadyError("The knowledge base is still opening. Retry in a moment.")
+    return state.retriever
+
+
+def get_principal(request: Request) -> Principal:
+    """Who is calling. Until authentication exists every caller is anonymous, with the
+    groups of ``retrieval.anonymous_groups``; the auth layer replaces this dependency."""
+    state: AppState = request.app.state.rag
+    groups = frozenset(state.settings.retrieval.anonymous_groups)
+    return Principal(subject="anonymous", groups=groups, anonymous=True)
+
+
 Answers = Annotated[AnswerService, Depends(get_answers)]
+Searcher = Annotated[Retriever, Depends(get_retriever)]
+Caller = Annotated[Principal, Depends(get_principal)]
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
@@ -190,7 +218,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             **errors,
         },
     )
-    async def ask(body: AskRequest, service: Answers) -> Any:
+    async def ask(body: AskRequest, service: Answers, caller: Caller) -> Any:
         limit = settings.server.max_question_chars
         if len(body.question) > limit:
             raise BadRequestError(
@@ -199,20 +227,59 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             )
         if not body.question.strip():
             raise BadRequestError("The question is empty. Type a question and retry.")
+        cid = body.conversation_id
         if not body.stream:
-            return AskResponse.of(await service.ask(body.question))
+            done = await service.ask_full(body.question, caller, conversation_id=cid)
+            return AskResponse.of(done.answer, done.sentences, cid)
         return StreamingResponse(
-            _stream_events(service, body.question),
+            _stream_events(service, body.question, caller, cid),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    @app.post(
+        "/v1/retrieve",
+        tags=["retrieve"],
+        summary="Search the knowledge base: ranked chunks the caller may read.",
+        response_model=RetrieveResponse,
+        responses=errors,
+    )
+    async def retrieve(body: RetrieveRequest, retriever: Searcher, caller: Caller) -> Any:
+        limit = settings.server.max_question_chars
+        if len(body.query) > limit:
+            raise BadRequestError(
+                f"The query has {len(body.query)} characters; the limit is {limit}. Shorten it."
+            )
+        if not body.query.strip():
+            raise BadRequestError("The query is empty. Type what to search for and retry.")
+        filters = Filters.parse(body.filters)
+        stats = SearchStats()
+        started = time.perf_counter()
+        hits = await asyncio.to_thread(
+            retriever.search,
+            body.query,
+            caller,
+            body.k,
+            filters=filters,
+            mode=body.mode,
+            stats=stats,
+        )
+        timings = {
+            "dense_ms": round(stats.dense_ms, 1),
+            "keyword_ms": round(stats.keyword_ms, 1),
+            "total_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        return RetrieveResponse(hits=[HitOut.of(h) for h in hits], timings=timings)
+
     return app
 
 
-async def _stream_events(service: AnswerService, question: str) -> AsyncIterator[str]:
+async def _stream_events(
+    service: AnswerService, question: str, caller: Principal, conversation_id: str | None
+) -> AsyncIterator[str]:
     try:
-        async with contextlib.aclosing(service.stream(question)) as events:
+        stream = service.stream(question, caller, conversation_id=conversation_id)
+        async with contextlib.aclosing(stream) as events:
             async for event in events:
                 if isinstance(event, SourcesEvent):
                     cites = [CitationOut.of(c).model_dump() for c in event.sources]
@@ -220,7 +287,8 @@ async def _stream_events(service: AnswerService, question: str) -> AsyncIterator
                 elif isinstance(event, TextDelta):
                     yield _sse("delta", {"text": event.text})
                 elif isinstance(event, DoneEvent):
-                    yield _sse("done", AskResponse.of(event.answer).model_dump())
+                    body = AskResponse.of(event.answer, event.sentences, conversation_id)
+                    yield _sse("done", body.model_dump())
     except RagError as exc:
         yield _sse("error", {"code": exc.code, "message": exc.message})
     except Exception:
