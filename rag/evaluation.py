@@ -211,9 +211,12 @@ def build_index(dataset: Dataset, settings: Settings, embedder: Embedder, workdi
     keyword = KeywordIndex(folder / "keyword", k1=cfg.bm25_k1, b=cfg.bm25_b, stemming=cfg.stemming)
     done = folder / ".complete"
     if not done.is_file() or store.count() != len(chunks):
+        # Resumable: chunks already stored by an interrupted run are not embedded again.
+        have = set(store.all_ids())
+        todo = [c for c in chunks if c.chunk_id not in have]
         batch = 256
-        for start in range(0, len(chunks), batch):
-            part = chunks[start : start + batch]
+        for start in range(0, len(todo), batch):
+            part = todo[start : start + batch]
             store.upsert(part, embedder.embed_documents([_embed_text(c) for c in part]))
         done.write_text(str(len(chunks)), encoding="utf-8")
     if len(keyword) != len(chunks) or keyword.table_ids() != {c.chunk_id for c in chunks}:

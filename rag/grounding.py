@@ -27,12 +27,40 @@ from rag.types import Citation, Source
 
 _MARKER = re.compile(r"\s*\[(\d{1,3})\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？])|\n+")
+_LEADING_MARKERS = re.compile(r"^(?:\s*\[\d{1,3}\])+")
+_END_PUNCT = re.compile(r"[.!?。！？]+$")
 _NUMBER = re.compile(r"\d+(?:[.,:/-]\d+)*")
 _CODE = re.compile(r"\b[A-Za-z0-9]+(?:[-_./@][A-Za-z0-9]+)+\b|\b(?=\w*\d)(?=\w*[A-Za-z])\w+\b")
 _NAME = re.compile(r"\b[A-Z][a-zA-Z]+(?:\s+[A-Z][a-zA-Z]+)*\b")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{2,}")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
 _SOURCE_SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？]?")
+_NON_CLAIM = re.compile(
+    r"\b(not|n't|no|cannot|unable)\b.{0,40}\b(find|found|know|cover|covers|contain|contains|"
+    r"mention|mentions|say|says|answer)\b|^(i hope|hope this|let me know|feel free|sure\b|thanks)"
+    r"|不知道|没有(找到|相关)|无法回答",
+    re.IGNORECASE,
+)
+_FILLER = frozenset(
+    {
+        "hope",
+        "help",
+        "helps",
+        "helpful",
+        "please",
+        "note",
+        "sure",
+        "answer",
+        "question",
+        "information",
+        "source",
+        "sources",
+        "knowledge",
+        "according",
+        "based",
+        "provided",
+    }
+)
 _GENERIC_NAMES = frozenset(
     {"the", "a", "an", "yes", "no", "you", "your", "it", "this", "that", "i", "we", "if"}
 )
@@ -60,7 +88,12 @@ class Grounded:
         parts = []
         for s in self.sentences:
             marks = "".join(f"[{n}]" for n in s.citations)
-            parts.append(s.text + (" " + marks if marks else ""))
+            if not marks:
+                parts.append(s.text)
+                continue
+            end = _END_PUNCT.search(s.text)
+            cut = end.start() if end else len(s.text)
+            parts.append(f"{s.text[:cut]} {marks}{s.text[cut:]}")
         return " ".join(parts)
 
 
@@ -69,11 +102,11 @@ def split_sentences(text: str) -> list[str]:
     parts: list[str] = []
     for piece in _SENTENCE_END.split(text.strip()):
         piece = piece.strip()
-        if not piece:
-            continue
-        if _MARKER.fullmatch(piece) and parts:
-            parts[-1] += " " + piece
-        else:
+        lead = _LEADING_MARKERS.match(piece)
+        if lead and parts:
+            parts[-1] += " " + lead.group().strip()
+            piece = piece[lead.end() :].strip()
+        if piece:
             parts.append(piece)
     return parts
 
@@ -103,7 +136,7 @@ def critical_terms(sentence: str) -> set[str]:
 
 def key_terms(sentence: str) -> set[str]:
     words = {w.lower() for w in _WORD.findall(sentence)}
-    terms = {w for w in words if w not in STOP_WORDS and len(w) > 3}
+    terms = {w for w in words if w not in STOP_WORDS and w not in _FILLER and len(w) > 3}
     for run in _CJK.findall(sentence):
         if len(run) == 1:
             terms.add(run)
@@ -123,6 +156,8 @@ def support(sentence: str, source_text: str) -> float:
     Returns -1.0 when the sentence has nothing to check (not a factual claim).
     """
     bare = _MARKER.sub("", sentence)
+    if _NON_CLAIM.search(bare) and not _NUMBER.search(bare):
+        return -1.0
     crit = critical_terms(bare)
     keys = key_terms(bare)
     if not crit and not keys:

@@ -121,3 +121,58 @@ def test_keyword_index_heals_after_a_crash_and_other_processes_see_updates(
     writer.commit()
     reader._checked_at = 0.0
     assert all(cid != "wifi:h:1" for cid, _ in reader.search("NW-Staff wireless", 5))
+
+
+async def test_ask_and_retrieve_never_leak_another_groups_text(
+    acl_kb: Any, smol_engine: Any
+) -> None:
+    """Through the API: hits, SSE events, citations and answers of an 'everyone' caller
+    never carry the HR-only chunk; an HR caller gets it."""
+    import asyncio
+    import json
+
+    import httpx
+
+    from serving.app import create_app, get_principal
+
+    settings, _, _ = acl_kb
+    app = create_app(settings, engine=smol_engine)
+    caller = {"who": EVERYONE}
+    app.dependency_overrides[get_principal] = lambda: caller["who"]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for _ in range(600):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            question = "What is the salary band code for senior engineers?"
+            raw = []
+            for body in (
+                {"query": question, "k": 10},
+                {"query": SECRET, "k": 10, "mode": "keyword"},
+            ):
+                resp = await client.post("/v1/retrieve", json=body)
+                assert resp.status_code == 200
+                raw.append(resp.text)
+            resp = await client.post("/v1/ask", json={"question": question, "stream": True})
+            raw.append(resp.text)
+            resp = await client.post("/v1/ask", json={"question": question})
+            raw.append(resp.text)
+            for text in raw:
+                assert SECRET not in text and "salary:h" not in text
+            caller["who"] = HR
+            resp = await client.post("/v1/retrieve", json={"query": question, "k": 1})
+            assert SECRET in json.dumps(resp.json()["hits"])
+
+
+def test_langchain_retriever_returns_documents_the_principal_may_read(acl_kb: Any) -> None:
+    from rag.langchain_retriever import KnowledgeRetriever
+
+    _, _, retriever = acl_kb
+    lc = KnowledgeRetriever(retriever=retriever, principal=EVERYONE, k=4)
+    docs = lc.invoke("salary band code for senior engineers")
+    assert docs and all(SECRET not in d.page_content for d in docs)
+    assert {"doc_id", "title", "source", "page", "section", "score"} <= set(docs[0].metadata)
+    hr = KnowledgeRetriever(retriever=retriever, principal=HR, k=1, mode="keyword")
+    assert SECRET in hr.invoke(SECRET)[0].page_content
