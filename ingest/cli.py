@@ -109,6 +109,10 @@ def eval_(
         float, typer.Option(help="Document score = best chunk + bonus x other chunks.")
     ] = 0.1,
     max_queries: Annotated[int | None, typer.Option(help="Score only the first N.")] = None,
+    mode: Annotated[
+        list[str] | None,
+        typer.Option("--mode", help="dense, keyword, hybrid (repeatable; default all three)."),
+    ] = None,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
@@ -116,12 +120,16 @@ def eval_(
     try:
         settings = _settings(profile)
         from rag.embedding import SentenceTransformerEmbedder
-        from rag.evaluation import build_index, evaluate, load_beir
+        from rag.errors import BadRequestError
+        from rag.evaluation import MODES, build_index, evaluate, load_beir
 
+        modes = mode or list(MODES)
+        if set(modes) - set(MODES):
+            raise BadRequestError(f"--mode takes {', '.join(MODES)}; got {', '.join(modes)}.")
         data = load_beir(dataset, split)
         embedder = SentenceTransformerEmbedder(settings.embedding)
         folder = workdir or settings.paths.data_dir / "eval"
-        index = build_index(data, settings, embedder, folder)
+        index = build_index(data, settings, embedder, folder, embed=modes != ["keyword"])
         report = evaluate(
             data,
             index,
@@ -130,6 +138,7 @@ def eval_(
             candidates=candidates,
             bonus=bonus,
             max_queries=max_queries,
+            modes=modes,
         )
     except RagError as exc:
         _fail(exc, as_json)

@@ -56,6 +56,8 @@ class SourcesEvent:
 class DoneEvent:
     answer: Answer
     sentences: list[Sentence] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    """The numbered sources the model was given."""
 
 
 AnswerEvent = SourcesEvent | TextDelta | DoneEvent
@@ -255,7 +257,7 @@ class AnswerService:
             dict(clock.marks),
             unsupported=unsupported,
         )
-        yield DoneEvent(answer, grounded.sentences)
+        yield DoneEvent(answer, grounded.sentences, list(sources))
 
     def _remember(
         self, principal: Principal, conversation_id: str | None, question: str, answer: str

@@ -190,8 +190,16 @@ class Index:
     build_seconds: float
 
 
-def build_index(dataset: Dataset, settings: Settings, embedder: Embedder, workdir: Path) -> Index:
-    """Chunk, embed and index the corpus in ``workdir`` (reused when unchanged)."""
+def build_index(
+    dataset: Dataset,
+    settings: Settings,
+    embedder: Embedder,
+    workdir: Path,
+    *,
+    embed: bool = True,
+) -> Index:
+    """Chunk, embed and index the corpus in ``workdir`` (reused when unchanged; an
+    interrupted run resumes). ``embed=False`` builds the BM25 index only."""
     started = time.perf_counter()
     limit = settings.ingest.chunk_tokens
     chunks: list[Chunk] = []
@@ -210,10 +218,11 @@ def build_index(dataset: Dataset, settings: Settings, embedder: Embedder, workdi
     cfg = settings.retrieval
     keyword = KeywordIndex(folder / "keyword", k1=cfg.bm25_k1, b=cfg.bm25_b, stemming=cfg.stemming)
     done = folder / ".complete"
-    if not done.is_file() or store.count() != len(chunks):
+    if embed and (not done.is_file() or store.count() != len(chunks)):
         # Resumable: chunks already stored by an interrupted run are not embedded again.
         have = set(store.all_ids())
-        todo = [c for c in chunks if c.chunk_id not in have]
+        # Leading chunks of every document first: a partial index covers every document.
+        todo = sorted((c for c in chunks if c.chunk_id not in have), key=lambda c: c.index)
         batch = 256
         for start in range(0, len(todo), batch):
             part = todo[start : start + batch]
@@ -300,8 +309,10 @@ def evaluate(
     candidates: int = 200,
     bonus: float = 0.1,
     max_queries: int | None = None,
+    modes: Sequence[str] = MODES,
 ) -> Report:
     cfg = settings.retrieval
+    use_dense = "dense" in modes or "hybrid" in modes
     query_ids = [q for q in dataset.qrels if q in dataset.queries]
     if max_queries is not None:
         query_ids = query_ids[:max_queries]
@@ -311,17 +322,21 @@ def evaluate(
     for qid in query_ids:
         text = dataset.queries[qid]
         t0 = time.perf_counter()
-        vector = embedder.embed_query(text)
+        dense: list[str] = []
+        if use_dense:
+            vector = embedder.embed_query(text)
         t1 = time.perf_counter()
-        dense_hits = index.store.query_where(vector, candidates, None)
-        dense = roll_up(((h.chunk.chunk_id, h.score) for h in dense_hits), bonus)
+        if use_dense:
+            dense_hits = index.store.query_where(vector, candidates, None)
+            dense = roll_up(((h.chunk.chunk_id, h.score) for h in dense_hits), bonus)
         t2 = time.perf_counter()
         kw = roll_up(index.keyword.search(text, candidates), bonus)
         t3 = time.perf_counter()
         fused = rrf([(cfg.dense_weight, dense), (cfg.keyword_weight, kw)], cfg.rrf_k)
         hybrid = sorted(fused, key=lambda d: (-fused[d], d))
         t4 = time.perf_counter()
-        embed_ms.append((t1 - t0) * 1000)
+        if use_dense:
+            embed_ms.append((t1 - t0) * 1000)
         runs["dense"][qid] = [d for d in dense if d != qid]
         runs["keyword"][qid] = [d for d in kw if d != qid]
         runs["hybrid"][qid] = [d for d in hybrid if d != qid]
@@ -329,7 +344,7 @@ def evaluate(
         latency["keyword"].append((t3 - t2) * 1000)
         latency["hybrid"].append((t4 - t1) * 1000)
     qrels = {q: dataset.qrels[q] for q in query_ids}
-    modes = {m: ModeResult(score_run(runs[m], qrels), latency[m]) for m in MODES}
+    results = {m: ModeResult(score_run(runs[m], qrels), latency[m]) for m in modes}
     return Report(
         dataset=dataset.name,
         queries=len(query_ids),
@@ -337,5 +352,5 @@ def evaluate(
         chunks=index.chunks,
         index_seconds=index.build_seconds,
         embed_query_ms_p50=statistics.median(embed_ms) if embed_ms else 0.0,
-        modes=modes,
+        modes=results,
     )

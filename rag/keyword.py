@@ -173,12 +173,16 @@ class KeywordIndex:
 
     def publish(self) -> bool:
         """Rebuild and publish the index when the table changed; True when it did."""
+        params = json.dumps({"k1": self._k1, "b": self._b, "stemming": self._stemming})
         with self._lock:
-            if not self._dirty and self._state("dirty") != "1" and self._current() is not None:
+            unchanged = not self._dirty and self._state("dirty") != "1"
+            if unchanged and self._current() is not None and self._state("params") == params:
                 return False
             self._rebuild()
             with self._conn() as db:
                 db.execute("DELETE FROM state WHERE key='dirty'")
+                self._set_state("params", params)
+                self._set_state("stemming", str(self._stemming))
             self._dirty = False
             return True
 
@@ -190,6 +194,8 @@ class KeywordIndex:
         Returns ``(added, removed)``; rebuilds the index when anything changed.
         """
         with self._lock:
+            if self._state("stemming") not in (None, str(self._stemming)):
+                self._reanalyze()
             have = self.table_ids()
             wanted = set(store_ids)
             missing = sorted(wanted - have)
@@ -205,6 +211,13 @@ class KeywordIndex:
                     len(extra),
                 )
             return len(missing), len(extra)
+
+    def _reanalyze(self) -> None:
+        """Terms were analysed with other settings: analysing needs the text, which the
+        table does not keep, so the table is emptied and refilled from the store."""
+        with self._conn() as db:
+            db.execute("DELETE FROM chunks")
+        log.warning("keyword analysis settings changed: the index is rebuilt from the store")
 
     def _rebuild(self) -> None:
         import bm25s
