@@ -310,7 +310,10 @@ def evaluate(
     bonus: float = 0.1,
     max_queries: int | None = None,
     modes: Sequence[str] = MODES,
+    dense_where: dict[str, Any] | None = None,
 ) -> Report:
+    """Score each mode; ``dense_where`` restricts dense search (e.g. ``{"index": 0}``: the
+    leading chunk of each document only)."""
     cfg = settings.retrieval
     use_dense = "dense" in modes or "hybrid" in modes
     query_ids = [q for q in dataset.qrels if q in dataset.queries]
@@ -327,7 +330,7 @@ def evaluate(
             vector = embedder.embed_query(text)
         t1 = time.perf_counter()
         if use_dense:
-            dense_hits = index.store.query_where(vector, candidates, None)
+            dense_hits = index.store.query_where(vector, candidates, dense_where)
             dense = roll_up(((h.chunk.chunk_id, h.score) for h in dense_hits), bonus)
         t2 = time.perf_counter()
         kw = roll_up(index.keyword.search(text, candidates), bonus)
