@@ -454,6 +454,57 @@ def keys_revoke(
     print(json.dumps(_key_json(key)) if as_json else f"revoked {key.key_id} ({key.name})")
 
 
+@app.command("eval")
+def eval_(
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/.")
+    ],
+    split: Annotated[str, typer.Option(help="qrels file to score (qrels/<split>.tsv).")] = "test",
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Scratch index folder (reused when unchanged); default <data_dir>/eval."),
+    ] = None,
+    candidates: Annotated[int, typer.Option(help="Chunks each ranker returns.")] = 200,
+    bonus: Annotated[
+        float, typer.Option(help="Document score = best chunk + bonus x other chunks.")
+    ] = 0.1,
+    max_queries: Annotated[int | None, typer.Option(help="Score only the first N.")] = None,
+    mode: Annotated[
+        list[str] | None,
+        typer.Option("--mode", help="dense, keyword, hybrid (repeatable; default all three)."),
+    ] = None,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Retrieval quality on a BEIR dataset: dense, keyword and hybrid (nDCG@10, recall, MRR)."""
+    try:
+        settings = _settings(profile)
+        from rag.embedding import SentenceTransformerEmbedder
+        from rag.errors import BadRequestError
+        from rag.evaluation import MODES, build_index, evaluate, load_beir
+
+        modes = mode or list(MODES)
+        if set(modes) - set(MODES):
+            raise BadRequestError(f"--mode takes {', '.join(MODES)}; got {', '.join(modes)}.")
+        data = load_beir(dataset, split)
+        embedder = SentenceTransformerEmbedder(settings.embedding)
+        folder = workdir or settings.paths.data_dir / "eval"
+        index = build_index(data, settings, embedder, folder, embed=modes != ["keyword"])
+        report = evaluate(
+            data,
+            index,
+            embedder,
+            settings,
+            candidates=candidates,
+            bonus=bonus,
+            max_queries=max_queries,
+            modes=modes,
+        )
+    except RagError as exc:
+        _fail(exc, as_json)
+    print(json.dumps(report.to_json()) if as_json else report.table())
+
+
 def main() -> None:
     from rag.netguard import install_from_env
 

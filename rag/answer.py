@@ -1,35 +1,50 @@
-"""Question in, events out: retrieve -> pack -> prompt -> stream -> cite.
+"""Question in, events out: history -> retrieve -> pack -> prompt -> stream -> ground.
 
 :meth:`AnswerService.stream` yields a :class:`SourcesEvent` (the numbered sources the model
 is given), :class:`rag.types.TextDelta` pieces of the answer, then one :class:`DoneEvent`
-with the final answer, the citations it is supported by, usage and timings. Engine errors
-propagate as :class:`rag.errors.RagError`; cancelling the consumer aborts the engine request.
+with the final answer, the citations that support it, per-sentence grounding, usage and
+timings. Engine errors propagate as :class:`rag.errors.RagError`; cancelling the consumer
+aborts the engine request.
+
+Only chunks the caller's :class:`rag.types.Principal` may read reach retrieval, the
+context, the citations and hence the answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from rag import citations, prompt
+from rag import prompt, tokens
+from rag.citations import to_citation
 from rag.config import Settings
-from rag.context import pack
-from rag.seams import Embedder, Engine, VectorStore
+from rag.context import Packed, Packer, readable_by
+from rag.conversation import Conversations, standalone_query, trim_history
+from rag.grounding import Sentence, ground
+from rag.retrieval import Retriever
+from rag.seams import Engine
+from rag.store import acl_where
 from rag.types import (
     Answer,
+    Chunk,
     Citation,
     Finished,
     GenerationRequest,
     HistoryTurn,
     Hit,
+    Principal,
     Source,
     TextDelta,
     Usage,
 )
+
+log = logging.getLogger(__name__)
+PROMPT_SAFETY_TOKENS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +55,9 @@ class SourcesEvent:
 @dataclass(frozen=True, slots=True)
 class DoneEvent:
     answer: Answer
+    sentences: list[Sentence] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    """The numbered sources the model was given."""
 
 
 AnswerEvent = SourcesEvent | TextDelta | DoneEvent
@@ -54,23 +72,48 @@ class _Clock:
         self.marks[name] = round((time.perf_counter() - self.start) * 1000, 1)
 
 
+@dataclass
+class Counters:
+    """Events worth counting (exported by the metrics issue; logged here)."""
+
+    questions: int = 0
+    declined: int = 0
+    unsupported_sentences: int = 0
+    whole_kb: int = 0
+
+
 class AnswerService:
     def __init__(
-        self, settings: Settings, embedder: Embedder, store: VectorStore, engine: Engine
+        self,
+        settings: Settings,
+        retriever: Retriever,
+        engine: Engine,
+        *,
+        conversations: Conversations | None = None,
     ) -> None:
         self._settings = settings
-        self._embedder = embedder
-        self._store = store
+        self._retriever = retriever
         self._engine = engine
+        self._conversations = conversations or Conversations()
+        counter: Callable[[str], int] | None = getattr(engine, "count_text_tokens", None)
+        self._count = counter or tokens.count
+        self._packer = Packer(settings.context, self._count)
+        self._corpus_cache: dict[tuple[frozenset[str], str], list[Chunk]] = {}
+        self.counters = Counters()
 
-    def retrieve(self, question: str, k: int | None = None) -> list[Hit]:
-        vector = self._embedder.embed_query(question)
-        return self._store.query(vector, k or self._settings.retrieval.top_k)
+    @property
+    def retriever(self) -> Retriever:
+        return self._retriever
 
-    def _request(self, question: str, sources: Sequence[Source]) -> GenerationRequest:
+    def retrieve(self, question: str, principal: Principal, k: int | None = None) -> list[Hit]:
+        return self._retriever.search(question, principal, k)
+
+    def _request(
+        self, question: str, sources: Sequence[Source], request_id: str
+    ) -> GenerationRequest:
         llm = self._settings.llm
         return GenerationRequest(
-            request_id=uuid.uuid4().hex,
+            request_id=request_id,
             instructions=prompt.instructions_for(self._engine.family),
             context=prompt.render_sources(sources),
             question=question,
@@ -79,33 +122,109 @@ class AnswerService:
             reasoning_effort=llm.reasoning_effort,
         )
 
+    def _corpus(self, principal: Principal) -> list[Chunk] | None:
+        """Everything the caller may read, when small enough to try whole-KB mode."""
+        cfg = self._settings.context
+        index = self._retriever.keyword_index
+        if not cfg.whole_kb or index is None:
+            return None
+        permitted = index.permitted_fraction(principal.groups) * len(index)
+        if permitted > cfg.whole_kb_max_chunks or not principal.groups:
+            return None
+        key = (principal.groups, index.generation or "")
+        cached = self._corpus_cache.get(key)
+        if cached is None:
+            cached = self._retriever.store.chunks_where(acl_where(sorted(principal.groups)))
+            if len(self._corpus_cache) > 64:
+                self._corpus_cache.clear()
+            self._corpus_cache[key] = cached
+        return cached
+
+    def pack(
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        principal: Principal,
+        history: Sequence[HistoryTurn] = (),
+        request_id: str = "",
+    ) -> tuple[Packed, GenerationRequest]:
+        """Sources for ``hits`` within the exact token budget; the request to send."""
+        limit = self._engine.max_model_len - self._settings.llm.max_tokens
+        bare = self._request(question, [], request_id)
+        overhead = self._engine.count_prompt_tokens(bare, history)
+        budget = limit - overhead - PROMPT_SAFETY_TOKENS
+        cap = self._settings.context.max_tokens
+        if cap is not None:
+            budget = min(budget, cap)
+        packed = self._packer.pack(
+            hits,
+            budget,
+            corpus=self._corpus(principal),
+            documents=self._retriever.store,
+            readable=readable_by(principal.groups),
+        )
+        request = self._request(question, packed.sources, request_id)
+        while packed.sources and self._engine.count_prompt_tokens(request, history) > limit:
+            packed = self._packer.trim(packed)
+            request = self._request(question, packed.sources, request_id)
+        return packed, request
+
+    def history_for(
+        self, principal: Principal, conversation_id: str | None, history: Sequence[HistoryTurn]
+    ) -> list[HistoryTurn]:
+        turns = list(history)
+        if conversation_id:
+            turns = self._conversations.history(principal.subject, conversation_id) + turns
+        cfg = self._settings.context
+        return trim_history(
+            turns, self._count, max_tokens=cfg.history_tokens, max_turns=cfg.history_turns
+        )
+
+    def _relevant(self, hits: Sequence[Hit]) -> bool:
+        if not hits:
+            return False
+        if self._settings.retrieval.mode == "keyword":
+            return True
+        best = max((h.dense_score for h in hits if h.dense_score is not None), default=None)
+        return best is not None and best >= self._settings.retrieval.min_score
+
     async def stream(
-        self, question: str, history: Sequence[HistoryTurn] = ()
+        self,
+        question: str,
+        principal: Principal,
+        history: Sequence[HistoryTurn] = (),
+        *,
+        conversation_id: str | None = None,
     ) -> AsyncGenerator[AnswerEvent, None]:
         clock = _Clock()
-        hits = await asyncio.to_thread(self.retrieve, question)
+        self.counters.questions += 1
+        turns = self.history_for(principal, conversation_id, history)
+        query = standalone_query(question, turns)
+        hits = await asyncio.to_thread(self._retriever.search, query, principal)
         clock.mark("retrieval_ms")
-        relevant = [h for h in hits if h.score >= self._settings.retrieval.min_score]
-        if not relevant:
+        if not self._relevant(hits):
+            self.counters.declined += 1
+            log.info("declined: nothing relevant enough (hits=%d)", len(hits))
             yield SourcesEvent([])
             yield TextDelta(prompt.DECLINE_MESSAGE)
             clock.mark("total_ms")
+            self._remember(principal, conversation_id, question, prompt.DECLINE_MESSAGE)
             yield DoneEvent(
                 Answer(prompt.DECLINE_MESSAGE, [], Usage(), dict(clock.marks), declined=True)
             )
             return
-        limit = self._engine.max_model_len - self._settings.llm.max_tokens
-
-        def fits(candidate: list[Source]) -> bool:
-            return self._engine.count_prompt_tokens(self._request(question, candidate)) <= limit
-
-        sources = await asyncio.to_thread(pack, relevant, fits)
-        request = self._request(question, sources)
+        request_id = uuid.uuid4().hex
+        packed, request = await asyncio.to_thread(
+            self.pack, question, hits, principal, turns, request_id
+        )
+        if packed.mode == "whole_kb":
+            self.counters.whole_kb += 1
         clock.mark("packing_ms")
-        yield SourcesEvent([citations.to_citation(s) for s in sources])
+        sources = packed.sources
+        yield SourcesEvent([to_citation(s) for s in sources])
         parts: list[str] = []
         usage = Usage()
-        async with contextlib.aclosing(self._engine.stream(request, history)) as events:
+        async with contextlib.aclosing(self._engine.stream(request, turns)) as events:
             async for event in events:
                 if isinstance(event, TextDelta):
                     if not parts:
@@ -118,12 +237,56 @@ class AnswerService:
         if not text:
             text = prompt.NO_ANSWER_MESSAGE
             yield TextDelta(text)
+        grounded = ground(text, sources, min_support=self._settings.context.min_support)
+        unsupported = grounded.unsupported
+        self.counters.unsupported_sentences += len(unsupported)
         clock.mark("total_ms")
-        yield DoneEvent(Answer(text, citations.select(text, sources), usage, dict(clock.marks)))
+        log.info(
+            "answered: sources=%d mode=%s context_tokens=%d sentences=%d unsupported=%d",
+            len(sources),
+            packed.mode,
+            packed.tokens,
+            len(grounded.sentences),
+            len(unsupported),
+        )
+        self._remember(principal, conversation_id, question, text)
+        answer = Answer(
+            text,
+            grounded.citations,
+            usage,
+            dict(clock.marks),
+            unsupported=unsupported,
+        )
+        yield DoneEvent(answer, grounded.sentences, list(sources))
 
-    async def ask(self, question: str, history: Sequence[HistoryTurn] = ()) -> Answer:
-        async with contextlib.aclosing(self.stream(question, history)) as events:
+    def _remember(
+        self, principal: Principal, conversation_id: str | None, question: str, answer: str
+    ) -> None:
+        if conversation_id:
+            self._conversations.append(principal.subject, conversation_id, question, answer)
+
+    async def ask(
+        self,
+        question: str,
+        principal: Principal,
+        history: Sequence[HistoryTurn] = (),
+        *,
+        conversation_id: str | None = None,
+    ) -> Answer:
+        done = await self.ask_full(question, principal, history, conversation_id=conversation_id)
+        return done.answer
+
+    async def ask_full(
+        self,
+        question: str,
+        principal: Principal,
+        history: Sequence[HistoryTurn] = (),
+        *,
+        conversation_id: str | None = None,
+    ) -> DoneEvent:
+        stream = self.stream(question, principal, history, conversation_id=conversation_id)
+        async with contextlib.aclosing(stream) as events:
             async for event in events:
                 if isinstance(event, DoneEvent):
-                    return event.answer
+                    return event
         raise RuntimeError("answer stream ended without a result")  # pragma: no cover

@@ -160,6 +160,71 @@ class RetrievalSettings(_Section):
         le=1.0,
         description="Best cosine similarity below which the service declines to answer.",
     )
+    mode: Literal["hybrid", "dense", "keyword"] = Field(
+        "hybrid", description="hybrid (dense + BM25 fused with RRF), dense or keyword only."
+    )
+    candidates: int = Field(
+        50, ge=1, le=1000, description="Candidates each ranker returns before fusion."
+    )
+    rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant k.")
+    dense_weight: float = Field(1.0, ge=0, description="RRF weight of dense search.")
+    keyword_weight: float = Field(1.0, ge=0, description="RRF weight of BM25 search.")
+    bm25_k1: float = Field(1.2, gt=0, description="BM25 term-frequency saturation.")
+    bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
+    stemming: bool = Field(True, description="Light English stemming for BM25 terms.")
+    keyword_dir: Path | None = Field(
+        None, description="BM25 index folder; default: keyword/<collection> beside the store."
+    )
+    overfetch_min_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="When a caller may read at least this share of chunks, dense search "
+        "over-fetches unfiltered and drops other groups' chunks (fast); below it, Chroma "
+        "filters by group (slower at scale).",
+    )
+    anonymous_groups: list[str] = Field(
+        default_factory=lambda: ["everyone"],
+        description="Groups an unauthenticated caller may read.",
+    )
+    reranker: Literal["none"] = Field("none", description="Optional reranking stage.")
+
+
+class ContextSettings(_Section):
+    max_tokens: int | None = Field(
+        None,
+        ge=256,
+        description="Cap on source tokens in the prompt; null = the model's window minus "
+        "the answer (max_tokens) and the rest of the prompt.",
+    )
+    expand: Literal["none", "neighbours", "section", "document"] = Field(
+        "document",
+        description="How far to grow around the best hits while the budget allows: "
+        "neighbouring chunks, then whole sections, then whole documents.",
+    )
+    neighbours: int = Field(1, ge=0, le=10, description="Chunks each side of a hit.")
+    expand_hits: int = Field(3, ge=0, description="How many of the best hits are expanded.")
+    whole_kb: bool = Field(
+        True, description="Give the model the whole permitted knowledge base when it fits."
+    )
+    whole_kb_max_chunks: int = Field(
+        5000, ge=0, description="Do not try whole-knowledge-base mode above this many chunks."
+    )
+    order: Literal["canonical", "score"] = Field(
+        "canonical",
+        description="Source order: canonical (by document and position: consecutive "
+        "questions share prompt prefixes, so vLLM reuses its cache) or score.",
+    )
+    history_tokens: int = Field(
+        1024, ge=0, description="Token budget for earlier turns of a conversation."
+    )
+    history_turns: int = Field(10, ge=0, description="Most earlier turns kept.")
+    min_support: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Grounding: share of a sentence's key terms a source must contain.",
+    )
 
 
 class LLMSettings(_Section):
@@ -329,6 +394,7 @@ class Settings(_Section):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    context: ContextSettings = Field(default_factory=ContextSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     widget: WidgetSettings = Field(default_factory=WidgetSettings)

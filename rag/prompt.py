@@ -45,9 +45,17 @@ def source_header(source: Source) -> str:
     return f"[{source.n}] " + " - ".join(where)
 
 
+SOURCES_OPEN = "Sources:\n<<<\n"
+SOURCES_CLOSE = "\n>>>"
+
+
+def render_block(source: Source) -> str:
+    """One source: its citation number and where it comes from, then its text."""
+    return f"{source_header(source)}\n{source.hit.chunk.text}"
+
+
 def render_sources(sources: Sequence[Source]) -> str:
     """Sources as one delimited block, each headed by its citation number."""
     if not sources:
         return ""
-    parts = [f"{source_header(s)}\n{s.hit.chunk.text}" for s in sources]
-    return "Sources:\n<<<\n" + "\n\n".join(parts) + "\n>>>"
+    return SOURCES_OPEN + "\n\n".join(render_block(s) for s in sources) + SOURCES_CLOSE

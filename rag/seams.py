@@ -50,6 +50,12 @@ class IndexListener(Protocol):
     def commit(self) -> None: ...
 
 
+class Reranker(Protocol):
+    """An optional second stage that reorders fused hits (none ships offline)."""
+
+    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]: ...
+
+
 class Engine(Protocol):
     @property
     def name(self) -> str: ...
@@ -65,7 +71,11 @@ class Engine(Protocol):
     @property
     def healthy(self) -> bool: ...
 
-    def count_prompt_tokens(self, request: GenerationRequest) -> int: ...
+    def count_prompt_tokens(
+        self, request: GenerationRequest, history: Sequence[HistoryTurn] = ()
+    ) -> int:
+        """Exact prompt length in the model's tokens, history included."""
+        ...
 
     def stream(
         self, request: GenerationRequest, history: Sequence[HistoryTurn] = ()

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 5000
 _GROUP_SEP = "|"
+ACL_PREFIX = "acl:"
 
 
 def auth_headers(
@@ -134,7 +135,22 @@ def _metadata(chunk: Chunk, file_hash: str) -> dict[str, str | int | float | boo
         value = getattr(chunk, key)
         if value:
             meta[key] = value
+    # One boolean key per group, so a Chroma ``where`` can select by group (the delimited
+    # ``groups`` string cannot be matched by substring in Chroma's metadata filters).
+    for group in chunk.groups:
+        meta[acl_key(group)] = True
     return meta
+
+
+def acl_key(group: str) -> str:
+    """The metadata key that marks a chunk readable by ``group``."""
+    return ACL_PREFIX + group
+
+
+def acl_where(groups: Sequence[str]) -> dict[str, Any]:
+    """A Chroma ``where`` matching chunks readable by any of ``groups`` (non-empty)."""
+    clauses: list[dict[str, Any]] = [{acl_key(g): True} for g in sorted(groups)]
+    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
 
 
 def _chunk_from(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
@@ -267,17 +283,6 @@ class ChromaStore:
         got = self._collection.get(where={"doc_id": doc_id}, include=[])
         return [str(i) for i in got.get("ids") or []]
 
-    def document_chunks(self, doc_id: str) -> list[Chunk]:
-        """Every stored chunk of one document, in document order."""
-        got = self._collection.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
-        chunks = [
-            _chunk_from(cid, text or "", dict(meta or {}))
-            for cid, text, meta in zip(
-                got["ids"], got["documents"] or [], got["metadatas"] or [], strict=False
-            )
-        ]
-        return sorted(chunks, key=lambda c: c.index)
-
     def delete_ids(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), MAX_BATCH):
             try:
@@ -352,3 +357,66 @@ class ChromaStore:
             raise StoreError(f"Refusing to drop the open collection {name!r}.")
         if name in self.collection_names():
             self._client.delete_collection(name)
+
+    # -- retrieval (issue 4): filtered search and chunk look-ups ------------------------------
+
+    def query_where(
+        self, vector: Sequence[float], k: int, where: dict[str, Any] | None
+    ) -> list[Hit]:
+        """Nearest chunks among those matching ``where`` (Chroma filters before ranking)."""
+        if k < 1:
+            return []
+        try:
+            res = self._collection.query(
+                query_embeddings=[list(vector)],
+                n_results=k,
+                where=where,
+                include=["documents", "metadatas", "distances"],
+            )
+        except Exception as exc:
+            raise StoreError(
+                f"Searching the store failed ({type(exc).__name__}: {exc}). "
+                "Check the store is readable; run rag-ingest to (re)build it."
+            ) from exc
+        ids = (res.get("ids") or [[]])[0]
+        docs = (res.get("documents") or [[]])[0]
+        metas = (res.get("metadatas") or [[]])[0]
+        dists = (res.get("distances") or [[]])[0]
+        return [
+            Hit(_chunk_from(str(i), str(d or ""), dict(m or {})), 1.0 - float(dist))
+            for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
+        ]
+
+    def _get(self, **kwargs: Any) -> list[Chunk]:
+        try:
+            got = self._collection.get(include=["documents", "metadatas"], **kwargs)
+        except Exception as exc:
+            raise StoreError(
+                f"Reading from the store failed ({type(exc).__name__}: {exc}). "
+                "Check the store is readable."
+            ) from exc
+        return [
+            _chunk_from(str(i), str(d or ""), dict(m or {}))
+            for i, d, m in zip(
+                got.get("ids") or [],
+                got.get("documents") or [],
+                got.get("metadatas") or [],
+                strict=True,
+            )
+        ]
+
+    def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
+        """The chunks with these ids, in the order asked (unknown ids are left out)."""
+        found: dict[str, Chunk] = {}
+        for start in range(0, len(ids), MAX_BATCH):
+            for chunk in self._get(ids=list(ids[start : start + MAX_BATCH])):
+                found[chunk.chunk_id] = chunk
+        return [found[i] for i in ids if i in found]
+
+    def document_chunks(self, doc_id: str) -> list[Chunk]:
+        """All chunks of one document, in document order."""
+        return sorted(self._get(where={"doc_id": doc_id}), key=lambda c: c.index)
+
+    def chunks_where(self, where: dict[str, Any] | None, limit: int | None = None) -> list[Chunk]:
+        """Chunks matching ``where`` (all when None), up to ``limit``."""
+        return self._get(where=where, limit=limit)

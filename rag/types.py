@@ -43,10 +43,17 @@ class Principal:
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A chunk found for a query, with its similarity (higher is better)."""
+    """A chunk found for a query, with its similarity (higher is better).
+
+    ``score`` is what ranked it (the fused RRF score in hybrid search); ``dense_score`` is
+    the cosine similarity when dense search saw it, ``keyword_score`` the BM25 score when
+    keyword search did.
+    """
 
     chunk: Chunk
     score: float
+    dense_score: float | None = None
+    keyword_score: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +128,5 @@ class Answer:
     usage: Usage
     timings: dict[str, float] = field(default_factory=dict)
     declined: bool = False
+    unsupported: list[str] = field(default_factory=list)
+    """Answer sentences no given source supports (see rag/grounding.py)."""

@@ -15,18 +15,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from rag.answer import AnswerService, DoneEvent, SourcesEvent
 from rag.apikeys import KeyStore
 from rag.config import Settings
-from rag.errors import BadRequestError, RagError
+from rag.errors import BadRequestError, EngineNotReadyError, RagError
 from rag.feedback import FeedbackStore
 from rag.ratelimit import RateLimiter
+from rag.retrieval import Filters, Retriever, SearchStats
 from rag.seams import Engine, RemoteReachability
 from rag.store import ChromaStore
 from rag.types import Answer, Principal, TextDelta
@@ -34,13 +35,16 @@ from serving import documents, feedback, openai_compat, widget
 from serving import metrics as metrics_mod
 from serving.capacity import AnswerSlots
 from serving.deps import Answers
-from serving.principal import Asker, RateLimitedError
+from serving.principal import Asker, RateLimitedError, Reader
 from serving.schemas import (
     AskRequest,
     AskResponse,
     CitationOut,
     ErrorResponse,
+    HitOut,
     ReadyResponse,
+    RetrieveRequest,
+    RetrieveResponse,
 )
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,7 @@ class AppState:
     keys: KeyStore | None = None
     limiter: RateLimiter | None = None
     slots: AnswerSlots = field(default_factory=lambda: AnswerSlots(48))
+    retriever: Retriever | None = None
     status: str = "loading"
     detail: str | None = None
     owns_engine: bool = True
@@ -75,7 +80,7 @@ def _sse(event: str, data: dict[str, Any]) -> str:
 
 async def _load(state: AppState) -> None:
     from rag.engines import start_engine
-    from rag.services import build_knowledge_base
+    from rag.services import build_knowledge_base, build_retriever
 
     try:
         feedback_path = state.settings.paths.data_dir / "feedback.sqlite3"
@@ -88,9 +93,10 @@ async def _load(state: AppState) -> None:
         )
         kb = await asyncio.to_thread(build_knowledge_base, state.settings)
         state.store = kb.store
+        state.retriever = await asyncio.to_thread(build_retriever, state.settings, kb)
         if state.engine is None:
             state.engine = await asyncio.to_thread(start_engine, state.settings)
-        state.answers = AnswerService(state.settings, kb.embedder, kb.store, state.engine)
+        state.answers = AnswerService(state.settings, state.retriever, state.engine)
         state.status = "ready"
         log.info("service ready")
     except RagError as exc:
@@ -99,6 +105,21 @@ async def _load(state: AppState) -> None:
     except Exception as exc:
         state.status, state.detail = "failed", f"{type(exc).__name__}: {exc}"
         log.exception("start-up failed")
+
+
+def get_retriever(request: Request) -> Retriever:
+    """The retriever (ready before the engine is), or a 503 that says why not."""
+    state: AppState = request.app.state.rag
+    if state.retriever is None:
+        if state.status == "failed":
+            raise EngineNotReadyError(
+                f"The service failed to start: {state.detail}. Fix the cause and restart."
+            )
+        raise EngineNotReadyError("The knowledge base is still opening. Retry in a moment.")
+    return state.retriever
+
+
+Searcher = Annotated[Retriever, Depends(get_retriever)]
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
@@ -256,16 +277,51 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         if not body.question.strip():
             raise BadRequestError("The question is empty. Type a question and retry.")
         answer_id = uuid.uuid4().hex
+        cid = body.conversation_id
         if not body.stream:
             with state.slots:
-                answer = await service.ask(body.question)
-            await _record(state, answer_id, body.question, caller, answer)
-            return AskResponse.of(answer, answer_id)
+                done = await service.ask_full(body.question, caller, conversation_id=cid)
+            await _record(state, answer_id, body.question, caller, done.answer)
+            return AskResponse.of(done.answer, answer_id, done.sentences, cid)
         return StreamingResponse(
-            _stream_events(state, service, body.question, answer_id, caller),
+            _stream_events(state, service, body.question, answer_id, caller, cid),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    @app.post(
+        "/v1/retrieve",
+        tags=["retrieve"],
+        summary="Search the knowledge base: ranked chunks the caller may read.",
+        response_model=RetrieveResponse,
+        responses=errors,
+    )
+    async def retrieve(body: RetrieveRequest, caller: Reader, retriever: Searcher) -> Any:
+        limit = settings.server.max_question_chars
+        if len(body.query) > limit:
+            raise BadRequestError(
+                f"The query has {len(body.query)} characters; the limit is {limit}. Shorten it."
+            )
+        if not body.query.strip():
+            raise BadRequestError("The query is empty. Type what to search for and retry.")
+        filters = Filters.parse(body.filters)
+        stats = SearchStats()
+        started = time.perf_counter()
+        hits = await asyncio.to_thread(
+            retriever.search,
+            body.query,
+            caller,
+            body.k,
+            filters=filters,
+            mode=body.mode,
+            stats=stats,
+        )
+        timings = {
+            "dense_ms": round(stats.dense_ms, 1),
+            "keyword_ms": round(stats.keyword_ms, 1),
+            "total_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        return RetrieveResponse(hits=[HitOut.of(h) for h in hits], timings=timings)
 
     return app
 
@@ -293,11 +349,17 @@ async def _record(
 
 
 async def _stream_events(
-    state: AppState, service: AnswerService, question: str, answer_id: str, caller: Principal
+    state: AppState,
+    service: AnswerService,
+    question: str,
+    answer_id: str,
+    caller: Principal,
+    conversation_id: str | None,
 ) -> AsyncIterator[str]:
     try:
         with state.slots:
-            async with contextlib.aclosing(service.stream(question)) as events:
+            stream = service.stream(question, caller, conversation_id=conversation_id)
+            async with contextlib.aclosing(stream) as events:
                 async for event in events:
                     if isinstance(event, SourcesEvent):
                         cites = [CitationOut.of(c).model_dump() for c in event.sources]
@@ -306,7 +368,10 @@ async def _stream_events(
                         yield _sse("delta", {"text": event.text})
                     elif isinstance(event, DoneEvent):
                         await _record(state, answer_id, question, caller, event.answer)
-                        yield _sse("done", AskResponse.of(event.answer, answer_id).model_dump())
+                        body = AskResponse.of(
+                            event.answer, answer_id, event.sentences, conversation_id
+                        )
+                        yield _sse("done", body.model_dump())
     except RagError as exc:
         yield _sse("error", {"code": exc.code, "message": exc.message})
     except Exception:

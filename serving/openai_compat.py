@@ -220,7 +220,7 @@ def router(
         cid, created = f"chatcmpl-{answer_id}", int(time.time())
         if not body.stream:
             with slots:
-                answer = await service.ask(question, history)
+                answer = await service.ask(question, caller, history)
             await record(answer_id, question, caller, answer)
             return ChatCompletion(
                 id=cid,
@@ -240,7 +240,9 @@ def router(
             )
             try:
                 with slots:
-                    async with contextlib.aclosing(service.stream(question, history)) as stream:
+                    async with contextlib.aclosing(
+                        service.stream(question, caller, history)
+                    ) as stream:
                         async for event in stream:
                             if isinstance(event, TextDelta):
                                 yield _chunk(

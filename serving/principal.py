@@ -2,8 +2,9 @@
 
 A caller is, in order: an API key (``Authorization: Bearer kb_...`` or ``X-API-Key``), a
 widget (``X-Widget-Token`` + the page's ``Origin``, optionally a signed
-``X-Widget-Identity``), or, only when ``auth.required`` is off (dev), anonymous with the
-default groups. ``require(scope)`` adds the scope check; ``asking`` adds the rate limit.
+``X-Widget-Identity``), or, only when ``auth.required`` is off (dev), anonymous with
+``retrieval.anonymous_groups``. ``require(scope)`` adds the scope check; ``asking`` adds
+the rate limit and the capacity check.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class RateLimitedError(RagError):
 def anonymous(settings: Settings) -> Principal:
     return Principal(
         "anonymous",
-        frozenset(settings.ingest.default_groups),
+        frozenset(settings.retrieval.anonymous_groups),
         anonymous=True,
         scopes=frozenset(SCOPES),
     )

@@ -107,6 +107,9 @@ class PromptCounter:
         text_tokens = sum(len(self._codec.encode_plain(m["content"])) for m in messages)
         return text_tokens + CHAT_MESSAGE_OVERHEAD * (len(messages) + 1)
 
+    def count_text(self, text: str) -> int:
+        return len(self._codec.encode_plain(text))
+
 
 class RemoteEngine:
     """Base of the remote engines: the HTTP client, retries, reachability, the budget."""
@@ -150,8 +153,14 @@ class RemoteEngine:
     def healthy(self) -> bool:
         return not self._closed
 
-    def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        return self._counter.count(self.family, request)
+    def count_prompt_tokens(
+        self, request: GenerationRequest, history: Sequence[HistoryTurn] = ()
+    ) -> int:
+        return self._counter.count(self.family, request, history)
+
+    def count_text_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as ordinary text (o200k_harmony: the local budget tokenizer)."""
+        return self._counter.count_text(text)
 
     async def close(self) -> None:
         self._closed = True

@@ -109,6 +109,8 @@ class _Renderer(Protocol):
 
     def render(self, request: GenerationRequest, history: Sequence[HistoryTurn]) -> list[int]: ...
 
+    def count_text(self, text: str) -> int: ...
+
     def new_filter(self) -> _OutputFilter: ...
 
 
@@ -130,6 +132,9 @@ class HarmonyRenderer:
 
     def render(self, request: GenerationRequest, history: Sequence[HistoryTurn]) -> list[int]:
         return self._codec.render(request, history)
+
+    def count_text(self, text: str) -> int:
+        return len(self._codec.encode_plain(text))
 
     def new_filter(self) -> _OutputFilter:
         return _HarmonyFilter(self._codec)
@@ -156,6 +161,9 @@ class ChatTemplateRenderer:
         messages.append({"role": "user", "content": user_text(request)})
         text = self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return list(self._tok.encode(str(text), add_special_tokens=False))
+
+    def count_text(self, text: str) -> int:
+        return len(self._tok.encode(text, add_special_tokens=False))
 
     def new_filter(self) -> _OutputFilter:
         return _PassThrough()
@@ -218,8 +226,14 @@ class VllmEngine:
     def render(self, request: GenerationRequest, history: Sequence[HistoryTurn] = ()) -> list[int]:
         return self._renderer.render(request, history)
 
-    def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        return len(self.render(request))
+    def count_prompt_tokens(
+        self, request: GenerationRequest, history: Sequence[HistoryTurn] = ()
+    ) -> int:
+        return len(self.render(request, history))
+
+    def count_text_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as ordinary text in this model's tokenizer."""
+        return self._renderer.count_text(text)
 
     async def stream(
         self, request: GenerationRequest, history: Sequence[HistoryTurn] = ()

@@ -70,6 +70,7 @@ async def test_streaming_sends_citations_deltas_then_done(client: httpx.AsyncCli
     text = "".join(d["text"] for e, d in events if e == "delta")
     done = events[-1][1]
     assert done["answer"] == text.strip()
+    assert isinstance(done["unsupported"], list) and done["sentences"]
     assert events[0][1]["citations"][0]["source"].endswith("it-wifi-and-vpn.md")
 
 
@@ -90,19 +91,63 @@ async def test_question_below_the_relevance_threshold_is_declined(
     sample_kb: Any, smol_engine: Any
 ) -> None:
     from rag.answer import AnswerService
-    from rag.services import build_knowledge_base
+    from rag.services import build_knowledge_base, build_retriever
+    from rag.types import Principal
 
     strict = sample_kb.model_copy(
         update={"retrieval": sample_kb.retrieval.model_copy(update={"min_score": 0.99})}
     )
     kb = build_knowledge_base(strict)
-    answer = await AnswerService(strict, kb.embedder, kb.store, smol_engine).ask(
-        "What is the guest Wi-Fi password?"
+    service = AnswerService(strict, build_retriever(strict, kb), smol_engine)
+    answer = await service.ask(
+        "What is the guest Wi-Fi password?", Principal("anonymous", frozenset({"everyone"}))
     )
+    assert service.counters.declined == 1
     assert answer.declined
     assert answer.citations == []
     assert answer.usage.completion_tokens == 0
     assert "knowledge base" in answer.answer
+
+
+async def test_retrieve_returns_ranked_hits_with_citation_fields(
+    client: httpx.AsyncClient,
+) -> None:
+    resp = await client.post("/v1/retrieve", json={"query": "guest Wi-Fi password", "k": 3})
+    assert resp.status_code == 200, resp.text
+    hits = resp.json()["hits"]
+    assert len(hits) == 3
+    assert hits[0]["source"].endswith("it-wifi-and-vpn.md") and "harbor-blue-42" in hits[0]["text"]
+    assert set(hits[0]) >= {"text", "score", "doc_id", "title", "source", "page", "section"}
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    doc = hits[0]["doc_id"]
+    resp = await client.post(
+        "/v1/retrieve",
+        json={"query": "差旅 报销", "k": 5, "mode": "keyword", "filters": {"doc_id": doc}},
+    )
+    assert resp.status_code == 200 and all(h["doc_id"] == doc for h in resp.json()["hits"])
+    bad = await client.post("/v1/retrieve", json={"query": "x", "filters": {"group": "hr"}})
+    assert bad.status_code == 422 and "filter" in bad.json()["error"]["message"]
+    assert (await client.post("/v1/retrieve", json={"query": " "})).status_code == 422
+
+
+async def test_follow_up_question_uses_the_conversation(client: httpx.AsyncClient) -> None:
+    first = await client.post(
+        "/v1/ask",
+        json={"question": "What is the name of the company VPN client?", "conversation_id": "c1"},
+    )
+    assert first.status_code == 200
+    follow = await client.post(
+        "/v1/ask",
+        json={"question": "After how many hours does it disconnect?", "conversation_id": "c1"},
+    )
+    body = follow.json()
+    assert body["conversation_id"] == "c1" and not body["declined"]
+    assert any(c["source"].endswith("it-wifi-and-vpn.md") for c in body["citations"])
+    for s in body["sentences"]:
+        assert set(s) == {"text", "citations", "supported"}
+        known = {c["n"] for c in body["citations"]}
+        assert set(s["citations"]) <= known
+    assert body["unsupported"] == [s["text"] for s in body["sentences"] if not s["supported"]]
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:

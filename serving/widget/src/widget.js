@@ -21,6 +21,13 @@ function h(doc, tag, attrs, ...children) {
   return node;
 }
 
+function newId() {
+  if (window.crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function safeColor(value) {
   return /^(#[0-9a-f]{3,8}|rgb\([\d\s,.%]+\)|[a-z]{3,20})$/i.test(String(value || "")) ? value : null;
 }
@@ -308,6 +315,7 @@ export class Widget {
     this.log.appendChild(this.renderMessage(user));
     this.log.appendChild(this.renderMessage(answer));
     this.scroll();
+    if (!this.state.conversationId) this.state.conversationId = newId();
     this.busy = new AbortController();
     this.sendBtn.disabled = true;
     let pending = false;

@@ -1,0 +1,195 @@
+"""Retrieval benchmark at 100K chunks: hybrid search with a group filter, and HNSW recall.
+
+    PYTHONPATH=. .venv/bin/python bench/retrieval.py [--chunks 100000] [--workdir DIR]
+
+Synthetic data generated here: 100K chunks in 1,000 topical clusters (384-d unit vectors
+near the cluster centre, ~50 words drawn mostly from the cluster's topic words), each chunk
+readable by ``everyone`` (50%) or one of ten groups g0..g9 (5% each). The store is built once
+in ``--workdir`` (Chroma with the configured HNSW settings, plus the BM25 index) and reused.
+
+Reported, on queries near random cluster centres (query vectors given, so the latencies
+exclude query embedding, which is measured separately with the real MiniLM model):
+
+- latency p50/p99 of hybrid, dense and keyword search for a wide caller (everyone + g3:
+  ~55% of chunks; dense search over-fetches and drops) and a narrow one (g3 only: ~5%;
+  Chroma filters by group), and of the Chroma group filter on the wide caller for contrast;
+- recall@10 of the dense results against exact search among the chunks the caller may read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from rag.config import load_settings
+from rag.keyword import KeywordIndex
+from rag.retrieval import Filters, Retriever
+from rag.store import ChromaStore
+from rag.types import Chunk, Principal
+
+DIM = 384
+CLUSTERS = 1000
+GROUPS = [f"g{i}" for i in range(10)]
+
+
+def make_data(
+    n: int, seed: int = 11
+) -> tuple[list[Chunk], np.ndarray, np.ndarray, list[list[str]]]:
+    rng = np.random.default_rng(seed)
+    prng = random.Random(seed)
+    centres = rng.normal(size=(CLUSTERS, DIM)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    topic_words = [[f"t{c}w{j}" for j in range(40)] for c in range(CLUSTERS)]
+    common = [f"common{j}" for j in range(2000)]
+    cluster_of = rng.integers(0, CLUSTERS, size=n)
+    vectors = centres[cluster_of] + rng.normal(scale=0.09, size=(n, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    chunks = []
+    for i in range(n):
+        c = int(cluster_of[i])
+        words = [
+            prng.choice(topic_words[c]) if prng.random() < 0.4 else prng.choice(common)
+            for _ in range(50)
+        ]
+        groups = ("everyone",) if prng.random() < 0.5 else (prng.choice(GROUPS),)
+        doc = f"doc{i // 10}"
+        chunks.append(
+            Chunk(
+                f"{doc}:b:{i % 10}",
+                doc,
+                " ".join(words),
+                f"/kb/{doc}.txt",
+                doc,
+                "",
+                None,
+                i % 10,
+                groups,
+                str(i),
+            )
+        )
+    return chunks, vectors, centres, topic_words
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def timed(fn: Callable[[], object], runs: list[float]) -> object:
+    started = time.perf_counter()
+    out = fn()
+    runs.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Hybrid retrieval at 100K chunks.")
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/rag-bench-retrieval"))
+    args = parser.parse_args()
+    from rag.offline import OFFLINE_ENV
+
+    os.environ.update(OFFLINE_ENV)
+    settings = load_settings(
+        "dev",
+        environ={},
+        overrides={
+            "store": {"path": str(args.workdir / "chroma"), "collection": f"bench{args.chunks}"}
+        },
+    )
+    chunks, vectors, centres, topic_words = make_data(args.chunks)
+    store = ChromaStore(settings.store, embedder_id="synthetic", dimension=DIM)
+    keyword = KeywordIndex(args.workdir / "keyword" / str(args.chunks))
+    if store.count() != len(chunks):
+        started = time.perf_counter()
+        for s in range(0, len(chunks), 5000):
+            store.upsert(chunks[s : s + 5000], vectors[s : s + 5000].tolist())
+        print(f"stored {len(chunks)} chunks in {time.perf_counter() - started:.0f} s")
+    if len(keyword) != len(chunks):
+        started = time.perf_counter()
+        keyword.on_upsert(chunks)
+        keyword.commit()
+        print(f"BM25 index of {len(chunks)} chunks in {time.perf_counter() - started:.0f} s")
+    cfg = settings.retrieval
+    print(
+        f"HNSW: ef_construction={settings.store.hnsw_ef_construction} "
+        f"ef_search={settings.store.hnsw_ef_search} M={settings.store.hnsw_max_neighbors}; "
+        f"candidates per ranker={cfg.candidates}; k=10"
+    )
+    retriever = Retriever(cfg, None, store, keyword)  # type: ignore[arg-type]
+    forced = Retriever(cfg.model_copy(update={"overfetch_min_share": 1.0}), None, store, keyword)  # type: ignore[arg-type]
+    rng = np.random.default_rng(5)
+    prng = random.Random(5)
+    wide = Principal("wide", frozenset({"everyone", "g3"}))
+    narrow = Principal("narrow", frozenset({"g3"}))
+    groups_arr = [c.groups[0] for c in chunks]
+    masks = {p.subject: np.array([g in p.groups for g in groups_arr]) for p in (wide, narrow)}
+    queries = []
+    for _ in range(args.queries):
+        c = int(rng.integers(0, CLUSTERS))
+        v = centres[c] + rng.normal(scale=0.05, size=DIM).astype(np.float32)
+        v /= np.linalg.norm(v)
+        text = " ".join(prng.sample(topic_words[c], 3))
+        queries.append((text, v.tolist()))
+    # Warm up (first queries load indexes into memory).
+    for text, v in queries[:5]:
+        retriever.search(text, wide, 10, vector=v)
+        retriever.search(text, narrow, 10, vector=v)
+    rows = []
+    for label, who, ret, mode in [
+        ("hybrid  wide (over-fetch)", wide, retriever, "hybrid"),
+        ("hybrid  narrow (filter)", narrow, retriever, "hybrid"),
+        ("dense   wide (over-fetch)", wide, retriever, "dense"),
+        ("dense   wide (forced filter)", wide, forced, "dense"),
+        ("dense   narrow (filter)", narrow, retriever, "dense"),
+        ("keyword wide", wide, retriever, "keyword"),
+        ("keyword narrow", narrow, retriever, "keyword"),
+    ]:
+        runs: list[float] = []
+        recalls: list[float] = []
+        for text, v in queries:
+            hits = timed(
+                lambda text=text, v=v, who=who, ret=ret, mode=mode: ret.search(
+                    text, who, 10, vector=v, mode=mode, filters=Filters()
+                ),
+                runs,
+            )
+            assert all(any(g in who.groups for g in h.chunk.groups) for h in hits)  # type: ignore[attr-defined]
+            if mode == "dense":
+                sims = vectors @ np.asarray(v, dtype=np.float32)
+                sims[~masks[who.subject]] = -2
+                exact = {chunks[i].chunk_id for i in np.argsort(-sims)[:10]}
+                got = {h.chunk.chunk_id for h in hits}  # type: ignore[attr-defined]
+                recalls.append(len(exact & got) / 10)
+        recall = f"{statistics.mean(recalls):.3f}" if recalls else "-"
+        rows.append((label, pct(runs, 0.5), pct(runs, 0.99), recall))
+    print(
+        f"\n{'search (k=10, excl. query embedding)':<36} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'recall@10':>10}"
+    )
+    for label, p50, p99, recall in rows:
+        print(f"{label:<36} {p50:>8.1f} {p99:>8.1f} {recall:>10}")
+    from rag.embedding import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder(settings.embedding)
+    embedder.embed_query("warm up")
+    runs = []
+    for text, _ in queries[:50]:
+        timed(lambda text=text: embedder.embed_query(text), runs)
+    print(
+        f"\nquery embedding (MiniLM, torch CPU): p50 {pct(runs, 0.5):.1f} ms, "
+        f"p99 {pct(runs, 0.99):.1f} ms"
+    )
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()

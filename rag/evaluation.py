@@ -1,0 +1,359 @@
+"""Retrieval evaluation on BEIR-format datasets (``rag-ingest eval``).
+
+A dataset folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl``
+(``_id``, ``text``) and ``qrels/<split>.tsv`` (``query-id``, ``corpus-id``, ``score``).
+The corpus is chunked the way the service chunks prose (sentences packed up to
+``ingest.chunk_tokens`` embedding tokens, one sentence of overlap, the title in front of
+each chunk), embedded and stored in a scratch Chroma collection plus a scratch BM25 index
+(reused on the next run when the corpus and model are unchanged). Each query is answered by
+dense, keyword and hybrid search over chunks; chunk scores roll up to documents (best chunk,
+plus a small bonus per further matching chunk), and hybrid fuses the two document rankings
+with the configured RRF weights.
+
+Metrics (BEIR conventions: linear gains, relevant = grade > 0): nDCG@10, Recall@10,
+Recall@100, MRR@10, and search latency p50/p99 in milliseconds (query embedding reported
+separately, once, since all modes share it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.config import Settings
+from rag.errors import BadRequestError
+from rag.keyword import KeywordIndex
+from rag.retrieval import rrf
+from rag.seams import Embedder
+from rag.store import ChromaStore
+from rag.types import Chunk
+
+Qrels = dict[str, dict[str, int]]
+Run = dict[str, list[str]]
+MODES = ("dense", "keyword", "hybrid")
+_SENTENCE = re.compile(r"(?<=[.!?。！？])\s+")
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+def ndcg_at(ranking: Sequence[str], rels: Mapping[str, int], k: int = 10) -> float:
+    dcg = sum(rels.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranking[:k]))
+    ideal = sorted((g for g in rels.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def recall_at(ranking: Sequence[str], rels: Mapping[str, int], k: int) -> float:
+    relevant = {d for d, g in rels.items() if g > 0}
+    if not relevant:
+        return 0.0
+    return len(relevant & set(ranking[:k])) / len(relevant)
+
+
+def mrr_at(ranking: Sequence[str], rels: Mapping[str, int], k: int = 10) -> float:
+    for i, d in enumerate(ranking[:k]):
+        if rels.get(d, 0) > 0:
+            return 1.0 / (i + 1)
+    return 0.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def score_run(run: Run, qrels: Qrels) -> dict[str, float]:
+    """Mean metrics over the queries that have judgements (missing runs score 0)."""
+    queries = [q for q, rels in qrels.items() if any(g > 0 for g in rels.values())]
+    if not queries:
+        return {"ndcg@10": 0.0, "recall@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0}
+    n = len(queries)
+    return {
+        "ndcg@10": sum(ndcg_at(run.get(q, []), qrels[q]) for q in queries) / n,
+        "recall@10": sum(recall_at(run.get(q, []), qrels[q], 10) for q in queries) / n,
+        "recall@100": sum(recall_at(run.get(q, []), qrels[q], 100) for q in queries) / n,
+        "mrr@10": sum(mrr_at(run.get(q, []), qrels[q]) for q in queries) / n,
+    }
+
+
+# -- dataset ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    name: str
+    corpus: dict[str, tuple[str, str]]
+    queries: dict[str, str]
+    qrels: Qrels
+
+
+def _jsonl(path: Path) -> Iterable[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError as exc:
+                    raise BadRequestError(
+                        f"{path}:{line_no} is not valid JSON ({exc}). Fix the file."
+                    ) from exc
+
+
+def load_beir(folder: Path, split: str = "test") -> Dataset:
+    corpus_file, queries_file = folder / "corpus.jsonl", folder / "queries.jsonl"
+    qrels_file = folder / "qrels" / f"{split}.tsv"
+    for path in (corpus_file, queries_file, qrels_file):
+        if not path.is_file():
+            raise BadRequestError(
+                f"{path} is missing: a BEIR folder holds corpus.jsonl, queries.jsonl and "
+                f"qrels/{split}.tsv."
+            )
+    corpus = {
+        str(d["_id"]): (str(d.get("title") or ""), str(d.get("text") or ""))
+        for d in _jsonl(corpus_file)
+    }
+    queries = {str(q["_id"]): str(q.get("text") or "") for q in _jsonl(queries_file)}
+    qrels: Qrels = {}
+    with qrels_file.open(encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 3 or parts[0] == "query-id":
+                continue
+            try:
+                grade = int(float(parts[2]))
+            except ValueError:
+                continue
+            if parts[0] in queries:
+                qrels.setdefault(parts[0], {})[parts[1]] = grade
+    return Dataset(folder.name, corpus, queries, qrels)
+
+
+# -- chunking and indexing ---------------------------------------------------------------------
+
+
+def chunk_document(
+    doc_id: str, title: str, text: str, count_tokens: Callable[[str], int], limit: int
+) -> list[Chunk]:
+    """Sentences packed up to ``limit`` tokens, one sentence of overlap between chunks."""
+    sentences = [s.strip() for s in _SENTENCE.split(text) if s.strip()] or [text]
+    budget = max(16, limit - count_tokens(title))
+    pieces: list[str] = []
+    current: list[str] = []
+    used = 0
+    for sentence in sentences:
+        cost = count_tokens(sentence)
+        if current and used + cost > budget:
+            pieces.append(" ".join(current))
+            current = [current[-1]] if count_tokens(current[-1]) < budget // 2 else []
+            used = sum(count_tokens(s) for s in current)
+        current.append(sentence)
+        used += cost
+    if current:
+        pieces.append(" ".join(current))
+    return [
+        Chunk(
+            chunk_id=f"{doc_id}:{i}",
+            doc_id=doc_id,
+            text=piece,
+            source=doc_id,
+            title=title,
+            index=i,
+            groups=("everyone",),
+            content_hash=hashlib.sha256(piece.encode()).hexdigest(),
+        )
+        for i, piece in enumerate(pieces)
+    ]
+
+
+def _embed_text(chunk: Chunk) -> str:
+    return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
+
+
+@dataclass
+class Index:
+    store: ChromaStore
+    keyword: KeywordIndex
+    chunks: int
+    build_seconds: float
+
+
+def build_index(
+    dataset: Dataset,
+    settings: Settings,
+    embedder: Embedder,
+    workdir: Path,
+    *,
+    embed: bool = True,
+) -> Index:
+    """Chunk, embed and index the corpus in ``workdir`` (reused when unchanged; an
+    interrupted run resumes). ``embed=False`` builds the BM25 index only."""
+    started = time.perf_counter()
+    limit = settings.ingest.chunk_tokens
+    chunks: list[Chunk] = []
+    for doc_id, (title, text) in dataset.corpus.items():
+        chunks.extend(chunk_document(doc_id, title, text, embedder.count_tokens, limit))
+    digest = hashlib.sha256()
+    digest.update(embedder.model_id.encode())
+    for c in chunks:
+        digest.update(c.chunk_id.encode() + b"\0" + c.content_hash.encode())
+    key = digest.hexdigest()[:16]
+    folder = workdir / f"{dataset.name}-{key}"
+    store_settings = settings.store.model_copy(
+        update={"mode": "embedded", "path": folder / "chroma", "collection": "eval"}
+    )
+    store = ChromaStore(store_settings, embedder_id=embedder.model_id, dimension=embedder.dimension)
+    cfg = settings.retrieval
+    keyword = KeywordIndex(folder / "keyword", k1=cfg.bm25_k1, b=cfg.bm25_b, stemming=cfg.stemming)
+    done = folder / ".complete"
+    if embed and (not done.is_file() or store.count() != len(chunks)):
+        # Resumable: chunks already stored by an interrupted run are not embedded again.
+        have = set(store.all_ids())
+        # Leading chunks of every document first: a partial index covers every document.
+        todo = sorted((c for c in chunks if c.chunk_id not in have), key=lambda c: c.index)
+        batch = 256
+        for start in range(0, len(todo), batch):
+            part = todo[start : start + batch]
+            store.upsert(part, embedder.embed_documents([_embed_text(c) for c in part]))
+        done.write_text(str(len(chunks)), encoding="utf-8")
+    if len(keyword) != len(chunks) or keyword.table_ids() != {c.chunk_id for c in chunks}:
+        keyword.on_delete(sorted(keyword.table_ids()))
+        keyword.on_upsert(chunks)
+        keyword.commit()
+    return Index(store, keyword, len(chunks), time.perf_counter() - started)
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+def roll_up(chunk_scores: Iterable[tuple[str, float]], bonus: float) -> list[str]:
+    """Chunk hits (best first) -> documents: best chunk score + ``bonus`` x later chunks."""
+    best: dict[str, float] = {}
+    extra: dict[str, float] = {}
+    for chunk_id, score in chunk_scores:
+        doc = chunk_id.rsplit(":", 1)[0]
+        if doc not in best:
+            best[doc] = score
+        else:
+            extra[doc] = extra.get(doc, 0.0) + score
+    total = {d: s + bonus * extra.get(d, 0.0) for d, s in best.items()}
+    return sorted(total, key=lambda d: (-total[d], d))
+
+
+@dataclass
+class ModeResult:
+    metrics: dict[str, float]
+    latency_ms: list[float] = field(default_factory=list)
+
+    def row(self) -> dict[str, float]:
+        return {
+            **{k: round(v, 4) for k, v in self.metrics.items()},
+            "p50_ms": round(percentile(self.latency_ms, 0.5), 2),
+            "p99_ms": round(percentile(self.latency_ms, 0.99), 2),
+        }
+
+
+@dataclass
+class Report:
+    dataset: str
+    queries: int
+    documents: int
+    chunks: int
+    index_seconds: float
+    embed_query_ms_p50: float
+    modes: dict[str, ModeResult]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "queries": self.queries,
+            "documents": self.documents,
+            "chunks": self.chunks,
+            "index_seconds": round(self.index_seconds, 1),
+            "embed_query_ms_p50": round(self.embed_query_ms_p50, 2),
+            "modes": {m: r.row() for m, r in self.modes.items()},
+        }
+
+    def table(self) -> str:
+        head = (
+            f"{self.dataset}: {self.queries} queries, {self.documents} documents, "
+            f"{self.chunks} chunks (query embedding p50 {self.embed_query_ms_p50:.1f} ms, "
+            "not in the latencies below)"
+        )
+        cols = ["ndcg@10", "recall@10", "recall@100", "mrr@10", "p50_ms", "p99_ms"]
+        lines = [head, f"{'mode':<8} " + " ".join(f"{c:>10}" for c in cols)]
+        for mode, result in self.modes.items():
+            row = result.row()
+            lines.append(f"{mode:<8} " + " ".join(f"{row[c]:>10}" for c in cols))
+        return "\n".join(lines)
+
+
+def evaluate(
+    dataset: Dataset,
+    index: Index,
+    embedder: Embedder,
+    settings: Settings,
+    *,
+    candidates: int = 200,
+    bonus: float = 0.1,
+    max_queries: int | None = None,
+    modes: Sequence[str] = MODES,
+    dense_where: dict[str, Any] | None = None,
+) -> Report:
+    """Score each mode; ``dense_where`` restricts dense search (e.g. ``{"index": 0}``: the
+    leading chunk of each document only)."""
+    cfg = settings.retrieval
+    use_dense = "dense" in modes or "hybrid" in modes
+    query_ids = [q for q in dataset.qrels if q in dataset.queries]
+    if max_queries is not None:
+        query_ids = query_ids[:max_queries]
+    runs: dict[str, Run] = {m: {} for m in MODES}
+    latency: dict[str, list[float]] = {m: [] for m in MODES}
+    embed_ms: list[float] = []
+    for qid in query_ids:
+        text = dataset.queries[qid]
+        t0 = time.perf_counter()
+        dense: list[str] = []
+        if use_dense:
+            vector = embedder.embed_query(text)
+        t1 = time.perf_counter()
+        if use_dense:
+            dense_hits = index.store.query_where(vector, candidates, dense_where)
+            dense = roll_up(((h.chunk.chunk_id, h.score) for h in dense_hits), bonus)
+        t2 = time.perf_counter()
+        kw = roll_up(index.keyword.search(text, candidates), bonus)
+        t3 = time.perf_counter()
+        fused = rrf([(cfg.dense_weight, dense), (cfg.keyword_weight, kw)], cfg.rrf_k)
+        hybrid = sorted(fused, key=lambda d: (-fused[d], d))
+        t4 = time.perf_counter()
+        if use_dense:
+            embed_ms.append((t1 - t0) * 1000)
+        runs["dense"][qid] = [d for d in dense if d != qid]
+        runs["keyword"][qid] = [d for d in kw if d != qid]
+        runs["hybrid"][qid] = [d for d in hybrid if d != qid]
+        latency["dense"].append((t2 - t1) * 1000)
+        latency["keyword"].append((t3 - t2) * 1000)
+        latency["hybrid"].append((t4 - t1) * 1000)
+    qrels = {q: dataset.qrels[q] for q in query_ids}
+    results = {m: ModeResult(score_run(runs[m], qrels), latency[m]) for m in modes}
+    return Report(
+        dataset=dataset.name,
+        queries=len(query_ids),
+        documents=len(dataset.corpus),
+        chunks=index.chunks,
+        index_seconds=index.build_seconds,
+        embed_query_ms_p50=statistics.median(embed_ms) if embed_ms else 0.0,
+        modes=results,
+    )

@@ -1,0 +1,379 @@
+"""BM25 keyword search over the stored chunks (the only importer of ``bm25s``).
+
+``bm25s`` has no incremental update, so the index is kept in two layers in one folder:
+
+- ``terms.sqlite``: one row per chunk (id, document, source, groups, analysed terms), written
+  at once by :meth:`KeywordIndex.on_upsert` / :meth:`KeywordIndex.on_delete` (the ingest
+  pipeline's :class:`rag.seams.IndexListener` calls),
+- ``index-<generation>/``: the bm25s matrices plus ``meta.json`` (chunk ids, documents,
+  sources, groups in index order), rebuilt from the table by :meth:`KeywordIndex.commit`
+  when anything changed, written to a new folder and switched to by an atomic rename of the
+  ``CURRENT`` pointer. Readers memory-map it and notice a newer generation on their next
+  search, so a server sees what another process ingested without restarting.
+
+A crash between the store write and the listener call leaves the table behind the store:
+:meth:`KeywordIndex.reconcile` (run when the service starts) adds the store's missing chunks,
+drops chunks the store no longer has, and rebuilds.
+
+Access control happens before ranking: bm25s multiplies every document's score by a weight
+mask, and the mask is zero for chunks outside the caller's groups (and outside any
+``doc_id``/``source`` filter), so such chunks never compete for the top ``k``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import StoreError
+from rag.lexical import analyze
+from rag.types import Chunk
+
+log = logging.getLogger(__name__)
+
+CURRENT = "CURRENT"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id TEXT PRIMARY KEY,
+    doc_id   TEXT NOT NULL,
+    source   TEXT NOT NULL,
+    groups   TEXT NOT NULL,
+    terms    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_SEP = "|"
+
+
+def index_text(chunk: Chunk) -> str:
+    """What BM25 reads: title, heading path and text (titles carry much of a topic)."""
+    head = chunk.title if not chunk.section else f"{chunk.title}\n{chunk.section}"
+    return f"{head}\n{chunk.text}"
+
+
+@dataclass
+class _Snapshot:
+    generation: str
+    retriever: Any
+    ids: list[str]
+    doc_ids: np.ndarray
+    sources: np.ndarray
+    groups: list[frozenset[str]]
+    masks: dict[frozenset[str], np.ndarray] = field(default_factory=dict)
+    group_rows: dict[str, np.ndarray] | None = None
+
+    def group_mask(self, groups: frozenset[str]) -> np.ndarray:
+        cached = self.masks.get(groups)
+        if cached is not None:
+            return cached
+        if self.group_rows is None:
+            rows: dict[str, list[int]] = {}
+            for i, gs in enumerate(self.groups):
+                for g in gs:
+                    rows.setdefault(g, []).append(i)
+            self.group_rows = {g: np.asarray(r, dtype=np.int64) for g, r in rows.items()}
+        mask = np.zeros(len(self.ids), dtype=np.float32)
+        for g in groups:
+            rows_g = self.group_rows.get(g)
+            if rows_g is not None:
+                mask[rows_g] = 1.0
+        if len(self.masks) > 256:
+            self.masks.clear()
+        self.masks[groups] = mask
+        return mask
+
+
+class KeywordIndex:
+    """A persistent BM25 index that follows the vector store; see the module docstring."""
+
+    def __init__(
+        self, folder: Path, *, k1: float = 1.2, b: float = 0.75, stemming: bool = True
+    ) -> None:
+        self._folder = folder
+        self._k1 = k1
+        self._b = b
+        self._stemming = stemming
+        self._lock = threading.RLock()
+        self._db: sqlite3.Connection | None = None
+        self._dirty = False
+        self._snapshot: _Snapshot | None = None
+        self._checked_at = 0.0
+
+    # -- the table (the ingest side) -------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                self._folder.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(
+                    self._folder / "terms.sqlite", check_same_thread=False, timeout=30
+                )
+                db.executescript(_SCHEMA)
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(
+                    f"Cannot open the keyword index at {self._folder} ({exc}). Check the "
+                    "folder is writable, or delete it to have it rebuilt from the store."
+                ) from exc
+            self._db = db
+        return self._db
+
+    def _state(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_state(self, key: str, value: str) -> None:
+        self._conn().execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+
+    def on_upsert(self, chunks: Sequence[Chunk]) -> None:
+        if not chunks:
+            return
+        rows = [
+            (
+                c.chunk_id,
+                c.doc_id,
+                c.source,
+                _SEP.join(c.groups),
+                " ".join(analyze(index_text(c), stemming=self._stemming)),
+            )
+            for c in chunks
+        ]
+        with self._lock, self._conn() as db:
+            db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)", rows)
+            self._set_state("dirty", "1")
+            self._dirty = True
+
+    def on_delete(self, chunk_ids: Sequence[str]) -> None:
+        if not chunk_ids:
+            return
+        with self._lock, self._conn() as db:
+            db.executemany("DELETE FROM chunks WHERE chunk_id=?", [(i,) for i in chunk_ids])
+            self._set_state("dirty", "1")
+            self._dirty = True
+
+    def table_ids(self) -> set[str]:
+        with self._lock:
+            return {str(r[0]) for r in self._conn().execute("SELECT chunk_id FROM chunks")}
+
+    def commit(self) -> None:
+        """Rebuild and publish the index when the table changed."""
+        self.publish()
+
+    def publish(self) -> bool:
+        """Rebuild and publish the index when the table changed; True when it did."""
+        params = json.dumps({"k1": self._k1, "b": self._b, "stemming": self._stemming})
+        with self._lock:
+            unchanged = not self._dirty and self._state("dirty") != "1"
+            if unchanged and self._current() is not None and self._state("params") == params:
+                return False
+            self._rebuild()
+            with self._conn() as db:
+                db.execute("DELETE FROM state WHERE key='dirty'")
+                self._set_state("params", params)
+                self._set_state("stemming", str(self._stemming))
+            self._dirty = False
+            return True
+
+    def reconcile(
+        self, store_ids: Collection[str], fetch: Callable[[Sequence[str]], Iterable[Chunk]]
+    ) -> tuple[int, int]:
+        """Heal after a crash: add chunks the store has and the table lacks, drop the rest.
+
+        Returns ``(added, removed)``; rebuilds the index when anything changed.
+        """
+        with self._lock:
+            if self._state("stemming") not in (None, str(self._stemming)):
+                self._reanalyze()
+            have = self.table_ids()
+            wanted = set(store_ids)
+            missing = sorted(wanted - have)
+            extra = sorted(have - wanted)
+            for start in range(0, len(missing), 1000):
+                self.on_upsert(list(fetch(missing[start : start + 1000])))
+            self.on_delete(extra)
+            self.commit()
+            if missing or extra:
+                log.warning(
+                    "keyword index reconciled with the store: %d added, %d removed",
+                    len(missing),
+                    len(extra),
+                )
+            return len(missing), len(extra)
+
+    def _reanalyze(self) -> None:
+        """Terms were analysed with other settings: analysing needs the text, which the
+        table does not keep, so the table is emptied and refilled from the store."""
+        with self._conn() as db:
+            db.execute("DELETE FROM chunks")
+        log.warning("keyword analysis settings changed: the index is rebuilt from the store")
+
+    def _rebuild(self) -> None:
+        import bm25s
+
+        started = time.perf_counter()
+        rows = self._conn().execute(
+            "SELECT chunk_id, doc_id, source, groups, terms FROM chunks ORDER BY chunk_id"
+        )
+        ids: list[str] = []
+        doc_ids: list[str] = []
+        sources: list[str] = []
+        groups: list[str] = []
+        corpus: list[list[str]] = []
+        for chunk_id, doc_id, source, grp, terms in rows:
+            ids.append(chunk_id)
+            doc_ids.append(doc_id)
+            sources.append(source)
+            groups.append(grp)
+            corpus.append(terms.split())
+        generation = f"index-{time.time_ns():x}-{uuid.uuid4().hex[:6]}"
+        target = self._folder / generation
+        tmp = self._folder / f".{generation}.tmp"
+        tmp.mkdir(parents=True)
+        if ids:
+            retriever = bm25s.BM25(k1=self._k1, b=self._b)
+            retriever.index(corpus, show_progress=False)
+            retriever.save(str(tmp), show_progress=False)
+        meta = {"ids": ids, "doc_ids": doc_ids, "sources": sources, "groups": groups}
+        (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        os.replace(tmp, target)
+        pointer = self._folder / f".{CURRENT}.tmp"
+        pointer.write_text(generation, encoding="utf-8")
+        os.replace(pointer, self._folder / CURRENT)
+        for stale in self._folder.iterdir():
+            if (
+                stale.is_dir()
+                and stale.name != generation
+                and (stale.name.startswith("index-") or stale.name.endswith(".tmp"))
+            ):
+                shutil.rmtree(stale, ignore_errors=True)
+        self._snapshot = None
+        log.info(
+            "keyword index rebuilt: %d chunks in %.0f ms",
+            len(ids),
+            (time.perf_counter() - started) * 1000,
+        )
+
+    # -- the read side -----------------------------------------------------------------------
+
+    def _current(self) -> str | None:
+        try:
+            return (self._folder / CURRENT).read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+
+    def _load(self) -> _Snapshot | None:
+        """The published snapshot, reloaded when another process published a newer one."""
+        snap = self._snapshot
+        now = time.monotonic()
+        if snap is not None and now - self._checked_at < 0.5:
+            return snap
+        self._checked_at = now
+        generation = self._current()
+        if generation is None:
+            return None
+        if snap is not None and snap.generation == generation:
+            return snap
+        with self._lock:
+            if self._snapshot is not None and self._snapshot.generation == generation:
+                return self._snapshot
+            folder = self._folder / generation
+            try:
+                meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+                retriever = None
+                if meta["ids"]:
+                    import bm25s
+
+                    retriever = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
+            except (OSError, ValueError, KeyError) as exc:
+                raise StoreError(
+                    f"The keyword index at {folder} is unreadable ({exc}). Delete "
+                    f"{self._folder} and restart: it is rebuilt from the store."
+                ) from exc
+            self._snapshot = _Snapshot(
+                generation=generation,
+                retriever=retriever,
+                ids=list(meta["ids"]),
+                doc_ids=np.asarray(meta["doc_ids"], dtype=object),
+                sources=np.asarray(meta["sources"], dtype=object),
+                groups=[frozenset(g for g in s.split(_SEP) if g) for s in meta["groups"]],
+            )
+            return self._snapshot
+
+    @property
+    def generation(self) -> str | None:
+        """The published index version (changes with every rebuild)."""
+        snap = self._load()
+        return None if snap is None else snap.generation
+
+    def __len__(self) -> int:
+        snap = self._load()
+        return 0 if snap is None else len(snap.ids)
+
+    def permitted_fraction(self, groups: Collection[str] | None) -> float:
+        """Share of indexed chunks the groups may read (1.0 with no restriction)."""
+        snap = self._load()
+        if snap is None or not snap.ids or groups is None:
+            return 1.0
+        return float(snap.group_mask(frozenset(groups)).mean())
+
+    def search(
+        self,
+        query: str,
+        k: int,
+        *,
+        groups: Collection[str] | None = None,
+        doc_ids: Collection[str] | None = None,
+        sources: Collection[str] | None = None,
+    ) -> list[tuple[str, float]]:
+        """Best ``k`` chunk ids with BM25 scores, only among chunks the filters allow."""
+        snap = self._load()
+        if snap is None or snap.retriever is None or k < 1:
+            return []
+        terms = [t for t in analyze(query, stemming=self._stemming) if t]
+        vocab = snap.retriever.vocab_dict
+        terms = [t for t in terms if t in vocab]
+        if not terms:
+            return []
+        mask: np.ndarray | None = None
+        if groups is not None:
+            mask = snap.group_mask(frozenset(groups))
+        if doc_ids is not None:
+            allow = np.isin(snap.doc_ids, list(doc_ids)).astype(np.float32)
+            mask = allow if mask is None else mask * allow
+        if sources is not None:
+            allow = np.isin(snap.sources, list(sources)).astype(np.float32)
+            mask = allow if mask is None else mask * allow
+        if mask is not None and not mask.any():
+            return []
+        n = min(k, len(snap.ids))
+        docs, scores = snap.retriever.retrieve(
+            [terms], k=n, show_progress=False, weight_mask=mask, n_threads=0
+        )
+        out: list[tuple[str, float]] = []
+        for idx, score in zip(docs[0], scores[0], strict=True):
+            if score <= 0:
+                continue
+            i = int(idx)
+            if mask is not None and mask[i] <= 0:
+                continue
+            out.append((snap.ids[i], float(score)))
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
+                self._db = None

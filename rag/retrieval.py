@@ -1,0 +1,258 @@
+"""Hybrid retrieval: dense (Chroma) + keyword (BM25) fused by reciprocal rank fusion, with
+access control inside both searches.
+
+Access control: a chunk is readable by a caller when the chunk's groups and the caller's
+groups share one. Both rankers only ever rank readable chunks:
+
+- BM25 zeroes the scores of unreadable chunks before taking its top candidates
+  (:meth:`rag.keyword.KeywordIndex.search`);
+- dense search either asks Chroma to filter by group (``where`` on ``acl:<group>`` keys), or,
+  when the caller may read a large share of the collection (``overfetch_min_share``),
+  over-fetches unfiltered nearest neighbours and drops unreadable ones; that yields the same
+  ranking as a filtered search, falls back to the filter when too few survive, and avoids
+  Chroma's slow filtered path at scale (see ``bench/retrieval.py``).
+
+Every hit is checked once more against the caller's groups before it leaves this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Collection, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from rag.config import RetrievalSettings
+from rag.errors import BadRequestError
+from rag.keyword import KeywordIndex
+from rag.seams import Embedder, Reranker
+from rag.store import ChromaStore, acl_where
+from rag.types import Chunk, Hit, Principal
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["hybrid", "dense", "keyword"]
+K = TypeVar("K", bound=Hashable)
+MAX_OVERFETCH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Optional restrictions a caller adds to a search (on top of access control)."""
+
+    doc_ids: tuple[str, ...] | None = None
+    sources: tuple[str, ...] | None = None
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any] | None) -> Filters:
+        """From the API's ``filters`` object: ``doc_id`` / ``source``, a string or a list."""
+        if not raw:
+            return cls()
+        unknown = set(raw) - {"doc_id", "source"}
+        if unknown:
+            raise BadRequestError(
+                f"Unknown filter(s) {', '.join(sorted(unknown))}; the filters are doc_id "
+                "and source (a string or a list of strings)."
+            )
+        values: dict[str, tuple[str, ...]] = {}
+        for key in ("doc_id", "source"):
+            value = raw.get(key)
+            if value is None:
+                continue
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+                raise BadRequestError(f"Filter {key} must be a string or a list of strings.")
+            values[key] = tuple(items)
+        return cls(doc_ids=values.get("doc_id"), sources=values.get("source"))
+
+    @property
+    def empty(self) -> bool:
+        return self.doc_ids is None and self.sources is None
+
+    def allows(self, chunk: Chunk) -> bool:
+        if self.doc_ids is not None and chunk.doc_id not in self.doc_ids:
+            return False
+        return self.sources is None or chunk.source in self.sources
+
+    def where(self) -> list[dict[str, Any]]:
+        clauses: list[dict[str, Any]] = []
+        if self.doc_ids is not None:
+            clauses.append({"doc_id": {"$in": list(self.doc_ids)}})
+        if self.sources is not None:
+            clauses.append({"source": {"$in": list(self.sources)}})
+        return clauses
+
+
+def readable(chunk: Chunk, groups: Collection[str] | None) -> bool:
+    """Whether a caller with ``groups`` may read ``chunk`` (None: no restriction)."""
+    return groups is None or any(g in groups for g in chunk.groups)
+
+
+def rrf(rankings: Iterable[tuple[float, Sequence[K]]], k: float) -> dict[K, float]:
+    """Reciprocal rank fusion: ``sum(weight / (k + rank))`` over rankings, rank from 1."""
+    fused: dict[K, float] = {}
+    for weight, ranking in rankings:
+        if weight <= 0:
+            continue
+        for rank, key in enumerate(ranking, start=1):
+            fused[key] = fused.get(key, 0.0) + weight / (k + rank)
+    return fused
+
+
+@dataclass
+class SearchStats:
+    """What one search did, for logs and benchmarks (no query text)."""
+
+    dense_ms: float = 0.0
+    keyword_ms: float = 0.0
+    fetch_ms: float = 0.0
+    dense_path: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class Retriever:
+    """Dense + BM25 search with access control and reciprocal rank fusion."""
+
+    def __init__(
+        self,
+        settings: RetrievalSettings,
+        embedder: Embedder,
+        store: ChromaStore,
+        keyword: KeywordIndex | None,
+        reranker: Reranker | None = None,
+    ) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self._store = store
+        self._keyword = keyword
+        self._reranker = reranker
+
+    @property
+    def store(self) -> ChromaStore:
+        return self._store
+
+    @property
+    def keyword_index(self) -> KeywordIndex | None:
+        return self._keyword
+
+    def search(
+        self,
+        query: str,
+        principal: Principal | None,
+        k: int | None = None,
+        *,
+        filters: Filters | None = None,
+        mode: Mode | None = None,
+        vector: Sequence[float] | None = None,
+        stats: SearchStats | None = None,
+    ) -> list[Hit]:
+        """The best ``k`` readable chunks for ``query`` (``principal`` None: no restriction)."""
+        cfg = self.settings
+        k = k or cfg.top_k
+        mode = mode or cfg.mode
+        filters = filters or Filters()
+        stats = stats if stats is not None else SearchStats()
+        groups = None if principal is None else principal.groups
+        if groups is not None and not groups:
+            return []
+        if self._keyword is None and mode != "dense":
+            mode = "dense"
+        n = max(cfg.candidates, k)
+        dense: list[Hit] = []
+        if mode in ("hybrid", "dense"):
+            started = time.perf_counter()
+            if vector is None:
+                vector = self._embedder.embed_query(query)
+            dense = self.dense(vector, n, groups, filters, stats)
+            stats.dense_ms = (time.perf_counter() - started) * 1000
+        keyword: list[tuple[str, float]] = []
+        if mode in ("hybrid", "keyword") and self._keyword is not None:
+            started = time.perf_counter()
+            keyword = self._keyword.search(
+                query, n, groups=groups, doc_ids=filters.doc_ids, sources=filters.sources
+            )
+            stats.keyword_ms = (time.perf_counter() - started) * 1000
+        stats.counts = {"dense": len(dense), "keyword": len(keyword)}
+        hits = self._fuse(dense, keyword, mode, stats)
+        hits = [h for h in hits if readable(h.chunk, groups) and filters.allows(h.chunk)]
+        if self._reranker is not None:
+            hits = [h for h in self._reranker.rerank(query, hits) if readable(h.chunk, groups)]
+        return hits[:k]
+
+    def dense(
+        self,
+        vector: Sequence[float],
+        n: int,
+        groups: Collection[str] | None,
+        filters: Filters,
+        stats: SearchStats | None = None,
+    ) -> list[Hit]:
+        """Nearest readable chunks; over-fetch or Chroma filter, see the module docstring."""
+        clauses = filters.where()
+        if groups is None:
+            where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
+            return self._mark(self._store.query_where(vector, n, where), stats, "plain")
+        share = 0.0
+        if self._keyword is not None and filters.empty:
+            share = self._keyword.permitted_fraction(groups)
+        if share >= self.settings.overfetch_min_share and share > 0:
+            fetch = min(MAX_OVERFETCH, max(n + 10, math.ceil(n / share * 1.5)))
+            found = self._store.query_where(vector, fetch, None)
+            kept = [h for h in found if readable(h.chunk, groups)]
+            if len(kept) >= n or len(found) < fetch:
+                return self._mark(kept[:n], stats, "overfetch")
+        acl = acl_where(sorted(groups))
+        where = acl if not clauses else {"$and": [acl, *clauses]}
+        return self._mark(self._store.query_where(vector, n, where), stats, "filter")
+
+    @staticmethod
+    def _mark(hits: list[Hit], stats: SearchStats | None, path: str) -> list[Hit]:
+        if stats is not None:
+            stats.dense_path = path
+        return [replace(h, dense_score=h.score) for h in hits]
+
+    def _fuse(
+        self,
+        dense: list[Hit],
+        keyword: list[tuple[str, float]],
+        mode: Mode,
+        stats: SearchStats,
+    ) -> list[Hit]:
+        if mode == "dense":
+            return dense
+        by_id = {h.chunk.chunk_id: h for h in dense}
+        kw_score = dict(keyword)
+        missing = [cid for cid, _ in keyword if cid not in by_id]
+        if missing:
+            started = time.perf_counter()
+            for chunk in self._store.get_chunks(missing):
+                by_id[chunk.chunk_id] = Hit(chunk, 0.0)
+            stats.fetch_ms = (time.perf_counter() - started) * 1000
+        if mode == "keyword":
+            return [
+                replace(by_id[cid], score=s, keyword_score=s) for cid, s in keyword if cid in by_id
+            ]
+        cfg = self.settings
+        fused = rrf(
+            [
+                (cfg.dense_weight, [h.chunk.chunk_id for h in dense]),
+                (cfg.keyword_weight, [cid for cid, _ in keyword]),
+            ],
+            cfg.rrf_k,
+        )
+        order = sorted(fused, key=lambda cid: (-fused[cid], cid))
+        return [
+            replace(by_id[cid], score=fused[cid], keyword_score=kw_score.get(cid))
+            for cid in order
+            if cid in by_id
+        ]
+
+
+def keyword_folder(store_path: Path, collection: str, configured: Path | None) -> Path:
+    """Where the BM25 index lives: configured, else ``keyword/<collection>`` beside the store."""
+    if configured is not None:
+        return configured
+    return store_path.parent / "keyword" / collection

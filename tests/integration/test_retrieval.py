@@ -1,0 +1,178 @@
+"""Hybrid retrieval with access control, on a real Chroma store, real embeddings and BM25."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from rag.types import Chunk, Principal
+
+pytestmark = pytest.mark.slow
+
+SECRET = "ZEBRA-7731"
+EVERYONE = Principal("alice", frozenset({"everyone"}))
+HR = Principal("hana", frozenset({"hr"}))
+NOBODY = Principal("nobody", frozenset())
+
+
+def _chunk(doc: str, i: int, text: str, groups: tuple[str, ...], title: str) -> Chunk:
+    return Chunk(
+        chunk_id=f"{doc}:h:{i}",
+        doc_id=doc,
+        text=text,
+        source=f"/kb/{doc}.md",
+        title=title,
+        section="Main",
+        index=i,
+        groups=groups,
+        content_hash=f"{doc}{i}",
+    )
+
+
+CHUNKS = [
+    _chunk("salary", 0, f"The salary band code for senior engineers is {SECRET}.", ("hr",), "Pay"),
+    _chunk("salary", 1, "Salary reviews happen every March for all engineers.", ("hr",), "Pay"),
+    _chunk("wifi", 0, "The guest Wi-Fi password is harbor-blue-42.", ("everyone",), "Wi-Fi"),
+    _chunk("wifi", 1, "The staff wireless network is NW-Staff.", ("everyone",), "Wi-Fi"),
+    _chunk("travel", 0, "出差住宿费用上限为每晚600元，餐补每日100元。", ("everyone", "hr"), "差旅"),
+    _chunk("pay-faq", 0, "Salary questions go to the payroll desk.", ("everyone",), "Payroll"),
+]
+
+
+@pytest.fixture(scope="module")
+def acl_kb(make_settings: Any, assets: Any) -> Iterator[Any]:
+    from rag.services import build_knowledge_base, build_retriever
+
+    settings = make_settings()
+    kb = build_knowledge_base(settings)
+    kb.store.upsert(CHUNKS, kb.embedder.embed_documents([c.text for c in CHUNKS]))
+    assert kb.keyword is not None
+    kb.keyword.on_upsert(CHUNKS)
+    kb.keyword.commit()
+    yield settings, kb, build_retriever(settings, kb)
+    kb.keyword.close()
+
+
+@pytest.mark.parametrize("mode", ["dense", "keyword", "hybrid"])
+@pytest.mark.parametrize("share", [0.0, 0.2, 1.0])
+def test_a_caller_never_sees_another_groups_chunks(acl_kb: Any, mode: str, share: float) -> None:
+    settings, _, retriever = acl_kb
+    # share 0.0: always over-fetch then drop; 1.0: always Chroma's group filter.
+    retriever.settings = settings.retrieval.model_copy(update={"overfetch_min_share": share})
+    for query in ["salary band code for senior engineers", SECRET, "salary"]:
+        hits = retriever.search(query, EVERYONE, 10, mode=mode)
+        assert all("everyone" in h.chunk.groups for h in hits)
+        assert all(SECRET not in h.chunk.text for h in hits)
+    hr_hits = retriever.search("salary band code for senior engineers", HR, 3, mode=mode)
+    assert hr_hits and SECRET in hr_hits[0].chunk.text
+    assert retriever.search("salary", NOBODY, 10, mode=mode) == []
+    retriever.settings = settings.retrieval
+
+
+def test_hybrid_fuses_dense_and_keyword_and_finds_chinese(acl_kb: Any) -> None:
+    _, _, retriever = acl_kb
+    hits = retriever.search("出差住宿每晚上限多少钱", EVERYONE, 3, mode="keyword")
+    assert hits and hits[0].chunk.doc_id == "travel" and hits[0].keyword_score
+    hits = retriever.search("NW-Staff", EVERYONE, 3, mode="hybrid")
+    top = hits[0]
+    assert top.chunk.chunk_id == "wifi:h:1"
+    assert top.dense_score is not None and top.keyword_score is not None
+    assert top.score == pytest.approx(1 / 61 + 1 / 61)  # first in both rankings, k = 60
+
+
+def test_filters_restrict_to_documents(acl_kb: Any) -> None:
+    from rag.errors import BadRequestError
+    from rag.retrieval import Filters
+
+    _, _, retriever = acl_kb
+    only = Filters.parse({"doc_id": "pay-faq"})
+    for mode in ("dense", "keyword", "hybrid"):
+        hits = retriever.search("salary", EVERYONE, 5, filters=only, mode=mode)
+        assert [h.chunk.doc_id for h in hits] == ["pay-faq"]
+    with pytest.raises(BadRequestError, match="Unknown filter"):
+        Filters.parse({"groups": "hr"})
+
+
+def test_keyword_index_heals_after_a_crash_and_other_processes_see_updates(
+    acl_kb: Any, tmp_path: Any
+) -> None:
+    from rag.keyword import KeywordIndex
+
+    _, kb, _ = acl_kb
+    folder = tmp_path / "kw"
+    writer = KeywordIndex(folder)
+    writer.on_upsert(CHUNKS[:2])
+    writer.on_upsert([_chunk("gone", 0, "a chunk the store never had", ("everyone",), "X")])
+    writer.commit()
+    reader = KeywordIndex(folder)  # another process: reads the published index only
+    assert len(reader) == 3
+    # The store holds CHUNKS; the index lacks four and has one extra: reconcile heals it.
+    added, removed = writer.reconcile(kb.store.all_ids(), kb.store.get_chunks)
+    assert (added, removed) == (len(CHUNKS) - 2, 1)
+    assert writer.table_ids() == {c.chunk_id for c in CHUNKS}
+    reader._checked_at = 0.0  # skip the half-second re-check pause
+    assert len(reader) == len(CHUNKS)
+    assert reader.search("guest password", 1)[0][0] == "wifi:h:0"
+    # A fresh instance memory-maps the same published index.
+    assert KeywordIndex(folder).search("NW-Staff", 1)[0][0] == "wifi:h:1"
+    writer.on_delete(["wifi:h:1"])
+    writer.commit()
+    reader._checked_at = 0.0
+    assert all(cid != "wifi:h:1" for cid, _ in reader.search("NW-Staff wireless", 5))
+
+
+async def test_ask_and_retrieve_never_leak_another_groups_text(
+    acl_kb: Any, smol_engine: Any
+) -> None:
+    """Through the API: hits, SSE events, citations and answers of an 'everyone' caller
+    never carry the HR-only chunk; an HR caller gets it."""
+    import asyncio
+    import json
+
+    import httpx
+
+    from serving.app import create_app, get_principal
+
+    settings, _, _ = acl_kb
+    app = create_app(settings, engine=smol_engine)
+    caller = {"who": EVERYONE}
+    app.dependency_overrides[get_principal] = lambda: caller["who"]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for _ in range(600):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            question = "What is the salary band code for senior engineers?"
+            raw = []
+            for body in (
+                {"query": question, "k": 10},
+                {"query": SECRET, "k": 10, "mode": "keyword"},
+            ):
+                resp = await client.post("/v1/retrieve", json=body)
+                assert resp.status_code == 200
+                raw.append(resp.text)
+            resp = await client.post("/v1/ask", json={"question": question, "stream": True})
+            raw.append(resp.text)
+            resp = await client.post("/v1/ask", json={"question": question})
+            raw.append(resp.text)
+            for text in raw:
+                assert SECRET not in text and "salary:h" not in text
+            caller["who"] = HR
+            resp = await client.post("/v1/retrieve", json={"query": question, "k": 1})
+            assert SECRET in json.dumps(resp.json()["hits"])
+
+
+def test_langchain_retriever_returns_documents_the_principal_may_read(acl_kb: Any) -> None:
+    from rag.langchain_retriever import KnowledgeRetriever
+
+    _, _, retriever = acl_kb
+    lc = KnowledgeRetriever(retriever=retriever, principal=EVERYONE, k=4)
+    docs = lc.invoke("salary band code for senior engineers")
+    assert docs and all(SECRET not in d.page_content for d in docs)
+    assert {"doc_id", "title", "source", "page", "section", "score"} <= set(docs[0].metadata)
+    hr = KnowledgeRetriever(retriever=retriever, principal=HR, k=1, mode="keyword")
+    assert SECRET in hr.invoke(SECRET)[0].page_content

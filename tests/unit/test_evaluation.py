@@ -1,0 +1,59 @@
+"""Retrieval metrics on hand-made rankings with answers worked out by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from rag.errors import BadRequestError
+from rag.evaluation import load_beir, mrr_at, ndcg_at, percentile, recall_at, roll_up, score_run
+from rag.retrieval import rrf
+
+
+def test_ndcg_recall_mrr_match_hand_computed_values() -> None:
+    rels = {"a": 2, "b": 1}
+    # Ideal: a (gain 2) at rank 1, b (gain 1) at rank 2: IDCG = 2 + 1/log2(3).
+    idcg = 2 + 1 / math.log2(3)
+    assert ndcg_at(["a", "b", "x"], rels) == pytest.approx(1.0)
+    assert ndcg_at(["x", "a", "b"], rels) == pytest.approx((2 / math.log2(3) + 1 / 2) / idcg)
+    assert ndcg_at(["x", "y"], rels) == 0.0
+    assert recall_at(["x", "b"], rels, 10) == 0.5
+    assert recall_at(["x"] * 10 + ["a"], rels, 10) == 0.0
+    assert mrr_at(["x", "y", "b"], rels) == pytest.approx(1 / 3)
+    assert mrr_at(["x"] * 10 + ["a"], rels) == 0.0
+
+
+def test_score_run_averages_over_judged_queries_and_counts_missing_runs_as_zero() -> None:
+    qrels = {"q1": {"a": 1}, "q2": {"b": 1}, "q3": {"c": 0}}
+    run = {"q1": ["a"], "q3": ["c"]}
+    scores = score_run(run, qrels)
+    assert scores["ndcg@10"] == pytest.approx(0.5)  # q1 perfect, q2 missing; q3 unjudged
+    assert scores["mrr@10"] == pytest.approx(0.5)
+    assert scores["recall@100"] == pytest.approx(0.5)
+
+
+def test_rrf_and_document_roll_up() -> None:
+    fused = rrf([(1.0, ["a", "b"]), (2.0, ["b", "c"])], k=60)
+    assert fused["b"] == pytest.approx(1 / 62 + 2 / 61)
+    assert fused["a"] == pytest.approx(1 / 61)
+    assert max(fused, key=fused.__getitem__) == "b"
+    assert rrf([(0.0, ["a"])], k=60) == {}
+    ranked = roll_up([("d1:0", 0.9), ("d2:0", 0.8), ("d2:1", 0.7), ("d1:3", 0.1)], bonus=0.5)
+    assert ranked == ["d2", "d1"]  # 0.8 + 0.35 beats 0.9 + 0.05
+    assert percentile([1, 2, 3, 4], 0.5) == 2.5
+
+
+def test_load_beir_reads_graded_qrels(tmp_path: Path) -> None:
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "corpus.jsonl").write_text(
+        json.dumps({"_id": "d1", "title": "T", "text": "x"}) + "\n", encoding="utf-8"
+    )
+    (tmp_path / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "x"}) + "\n")
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\n")
+    data = load_beir(tmp_path)
+    assert data.corpus == {"d1": ("T", "x")} and data.qrels == {"q1": {"d1": 2}}
+    with pytest.raises(BadRequestError, match=r"qrels/dev\.tsv"):
+        load_beir(tmp_path, "dev")
