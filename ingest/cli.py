@@ -467,7 +467,7 @@ def eval_(
     candidates: Annotated[int, typer.Option(help="Chunks each ranker returns.")] = 200,
     bonus: Annotated[
         float, typer.Option(help="Document score = best chunk + bonus x other chunks.")
-    ] = 0.1,
+    ] = 0.0,
     max_queries: Annotated[int | None, typer.Option(help="Score only the first N.")] = None,
     mode: Annotated[
         list[str] | None,
