@@ -224,5 +224,16 @@ def ground(answer: str, sources: Sequence[Source], *, min_support: float = 0.5) 
     cites = []
     for n in order:
         chunk = by_n[n].hit.chunk
-        cites.append(Citation(n, chunk.doc_id, chunk.title, chunk.source, chunk.page, snippets[n]))
+        cites.append(
+            Citation(
+                n,
+                chunk.doc_id,
+                chunk.title,
+                chunk.source,
+                chunk.page,
+                snippets[n],
+                section=chunk.section,
+                chunk_id=chunk.chunk_id,
+            )
+        )
     return Grounded(sentences, cites)

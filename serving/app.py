@@ -304,7 +304,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             )
         if not body.query.strip():
             raise BadRequestError("The query is empty. Type what to search for and retry.")
-        filters = Filters.parse(body.filters)
+        raw = body.filters.model_dump(exclude_none=True) if body.filters else None
+        filters = Filters.parse(raw)
         stats = SearchStats()
         started = time.perf_counter()
         hits = await asyncio.to_thread(

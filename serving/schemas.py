@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,13 @@ class AskRequest(BaseModel):
     )
 
 
+class RetrieveFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    doc_id: str | list[str] | None = Field(None, description="Only these documents.")
+    source: str | list[str] | None = Field(None, description="Only these source paths.")
+
+
 class RetrieveRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -35,7 +42,7 @@ class RetrieveRequest(BaseModel):
 
     query: str = Field(..., min_length=1, description="What to search for, in any language.")
     k: int | None = Field(None, ge=1, le=100, description="How many hits (default top_k).")
-    filters: dict[str, Any] | None = Field(
+    filters: RetrieveFilters | None = Field(
         None,
         description='Restrict to documents: {"doc_id": id or [ids], "source": path or [paths]}.',
     )

@@ -60,7 +60,9 @@ def packing(make_settings: Any, assets: Any) -> Any:
     from rag.services import build_keyword_index
     from rag.store import ChromaStore
 
-    settings = make_settings(llm={"max_model_len": 131072, "max_tokens": 2048})
+    settings = make_settings(  # no context cap: the test profile's is for the CPU model
+        llm={"max_model_len": 131072, "max_tokens": 2048}, context={"max_tokens": None}
+    )
     rng = random.Random(7)
     chunks = [
         Chunk(

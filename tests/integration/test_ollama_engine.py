@@ -81,9 +81,9 @@ async def test_answers_with_the_final_text_only_and_sets_num_ctx(sample_kb: Any)
 
             resp = await client.post("/v1/ask", json={"question": QUESTION, "stream": True})
             deltas = [
-                json.loads(line[6:])["text"]
-                for line in resp.text.splitlines()
-                if line.startswith("data: ") and '"text"' in line and "event" not in line
+                json.loads(block.split("\ndata: ", 1)[1])["text"]
+                for block in resp.text.split("\n\n")
+                if block.startswith("event: delta\n")
             ]
             assert "".join(deltas) == ANSWER
             assert "SECRET-REASONING" not in resp.text

@@ -173,7 +173,7 @@ async def test_smollm2_server_gives_the_in_process_answer(
 ) -> None:
     """Same model, same chat template, greedy: remote and in-process answers agree."""
     from rag.answer import AnswerService
-    from rag.services import build_knowledge_base
+    from rag.services import build_knowledge_base, build_retriever
 
     settings = remote(sample_kb, base_url=smol_server.base_url, model=SMOL_NAME)
     async with service(settings) as (client, state):
@@ -182,8 +182,12 @@ async def test_smollm2_server_gives_the_in_process_answer(
         resp = await client.post("/v1/ask", json={"question": QUESTION})
         assert resp.status_code == 200, resp.text
         remote_answer = resp.json()
+    from rag.types import Principal
+
     kb = build_knowledge_base(sample_kb)
-    local = await AnswerService(sample_kb, kb.embedder, kb.store, smol_engine).ask(QUESTION)
+    retriever = build_retriever(sample_kb, kb)
+    anyone = Principal("anonymous", frozenset(sample_kb.retrieval.anonymous_groups))
+    local = await AnswerService(sample_kb, retriever, smol_engine).ask(QUESTION, anyone)
     assert remote_answer["answer"] == local.answer
     assert [c["doc_id"] for c in remote_answer["citations"]] == [c.doc_id for c in local.citations]
 

@@ -133,7 +133,8 @@ async def test_ask_and_retrieve_never_leak_another_groups_text(
 
     import httpx
 
-    from serving.app import create_app, get_principal
+    from serving.app import create_app
+    from serving.principal import get_principal
 
     settings, _, _ = acl_kb
     app = create_app(settings, engine=smol_engine)
