@@ -122,11 +122,31 @@ def test_ask_stream_cite_rate_and_reload(server: tuple[str, Path], browser: Any)
         rows = db.execute("SELECT rating, comment FROM feedback").fetchall()
     assert rows == [("down", "e2e: too vague")]
 
+    # A follow-up in the same conversation: the widget sends its conversation id.
+    sent: list[dict[str, Any]] = []
+    page.on(
+        "request",
+        lambda r: (
+            sent.append(json.loads(r.post_data or "{}")) if r.url.endswith("/v1/ask") else None
+        ),
+    )
+    page.locator(".kbw-form textarea").fill("And who should I contact about it?")
+    page.keyboard.press("Enter")
+    expect(page.locator(".kbw-answer").nth(1).locator(".kbw-actions")).to_be_visible(
+        timeout=120_000
+    )
+    assert sent and sent[-1]["conversation_id"]
+    conversation = page.evaluate(
+        "Object.values(sessionStorage).map(JSON.parse).find(s => s.messages).conversationId"
+    )
+    assert conversation == sent[-1]["conversation_id"]
+
     page.reload()
     expect(page.locator(".kbw-panel")).to_be_visible()  # it stays open across the reload
-    expect(page.locator(".kbw-user")).to_have_text(QUESTION)
-    assert page.locator(".kbw-answer .kbw-body").last.inner_text() == answer_text
-    expect(page.locator(".kbw-rate-down")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(".kbw-user").first).to_have_text(QUESTION)
+    assert page.locator(".kbw-answer .kbw-body").first.inner_text() == answer_text
+    expect(page.locator(".kbw-answer")).to_have_count(2)
+    expect(page.locator(".kbw-rate-down").first).to_have_attribute("aria-pressed", "true")
 
 
 def test_keyboard_focus_trap_and_escape(server: tuple[str, Path], browser: Any) -> None:
