@@ -168,6 +168,30 @@ async def test_local_budget_matches_what_the_gpt_oss_server_counts(
         await engine.close()
 
 
+async def test_openai_compatible_route_through_a_remote_server(
+    sample_kb: Any, smol_server: VllmServer
+) -> None:
+    """The service's own OpenAI-compatible route, answered by a remote vLLM server."""
+    settings = remote(sample_kb, base_url=smol_server.base_url, model=SMOL_NAME)
+    chat = {"model": "knowledge-base", "messages": [{"role": "user", "content": QUESTION}]}
+    async with service(settings) as (client, _):
+        assert (await client.get("/readyz")).status_code == 200
+        resp = await client.post("/v1/chat/completions", json=chat)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["choices"][0]["message"]["content"].strip()
+        assert body["usage"]["completion_tokens"] > 0
+        assert any("faq-printing" in c["source"] for c in body["citations"])
+        streamed = await client.post("/v1/chat/completions", json={**chat, "stream": True})
+        chunks = [
+            json.loads(line[6:])
+            for line in streamed.text.splitlines()
+            if line.startswith("data: {")
+        ]
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+        assert text.strip() and streamed.text.rstrip().endswith("data: [DONE]")
+
+
 async def test_smollm2_server_gives_the_in_process_answer(
     sample_kb: Any, smol_server: VllmServer, smol_engine: Any
 ) -> None:
