@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from rag import prompt, tokens
 from rag.citations import to_citation
@@ -45,6 +46,14 @@ from rag.types import (
 
 log = logging.getLogger(__name__)
 PROMPT_SAFETY_TOKENS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerOptions:
+    """Per-request choices a caller may make (the OpenAI-compatible route passes them)."""
+
+    reasoning_effort: Literal["low", "medium", "high"] | None = None
+    max_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,17 +118,24 @@ class AnswerService:
         return self._retriever.search(question, principal, k)
 
     def _request(
-        self, question: str, sources: Sequence[Source], request_id: str
+        self,
+        question: str,
+        sources: Sequence[Source],
+        request_id: str,
+        options: AnswerOptions | None = None,
     ) -> GenerationRequest:
         llm = self._settings.llm
+        opts = options or AnswerOptions()
         return GenerationRequest(
             request_id=request_id,
             instructions=prompt.instructions_for(self._engine.family),
             context=prompt.render_sources(sources),
             question=question,
-            max_tokens=llm.max_tokens,
+            # A caller may ask for a shorter answer, never a longer one: the context budget
+            # was computed for the configured maximum.
+            max_tokens=min(opts.max_tokens or llm.max_tokens, llm.max_tokens),
             temperature=llm.temperature,
-            reasoning_effort=llm.reasoning_effort,
+            reasoning_effort=opts.reasoning_effort or llm.reasoning_effort,
         )
 
     def _corpus(self, principal: Principal) -> list[Chunk] | None:
@@ -147,10 +163,11 @@ class AnswerService:
         principal: Principal,
         history: Sequence[HistoryTurn] = (),
         request_id: str = "",
+        options: AnswerOptions | None = None,
     ) -> tuple[Packed, GenerationRequest]:
         """Sources for ``hits`` within the exact token budget; the request to send."""
         limit = self._engine.max_model_len - self._settings.llm.max_tokens
-        bare = self._request(question, [], request_id)
+        bare = self._request(question, [], request_id, options)
         overhead = self._engine.count_prompt_tokens(bare, history)
         budget = limit - overhead - PROMPT_SAFETY_TOKENS
         cap = self._settings.context.max_tokens
@@ -163,10 +180,10 @@ class AnswerService:
             documents=self._retriever.store,
             readable=readable_by(principal.groups),
         )
-        request = self._request(question, packed.sources, request_id)
+        request = self._request(question, packed.sources, request_id, options)
         while packed.sources and self._engine.count_prompt_tokens(request, history) > limit:
             packed = self._packer.trim(packed)
-            request = self._request(question, packed.sources, request_id)
+            request = self._request(question, packed.sources, request_id, options)
         return packed, request
 
     def history_for(
@@ -195,6 +212,7 @@ class AnswerService:
         history: Sequence[HistoryTurn] = (),
         *,
         conversation_id: str | None = None,
+        options: AnswerOptions | None = None,
     ) -> AsyncGenerator[AnswerEvent, None]:
         clock = _Clock()
         self.counters.questions += 1
@@ -215,7 +233,7 @@ class AnswerService:
             return
         request_id = uuid.uuid4().hex
         packed, request = await asyncio.to_thread(
-            self.pack, question, hits, principal, turns, request_id
+            self.pack, question, hits, principal, turns, request_id, options
         )
         if packed.mode == "whole_kb":
             self.counters.whole_kb += 1
@@ -272,8 +290,11 @@ class AnswerService:
         history: Sequence[HistoryTurn] = (),
         *,
         conversation_id: str | None = None,
+        options: AnswerOptions | None = None,
     ) -> Answer:
-        done = await self.ask_full(question, principal, history, conversation_id=conversation_id)
+        done = await self.ask_full(
+            question, principal, history, conversation_id=conversation_id, options=options
+        )
         return done.answer
 
     async def ask_full(
@@ -283,8 +304,11 @@ class AnswerService:
         history: Sequence[HistoryTurn] = (),
         *,
         conversation_id: str | None = None,
+        options: AnswerOptions | None = None,
     ) -> DoneEvent:
-        stream = self.stream(question, principal, history, conversation_id=conversation_id)
+        stream = self.stream(
+            question, principal, history, conversation_id=conversation_id, options=options
+        )
         async with contextlib.aclosing(stream) as events:
             async for event in events:
                 if isinstance(event, DoneEvent):

@@ -21,7 +21,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.answer import DoneEvent
+from rag.answer import AnswerOptions, DoneEvent
 from rag.config import Settings
 from rag.errors import BadRequestError, NotFoundError, RagError
 from rag.types import Answer, HistoryTurn, Principal, TextDelta
@@ -216,11 +216,15 @@ def router(
             raise BadRequestError(
                 f"The question has {len(question)} characters; the limit is {limit}. Shorten it."
             )
+        options = AnswerOptions(
+            reasoning_effort=body.reasoning_effort,
+            max_tokens=body.max_completion_tokens or body.max_tokens,
+        )
         answer_id = uuid.uuid4().hex
         cid, created = f"chatcmpl-{answer_id}", int(time.time())
         if not body.stream:
             with slots:
-                answer = await service.ask(question, caller, history)
+                answer = await service.ask(question, caller, history, options=options)
             await record(answer_id, question, caller, answer)
             return ChatCompletion(
                 id=cid,

@@ -179,3 +179,15 @@ def test_consecutive_questions_share_a_prompt_prefix_in_canonical_order(packing:
     # Same sources, other ranking: canonical order repeats the whole context (6 chunks of
     # ~400 tokens); score order diverges right after the instructions.
     assert canonical > 2000 > 300 > by_score
+
+
+def test_per_request_options_reach_the_engine_request(packing: Any) -> None:
+    from rag.answer import AnswerOptions
+
+    settings, service, _, chunks = packing
+    hits = _hits(chunks, ["d1:x:10"])
+    _, request = service.pack("q", hits, WIDE, (), "r1", AnswerOptions("high", 8))
+    assert (request.reasoning_effort, request.max_tokens) == ("high", 8)
+    _, capped = service.pack("q", hits, WIDE, (), "r2", AnswerOptions(max_tokens=10**6))
+    assert capped.max_tokens == settings.llm.max_tokens  # never more than the budget assumed
+    assert capped.reasoning_effort == settings.llm.reasoning_effort
