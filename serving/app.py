@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -47,6 +47,9 @@ from serving.schemas import (
     RetrieveResponse,
 )
 
+if TYPE_CHECKING:
+    from rag.services import KnowledgeBase
+
 log = logging.getLogger(__name__)
 
 
@@ -62,6 +65,7 @@ class AppState:
     limiter: RateLimiter | None = None
     slots: AnswerSlots = field(default_factory=lambda: AnswerSlots(48))
     retriever: Retriever | None = None
+    kb: KnowledgeBase | None = None
     status: str = "loading"
     detail: str | None = None
     owns_engine: bool = True
@@ -92,6 +96,7 @@ async def _load(state: AppState) -> None:
             )
         )
         kb = await asyncio.to_thread(build_knowledge_base, state.settings)
+        state.kb = kb
         state.store = kb.store
         state.retriever = await asyncio.to_thread(build_retriever, state.settings, kb)
         if state.engine is None:
@@ -154,7 +159,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.rag = state
     app.include_router(widget.router(settings))
     app.include_router(feedback.router())
-    app.include_router(documents.router())
+    app.include_router(documents.router(settings))
     app.include_router(
         openai_compat.router(
             settings,
@@ -192,6 +197,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         limit = settings.auth.max_body_kb * 1024
+        if request.method == "POST" and request.url.path == "/v1/documents":
+            limit = int(settings.ingest.max_file_mb * 1e6) * documents.MAX_FILES_PER_UPLOAD
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             return _error(  # type: ignore[no-any-return]

@@ -1,21 +1,43 @@
-"""``GET /v1/documents/{doc_id}/source``: the text of a cited document, access-checked.
+"""The documents API: list, inspect, upload (into the ingest pipeline), delete, and the
+access-checked source view a citation opens.
 
-Only passages in the caller's groups are returned; a document with none is "not found", so
-the route never reveals that a restricted document exists.
+Everything a caller sees is limited to documents in their groups; one outside them is "not
+found", so the API never reveals that a restricted document exists. Uploading and deleting
+need the ``ingest`` scope; an upload may only give a document groups the uploader has.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
-from rag.errors import EngineNotReadyError, NotFoundError
+from rag.config import Settings
+from rag.errors import (
+    BadRequestError,
+    EngineNotReadyError,
+    ForbiddenError,
+    IngestError,
+    NotFoundError,
+)
+from rag.manifest import DocRecord, Manifest
 from rag.store import ChromaStore
-from serving.principal import Reader, can_read
+from rag.types import Principal
+from serving.principal import Reader, can_read, require
 from serving.schemas import ErrorResponse
+
+UPLOAD_DIR = "uploads"
+MAX_FILES_PER_UPLOAD = 20
+_UNSAFE = re.compile(r"[^\w.\- ()\u3400-\u9fff]+")
+
+Ingester = Annotated[Principal, Depends(require("ingest"))]
 
 
 class Passage(BaseModel):
@@ -32,30 +54,135 @@ class DocumentSource(BaseModel):
     passages: list[Passage] = Field(..., description="The document's text, in order.")
 
 
-def get_store(request: Request) -> ChromaStore:
-    store: ChromaStore | None = request.app.state.rag.store
-    if store is None:
+class DocumentOut(BaseModel):
+    doc_id: str
+    title: str
+    source: str = Field(..., description="The file the document was ingested from.")
+    groups: list[str]
+    chunks: int
+    pages: int
+    size: int = Field(..., description="File size in bytes.")
+    ingested_at: str
+
+    @classmethod
+    def of(cls, r: DocRecord) -> DocumentOut:
+        return cls(
+            doc_id=r.doc_id,
+            title=r.title,
+            source=r.path,
+            groups=list(r.groups),
+            chunks=r.chunks,
+            pages=r.pages,
+            size=r.size,
+            ingested_at=r.ingested_at,
+        )
+
+
+class DocumentPage(BaseModel):
+    documents: list[DocumentOut]
+    total: int = Field(..., description="Documents the caller may see.")
+    offset: int
+    limit: int
+
+
+class FileOutcome(BaseModel):
+    filename: str
+    doc_id: str = ""
+    status: str = Field(..., description="added, updated, unchanged or failed.")
+    chunks: int = 0
+    error: str | None = Field(None, description="What is wrong and what to do.")
+
+
+class UploadResult(BaseModel):
+    results: list[FileOutcome]
+
+
+class DeleteResult(BaseModel):
+    doc_id: str
+    status: str = "deleted"
+    chunks: int
+
+
+def _state(request: Request) -> Any:
+    state = request.app.state.rag
+    if state.store is None or state.kb is None:
         raise EngineNotReadyError("The knowledge base is still loading. Retry in a few seconds.")
-    return store
+    return state
 
 
-Store = Annotated[ChromaStore, Depends(get_store)]
+def _records(settings: Settings, collection: str) -> list[DocRecord]:
+    path = settings.store.manifest_path()
+    if not path.is_file():
+        return []
+    with Manifest(path) as manifest:
+        return list(manifest.documents(collection))
 
 
-def router() -> APIRouter:
+def _visible(state: Any, caller: Principal, doc_id: str) -> DocRecord:
+    for record in _records(state.settings, state.store.name):
+        if record.doc_id == doc_id and can_read(caller, record.groups):
+            return record
+    raise NotFoundError(
+        "No such document, or you may not read it. Check the id, or ask for access."
+    )
+
+
+def safe_filename(name: str | None) -> str:
+    """A plain file name for an upload: no folders, no control characters, no dot files."""
+    base = Path((name or "").replace("\\", "/")).name
+    base = _UNSAFE.sub("_", base).strip(" .")
+    if not base or base.startswith("."):
+        raise BadRequestError("A file has no usable name. Give it a name with its extension.")
+    return base[:200]
+
+
+def router(settings: Settings) -> APIRouter:
     api = APIRouter(tags=["documents"])
+    not_found: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
+
+    @api.get(
+        "/v1/documents",
+        summary="Documents the caller may read, in ingestion order (paged).",
+        response_model=DocumentPage,
+    )
+    async def list_documents(
+        request: Request,
+        caller: Reader,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> DocumentPage:
+        state = _state(request)
+        records = await asyncio.to_thread(_records, settings, state.store.name)
+        mine = [r for r in records if can_read(caller, r.groups)]
+        page = [DocumentOut.of(r) for r in mine[offset : offset + limit]]
+        return DocumentPage(documents=page, total=len(mine), offset=offset, limit=limit)
+
+    @api.get(
+        "/v1/documents/{doc_id}",
+        summary="One document's metadata: title, source, groups, chunk count.",
+        response_model=DocumentOut,
+        responses=not_found,
+    )
+    async def get_document(
+        request: Request,
+        caller: Reader,
+        doc_id: Annotated[str, PathParam(min_length=1, max_length=128)],
+    ) -> DocumentOut:
+        state = _state(request)
+        return DocumentOut.of(await asyncio.to_thread(_visible, state, caller, doc_id))
 
     @api.get(
         "/v1/documents/{doc_id}/source",
         summary="The text of a document the caller may read (to open a citation).",
         response_model=DocumentSource,
-        responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+        responses={**not_found, 503: {"model": ErrorResponse}},
     )
     async def source(
+        request: Request,
         caller: Reader,
-        store: Store,
-        doc_id: Annotated[str, Path(min_length=1, max_length=128)],
+        doc_id: Annotated[str, PathParam(min_length=1, max_length=128)],
     ) -> DocumentSource:
+        store: ChromaStore = _state(request).store
         chunks = await asyncio.to_thread(store.document_chunks, doc_id)
         visible = [c for c in chunks if can_read(caller, c.groups)]
         if not visible:
@@ -73,4 +200,119 @@ def router() -> APIRouter:
             ],
         )
 
+    @api.post(
+        "/v1/documents",
+        summary="Upload files (multipart) into the ingest pipeline; per-file results.",
+        response_model=UploadResult,
+        responses={403: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    )
+    async def upload(
+        request: Request,
+        caller: Ingester,
+        files: Annotated[list[UploadFile], File(description="The documents.")],
+        groups: Annotated[
+            str | None,
+            Form(description="Comma-separated access groups (default: the ingest rules)."),
+        ] = None,
+    ) -> UploadResult:
+        state = _state(request)
+        if len(files) > MAX_FILES_PER_UPLOAD:
+            raise BadRequestError(
+                f"{len(files)} files in one upload; the limit is {MAX_FILES_PER_UPLOAD}."
+            )
+        wanted = [g.strip() for g in (groups or "").split(",") if g.strip()]
+        beyond = sorted(set(wanted) - caller.groups)
+        if beyond:
+            raise ForbiddenError(
+                f"You may not give documents groups you are not in: {', '.join(beyond)}."
+            )
+        folder = settings.paths.data_dir / UPLOAD_DIR
+        outcomes: dict[str, FileOutcome] = {}
+        saved: list[Path] = []
+        for item in files:
+            try:
+                name = safe_filename(item.filename)
+                path = await asyncio.to_thread(_save, item, folder / name, settings, wanted)
+            except (BadRequestError, IngestError) as exc:
+                label = item.filename or "?"
+                outcomes[label] = FileOutcome(filename=label, status="failed", error=exc.message)
+                continue
+            saved.append(path)
+        if saved:
+            results = await asyncio.to_thread(_ingest, state, saved)
+            for path, result in zip(saved, results, strict=True):
+                outcomes[path.name] = FileOutcome(
+                    filename=path.name,
+                    doc_id=result.doc_id,
+                    status=result.status,
+                    chunks=result.chunks,
+                    error=result.error,
+                )
+        return UploadResult(results=list(outcomes.values()))
+
+    @api.delete(
+        "/v1/documents/{doc_id}",
+        summary="Remove a document from the index (needs the ingest scope).",
+        response_model=DeleteResult,
+        responses=not_found,
+    )
+    async def delete_document(
+        request: Request,
+        caller: Ingester,
+        doc_id: Annotated[str, PathParam(min_length=1, max_length=128)],
+    ) -> DeleteResult:
+        state = _state(request)
+        record = await asyncio.to_thread(_visible, state, caller, doc_id)
+        result = await asyncio.to_thread(_delete, state, record.doc_id)
+        return DeleteResult(doc_id=record.doc_id, chunks=result.chunks)
+
     return api
+
+
+def _save(item: UploadFile, target: Path, settings: Settings, groups: list[str]) -> Path:
+    from ingest.parse import SUPPORTED_SUFFIXES
+
+    if target.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise IngestError(
+            f"{target.name}: file type {target.suffix or '(none)'} is not supported; "
+            f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}."
+        )
+    limit = int(settings.ingest.max_file_mb * 1e6)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    written = 0
+    with partial.open("wb") as out:
+        while chunk := item.file.read(1 << 20):
+            written += len(chunk)
+            if written > limit:
+                out.close()
+                partial.unlink(missing_ok=True)
+                raise IngestError(
+                    f"{target.name}: over the {settings.ingest.max_file_mb:g} MB limit. Split "
+                    "the file, or ask the administrator to raise ingest.max_file_mb."
+                )
+            out.write(chunk)
+    sidecar = target.with_name(target.name + ".meta.json")
+    if groups:
+        sidecar.write_text(json.dumps({"groups": groups}), encoding="utf-8")
+    else:
+        sidecar.unlink(missing_ok=True)
+    shutil.move(partial, target)
+    return target
+
+
+def _ingestor(state: Any) -> Any:
+    from ingest.pipeline import Ingestor
+
+    kb = state.kb
+    listeners = [kb.keyword] if kb.keyword is not None else []
+    return Ingestor(state.settings, kb.embedder, kb.store, listeners=listeners)
+
+
+def _ingest(state: Any, paths: list[Path]) -> list[Any]:
+    results = {r.path: r for r in _ingestor(state).add(paths)}
+    return [results[str(p)] for p in paths]
+
+
+def _delete(state: Any, doc_id: str) -> Any:
+    return _ingestor(state).delete(doc_id)

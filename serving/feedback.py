@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag.errors import EngineNotReadyError
 from rag.feedback import MAX_COMMENT_CHARS, FeedbackStore
-from serving.principal import Reader
+from rag.types import Principal
+from serving.principal import Reader, require
 from serving.schemas import ErrorResponse
 
 
@@ -54,5 +55,24 @@ def router() -> APIRouter:
         comment = body.comment.strip() if body.comment else None
         await asyncio.to_thread(store.add, body.answer_id, caller.subject, body.rating, comment)
         return FeedbackResponse()
+
+    @api.get(
+        "/v1/analytics",
+        summary="Helpdesk report (admin scope): answer rate per day, unanswered questions "
+        "clustered, thumbs-down by cited document, latency.",
+        responses={403: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    )
+    async def analytics(
+        request: Request,
+        _: Annotated[Principal, Depends(require("admin"))],
+        store: Feedback,
+        days: Annotated[int, Query(ge=1, le=3650)] = 30,
+    ) -> dict[str, Any]:
+        from rag.analytics import build_report
+
+        kb = request.app.state.rag.kb
+        embed = kb.embedder.embed_documents if kb is not None else None
+        report = await asyncio.to_thread(build_report, store, days=days, embed=embed)
+        return report.to_json()
 
     return api

@@ -1,0 +1,99 @@
+"""The documents API on the real app: upload into the ingest pipeline (searchable at once),
+list and inspect only what the caller may read, delete with the ingest scope; analytics for
+admins only."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import KB_DIR
+
+pytestmark = pytest.mark.slow
+
+HR_TEXT = "Relocation allowance code ZEBRA-4471 covers moving costs up to 9,000 euros.\n" * 3
+
+
+@pytest.fixture(scope="module")
+async def api(make_settings: Any, smol_engine: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    from serving.app import create_app
+
+    settings = make_settings(auth={"required": True, "rate_per_minute": 0})
+    app = create_app(settings, engine=smol_engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for _ in range(600):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            yield client, app.state.rag
+
+
+def key(state: Any, scopes: list[str], groups: list[str]) -> dict[str, str]:
+    _, secret = state.keys.create("t", scopes, groups)
+    return {"Authorization": f"Bearer {secret}"}
+
+
+async def test_upload_list_search_delete(api: tuple[httpx.AsyncClient, Any]) -> None:
+    client, state = api
+    reader = key(state, ["ask"], ["everyone"])
+    loader = key(state, ["ask", "ingest"], ["everyone", "hr"])
+    faq = (KB_DIR / "faq-printing.txt").read_bytes()
+    files = [
+        ("files", ("faq-printing.txt", faq, "text/plain")),
+        ("files", ("payload.exe", b"MZ\x90\x00", "application/octet-stream")),
+    ]
+    assert (await client.post("/v1/documents", files=files, headers=reader)).status_code == 403
+    refused = await client.post(
+        "/v1/documents", files=files, data={"groups": "finance"}, headers=loader
+    )
+    assert refused.status_code == 403 and "finance" in refused.json()["error"]["message"]
+
+    up = await client.post("/v1/documents", files=files, headers=loader)
+    assert up.status_code == 200, up.text
+    by_name = {r["filename"]: r for r in up.json()["results"]}
+    assert by_name["faq-printing.txt"]["status"] == "added"
+    assert by_name["payload.exe"]["status"] == "failed" and by_name["payload.exe"]["error"]
+    hr_files = [("files", ("../../relocation.md", HR_TEXT.encode(), "text/markdown"))]
+    hr = await client.post("/v1/documents", files=hr_files, data={"groups": "hr"}, headers=loader)
+    [hr_result] = hr.json()["results"]
+    assert hr_result["status"] == "added" and hr_result["filename"] == "relocation.md"
+    hr_id = hr_result["doc_id"]
+
+    seen = (await client.get("/v1/documents", headers=reader)).json()
+    assert seen["total"] == 1 and seen["documents"][0]["title"]
+    assert (await client.get("/v1/documents", headers=loader)).json()["total"] == 2
+    assert (await client.get(f"/v1/documents/{hr_id}", headers=reader)).status_code == 404
+    meta = (await client.get(f"/v1/documents/{hr_id}", headers=loader)).json()
+    assert meta["groups"] == ["hr"] and meta["chunks"] >= 1
+
+    query = {"query": "ZEBRA-4471 relocation allowance", "mode": "keyword"}
+    hits = (await client.post("/v1/retrieve", json=query, headers=loader)).json()["hits"]
+    assert hits and hits[0]["doc_id"] == hr_id  # the keyword index followed the upload
+    hidden = (await client.post("/v1/retrieve", json=query, headers=reader)).json()["hits"]
+    assert all(h["doc_id"] != hr_id for h in hidden)
+
+    assert (await client.delete(f"/v1/documents/{hr_id}", headers=reader)).status_code == 403
+    gone = await client.delete(f"/v1/documents/{hr_id}", headers=loader)
+    assert gone.status_code == 200 and gone.json()["chunks"] >= 1
+    assert (await client.get(f"/v1/documents/{hr_id}", headers=loader)).status_code == 404
+    after = (await client.post("/v1/retrieve", json=query, headers=loader)).json()["hits"]
+    assert all(h["doc_id"] != hr_id for h in after)
+
+
+async def test_analytics_is_for_admins(api: tuple[httpx.AsyncClient, Any]) -> None:
+    client, state = api
+    asker = key(state, ["ask"], ["everyone"])
+    await client.post(
+        "/v1/ask", json={"question": "Where is the shared print queue?"}, headers=asker
+    )
+    assert (await client.get("/v1/analytics", headers=asker)).status_code == 403
+    admin = key(state, ["admin"], ["everyone"])
+    report = await client.get("/v1/analytics?days=7", headers=admin)
+    assert report.status_code == 200, report.text
+    assert report.json()["questions"] >= 1 and "answer_rate" in report.json()
