@@ -209,13 +209,14 @@ def router(settings: Settings) -> APIRouter:
     async def upload(
         request: Request,
         caller: Ingester,
-        files: Annotated[list[UploadFile], File(description="The documents.")],
+        files: Annotated[list[UploadFile] | None, File(description="The documents.")] = None,
         groups: Annotated[
             str | None,
             Form(description="Comma-separated access groups (default: the ingest rules)."),
         ] = None,
     ) -> UploadResult:
         state = _state(request)
+        files = files or []
         if len(files) > MAX_FILES_PER_UPLOAD:
             raise BadRequestError(
                 f"{len(files)} files in one upload; the limit is {MAX_FILES_PER_UPLOAD}."

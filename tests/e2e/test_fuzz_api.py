@@ -18,11 +18,18 @@ from tests.e2e.conftest import Server
 pytestmark = pytest.mark.slow
 
 EXAMPLES_PER_OPERATION = 10
+# Uploading and deleting documents would change the knowledge base the other end-to-end
+# tests share with this server; those routes are tested in tests/integration/test_documents_api.py.
+SHARED_STATE_WRITERS = {"POST /v1/documents", "DELETE /v1/documents/{doc_id}"}
 
 
 def test_api_conforms_to_its_schema(e2e_server: Server) -> None:
     schema = schemathesis.openapi.from_url(f"{e2e_server.base}/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [
+        op
+        for op in (result.ok() for result in schema.get_all_operations())
+        if op.label not in SHARED_STATE_WRITERS
+    ]
     labels = [op.label for op in operations]
     assert "POST /v1/ask" in labels and "POST /v1/chat/completions" in labels
     failures: list[str] = []
