@@ -14,11 +14,12 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import BadRequestError, NotFoundError, StoreError
+from rag.sqlitedb import session
 
 SCOPES = ("ask", "ingest", "admin")
 PREFIX = "kb_"
@@ -67,14 +68,8 @@ class KeyStore:
                 "is writable."
             ) from exc
 
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _db(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return session(self.path)
 
     def create(self, name: str, scopes: Sequence[str], groups: Sequence[str]) -> tuple[ApiKey, str]:
         """A new key and its plaintext (shown once)."""

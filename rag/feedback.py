@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from rag.errors import BadRequestError, NotFoundError, StoreError
+from rag.sqlitedb import session
 
 Rating = Literal["up", "down"]
 MAX_COMMENT_CHARS = 2000
@@ -87,15 +88,8 @@ class FeedbackStore:
                 "is writable."
             ) from exc
 
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _db(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return session(self.path, wal=True)
 
     def record_answer(
         self,

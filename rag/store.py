@@ -297,25 +297,7 @@ class ChromaStore:
         self._collection.delete(where={"doc_id": doc_id})
 
     def query(self, vector: Sequence[float], k: int) -> list[Hit]:
-        try:
-            res = self._collection.query(
-                query_embeddings=[list(vector)],
-                n_results=k,
-                include=["documents", "metadatas", "distances"],
-            )
-        except Exception as exc:
-            raise StoreError(
-                f"Searching the store failed ({type(exc).__name__}: {exc}). "
-                "Check the store is readable; run rag-ingest to (re)build it."
-            ) from exc
-        ids = (res.get("ids") or [[]])[0]
-        docs = (res.get("documents") or [[]])[0]
-        metas = (res.get("metadatas") or [[]])[0]
-        dists = (res.get("distances") or [[]])[0]
-        return [
-            Hit(_chunk_from(str(i), str(d or ""), dict(m or {})), 1.0 - float(dist))
-            for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
-        ]
+        return self.query_where(vector, k, None)
 
     def count(self) -> int:
         return int(self._collection.count())
