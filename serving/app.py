@@ -63,13 +63,16 @@ class AppState:
     metrics: metrics_mod.Metrics | None = None
     keys: KeyStore | None = None
     limiter: RateLimiter | None = None
-    slots: AnswerSlots = field(default_factory=lambda: AnswerSlots(48))
+    slots: AnswerSlots = field(init=False)
     retriever: Retriever | None = None
     kb: KnowledgeBase | None = None
     status: str = "loading"
     detail: str | None = None
     owns_engine: bool = True
     loader: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.slots = AnswerSlots(self.settings.server.max_concurrent_answers)
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Any:
@@ -131,7 +134,6 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     state = AppState(settings, engine=engine, owns_engine=engine is None)
     state.keys = KeyStore(settings.paths.data_dir / "keys.sqlite3")
     state.limiter = RateLimiter(settings.auth.rate_per_minute, settings.auth.burst)
-    state.slots = AnswerSlots(settings.server.max_concurrent_answers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
