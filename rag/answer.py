@@ -26,7 +26,9 @@ from rag.citations import to_citation
 from rag.config import Settings
 from rag.context import Packed, Packer, readable_by
 from rag.conversation import Conversations, standalone_query, trim_history
+from rag.errors import BadRequestError, EngineError, RagError
 from rag.grounding import Sentence, ground
+from rag.health import EngineHealth
 from rag.retrieval import Retriever
 from rag.seams import Engine
 from rag.store import acl_where
@@ -109,6 +111,7 @@ class AnswerService:
         self._packer = Packer(settings.context, self._count)
         self._corpus_cache: dict[tuple[frozenset[str], str], list[Chunk]] = {}
         self.counters = Counters()
+        self.engine_health = EngineHealth()
 
     @property
     def retriever(self) -> Retriever:
@@ -242,15 +245,29 @@ class AnswerService:
         yield SourcesEvent([to_citation(s) for s in sources])
         parts: list[str] = []
         usage = Usage()
-        async with contextlib.aclosing(self._engine.stream(request, turns)) as events:
-            async for event in events:
-                if isinstance(event, TextDelta):
-                    if not parts:
-                        clock.mark("first_token_ms")
-                    parts.append(event.text)
-                    yield event
-                elif isinstance(event, Finished):
-                    usage = event.usage
+        try:
+            async with contextlib.aclosing(self._engine.stream(request, turns)) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        if not parts:
+                            clock.mark("first_token_ms")
+                        parts.append(event.text)
+                        yield event
+                    elif isinstance(event, Finished):
+                        usage = event.usage
+        except (asyncio.CancelledError, GeneratorExit, BadRequestError):
+            raise  # the caller left, or asked for too much: not the engine's fault
+        except RagError as exc:
+            self._engine_failed(exc)
+            raise
+        except Exception as exc:
+            error = EngineError(
+                f"The engine failed while answering ({type(exc).__name__}). Retry; if it "
+                "keeps failing, check /readyz and the service log."
+            )
+            self._engine_failed(error)
+            raise error from exc
+        self.engine_health.succeeded()
         text = "".join(parts).strip()
         if not text:
             text = prompt.NO_ANSWER_MESSAGE
@@ -276,6 +293,14 @@ class AnswerService:
             unsupported=unsupported,
         )
         yield DoneEvent(answer, grounded.sentences, list(sources))
+
+    def _engine_failed(self, error: RagError) -> None:
+        self.engine_health.failed(error.message)
+        log.warning(
+            "engine request failed (%s); %d failure(s) since start",
+            error.code,
+            self.engine_health.failures,
+        )
 
     def _remember(
         self, principal: Principal, conversation_id: str | None, question: str, answer: str

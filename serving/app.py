@@ -245,7 +245,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     @app.get(
         "/readyz",
         tags=["ops"],
-        summary="Readiness: 200 once the engine is ready, else 503.",
+        summary="Readiness: 200 once the engine is ready (also when degraded), else 503.",
         response_model=ReadyResponse,
         responses={503: {"model": ReadyResponse}},
     )
@@ -257,9 +257,18 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             reason = await state.engine.unreachable_reason()
             if reason is not None:
                 status, detail = "unreachable", reason
+        health = state.answers.engine_health if state.answers is not None else None
+        if status == "ready" and health is not None and health.degraded:
+            status, detail = "degraded", health.describe()
         model = state.engine.name if state.engine is not None else None
-        body = ReadyResponse(status=status, model=model, detail=detail)
-        code = 200 if status == "ready" else 503
+        body = ReadyResponse(
+            status=status,
+            model=model,
+            detail=detail,
+            engine_errors=health.failures if health is not None else 0,
+            last_engine_error=health.last_error if health is not None else None,
+        )
+        code = 200 if status in ("ready", "degraded") else 503
         return JSONResponse(body.model_dump(), status_code=code)
 
     @app.post(

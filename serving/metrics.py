@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rag.types import Answer
@@ -28,7 +28,7 @@ class _StateCollector(Collector):
     def __init__(self, state: Any) -> None:
         self._state = state
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         state = self._state
         ready = GaugeMetricFamily("kb_ready", "1 when the service is ready to answer.")
         ready.add_metric([], 1.0 if state.status == "ready" else 0.0)
@@ -41,6 +41,13 @@ class _StateCollector(Collector):
             )
             depth.add_metric([], float(running()))
             yield depth
+        answers = state.answers
+        if answers is not None:
+            failures = CounterMetricFamily(
+                "kb_engine_failures", "Answers that failed in the engine since start."
+            )
+            failures.add_metric([], float(answers.engine_health.failures))
+            yield failures
         store = state.store
         if store is not None:
             chunks = GaugeMetricFamily("kb_store_chunks", "Chunks in the vector store.")

@@ -175,7 +175,11 @@ class ErrorResponse(BaseModel):
 
 class ReadyResponse(BaseModel):
     status: str = Field(
-        ..., description="ready, loading, failed, or unreachable (a remote model server)"
+        ...,
+        description="ready, degraded (200: the last answer failed in the engine; clears on "
+        "the next one that completes), loading, failed, or unreachable (a remote model server)",
     )
     model: str | None = None
     detail: str | None = None
+    engine_errors: int = Field(0, description="Answers that failed in the engine since start.")
+    last_engine_error: str | None = Field(None, description="The last such failure, if any.")
