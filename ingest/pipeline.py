@@ -20,10 +20,12 @@ Incremental and crash-safe, with the SQLite manifest (:mod:`rag.manifest`) as th
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import signal
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -41,7 +43,7 @@ from ingest.parse import SUPPORTED_SUFFIXES
 from ingest.work import Parsed, ParseJob, prepare
 from rag.config import CRASH_ENV, Settings
 from rag.embedding import tokenizer_file
-from rag.errors import IngestError, RagError
+from rag.errors import IngestError, RagError, StoreError, storage_failure
 from rag.hashing import sha256_file
 from rag.manifest import DocRecord, Manifest
 from rag.seams import Embedder, IndexListener
@@ -89,15 +91,19 @@ _crash_hits: dict[str, int] = {}
 
 
 def crash_point(name: str) -> None:
-    """Test hook: ``RAG_TEST_CRASH_AT=name[:n]`` SIGKILLs this process the n-th time here."""
+    """Test hook: ``RAG_TEST_CRASH_AT=name[:n]`` SIGKILLs this process the n-th time here;
+    ``name:n:enospc`` raises the error a full disk gives instead."""
     spec = os.environ.get(CRASH_ENV)
     if not spec:
         return
-    point, _, nth = spec.partition(":")
+    point, _, rest = spec.partition(":")
+    nth, _, fault = rest.partition(":")
     if point != name:
         return
     _crash_hits[name] = _crash_hits.get(name, 0) + 1
     if _crash_hits[name] >= int(nth or "1"):
+        if fault == "enospc":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -184,18 +190,35 @@ class Ingestor:
         return self.run(discover([folder]), prune=folder)
 
     def run(self, targets: Iterable[Target], prune: Path | None = None) -> Iterator[FileResult]:
-        self._manifest.lock()
+        try:
+            self._manifest.lock()
+        except OSError as exc:
+            raise self._storage_error(exc) from exc
         try:
             self.recover()
             yield from self._process(targets)
             if prune is not None:
                 yield from self._prune(prune)
+        except (OSError, sqlite3.Error) as exc:
+            # A full disk or read-only files stop the run (every later file would fail the
+            # same way); the manifest's pending ids are cleaned up by the next run.
+            raise self._storage_error(exc) from exc
         finally:
             try:
                 self._close_pool()
                 self._commit_listeners()
             finally:
                 self._manifest.unlock()
+
+    def _storage_error(self, exc: OSError | sqlite3.Error) -> RagError:
+        where = self._manifest.path.parent
+        mapped = storage_failure(exc, "index", where)
+        if mapped is not None:
+            return mapped
+        return StoreError(
+            f"Writing the index at {where} failed ({type(exc).__name__}: {exc}). Fix the "
+            "cause, then re-run the same rag-ingest command; finished documents are kept."
+        )
 
     def delete(self, key: str) -> FileResult:
         """Remove one document (by id or path) from the index."""

@@ -8,7 +8,9 @@
     ├── IngestError               one file could not be ingested                     (4 / 422)
     │   └── UnsupportedFileError  the file type is not supported                     (4 / 415)
     ├── StoreError                the vector store cannot be opened or written       (5 / 503)
-    │   └── EmbedderMismatchError collection built with another embedding model      (5 / 409)
+    │   ├── EmbedderMismatchError collection built with another embedding model      (5 / 409)
+    │   ├── StoreReadOnlyError    the index's files are read-only for this user      (5 / 503)
+    │   └── DiskFullError         no space left while writing the index              (7 / 503)
     ├── EngineError               the language model engine failed                   (6 / 503)
     │   ├── EngineNotReadyError   still loading, or stopped                          (6 / 503)
     │   ├── EngineUnavailableError the remote model server cannot be reached          (6 / 503)
@@ -20,6 +22,8 @@
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class RagError(Exception):
@@ -66,6 +70,56 @@ class StoreError(RagError):
 class EmbedderMismatchError(StoreError):
     http_status = 409
     code = "embedder_mismatch"
+
+
+class StoreReadOnlyError(StoreError):
+    code = "store_read_only"
+
+
+class DiskFullError(StoreError):
+    exit_code = 7
+    code = "disk_full"
+
+
+# How the libraries under the index say it: errno from Python, SQLite's messages (also
+# inside Chroma's errors, whose Rust core reports I/O errors as "os error N").
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+_FULL_TEXT = ("database or disk is full", "no space left on device", "os error 28")
+_READ_ONLY_TEXT = (
+    "readonly database",
+    "read-only file system",
+    "permission denied",
+    "operation not permitted",
+    "unable to open database file",
+    "os error 30",
+    "os error 13",
+)
+
+
+def storage_failure(exc: BaseException, what: str, where: object) -> StoreError | None:
+    """The typed error for a write to ``what`` (at ``where``) that failed because the disk
+    is full or the files are read-only; None when ``exc`` is something else.
+
+    Chroma 1.5 reports a read-only store as ``attempt to write a readonly database`` (SQLite
+    code 8, or 1544 when only the folder is read-only) and an immutable folder as
+    ``unable to open database file`` (code 14, the rollback journal cannot be created).
+    """
+    number = exc.errno if isinstance(exc, OSError) else None
+    text = str(exc).lower()
+    if number in _FULL or any(t in text for t in _FULL_TEXT):
+        return DiskFullError(
+            f"Disk full: no space left while writing the {what} at {where}. Free space on "
+            "that disk, then re-run rag-ingest sync (or the same command): documents already "
+            "stored are kept, the interrupted one is cleaned up and added again."
+        )
+    if number in _READ_ONLY or any(t in text for t in _READ_ONLY_TEXT):
+        return StoreReadOnlyError(
+            f"The {what} at {where} cannot be written: it is read-only or not writable by "
+            f"this user ({type(exc).__name__}: {exc}). Nothing was changed. Make it writable "
+            f"(for example chmod -R u+w {where}, or fix the mount or the owner), then retry."
+        )
+    return None
 
 
 class EngineError(RagError):

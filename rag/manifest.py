@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from rag.config import StoreSettings
-from rag.errors import StoreError
+from rag.errors import StoreError, storage_failure
 
 ACTIVE_KEY = "active_collection"
 REINDEX_KEY = "reindex_target"
@@ -141,7 +141,7 @@ class Manifest:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
-            raise StoreError(
+            raise storage_failure(exc, "ingest manifest", path) or StoreError(
                 f"Cannot open the ingest manifest {path} ({exc}). Check the folder is "
                 "writable; if the file is corrupt, move it away and run rag-ingest sync."
             ) from exc

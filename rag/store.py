@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rag.config import StoreSettings
-from rag.errors import ConfigError, EmbedderMismatchError, StoreError
+from rag.errors import ConfigError, EmbedderMismatchError, StoreError, storage_failure
 from rag.types import Chunk, Hit
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def _client(settings: StoreSettings) -> Any:
                 f"{type(exc).__name__}: {exc}). Check the server is running (chroma run), "
                 "store.host/port/ssl and the auth token, then retry."
             ) from exc
-        raise StoreError(
+        raise storage_failure(exc, "vector store", settings.path) or StoreError(
             f"Cannot open the Chroma store at {settings.path} ({type(exc).__name__}: {exc}). "
             "Check the path is writable and retry."
         ) from exc
@@ -228,7 +228,7 @@ class ChromaStore:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(
+            raise self._failure(exc) or StoreError(
                 f"Cannot open collection {name!r} ({type(exc).__name__}: {exc}). "
                 "Check the store path and permissions."
             ) from exc
@@ -268,7 +268,7 @@ class ChromaStore:
                     metadatas=[_metadata(c, hash_of(c)) for c in part],
                 )
             except Exception as exc:
-                raise StoreError(
+                raise self._failure(exc) or StoreError(
                     f"Writing to the store failed ({type(exc).__name__}: {exc}). "
                     "Check free disk space and permissions, then run the ingest again."
                 ) from exc
@@ -288,13 +288,25 @@ class ChromaStore:
             try:
                 self._collection.delete(ids=list(ids[start : start + MAX_BATCH]))
             except Exception as exc:
-                raise StoreError(
+                raise self._failure(exc) or StoreError(
                     f"Deleting from the store failed ({type(exc).__name__}: {exc}). "
                     "Check free disk space and permissions, then run the command again."
                 ) from exc
 
     def delete_document(self, doc_id: str) -> None:
-        self._collection.delete(where={"doc_id": doc_id})
+        try:
+            self._collection.delete(where={"doc_id": doc_id})
+        except Exception as exc:
+            raise self._failure(exc) or StoreError(
+                f"Deleting from the store failed ({type(exc).__name__}: {exc}). "
+                "Check free disk space and permissions, then run the command again."
+            ) from exc
+
+    def _failure(self, exc: Exception) -> StoreError | None:
+        """A full disk or read-only files, as the typed error that says what to do."""
+        cfg = self._settings
+        where = cfg.path if cfg.mode != "http" else f"the Chroma server {cfg.host}:{cfg.port}"
+        return storage_failure(exc, "vector store", where)
 
     def query(self, vector: Sequence[float], k: int) -> list[Hit]:
         return self.query_where(vector, k, None)
