@@ -105,7 +105,10 @@ class AnswerService:
         self._settings = settings
         self._retriever = retriever
         self._engine = engine
-        self._conversations = conversations or Conversations()
+        # Only the newest ``history_turns`` turns are ever sent: keep no more than that.
+        self._conversations = conversations or Conversations(
+            max_turns=max(2, settings.context.history_turns)
+        )
         counter: Callable[[str], int] | None = getattr(engine, "count_text_tokens", None)
         self._count = counter or tokens.count
         self._packer = Packer(settings.context, self._count)
