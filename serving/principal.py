@@ -110,8 +110,8 @@ def require(scope: str) -> Callable[[Principal], Principal]:
 
 
 def asking(request: Request, caller: Annotated[Principal, Depends(require("ask"))]) -> Principal:
-    """The ``ask`` scope, the per-caller question rate limit, and the service's capacity."""
-    request.app.state.rag.slots.check()
+    """The ``ask`` scope, the per-caller question rate limit, and the service's capacity
+    (checked last: a refused request must not hold a place)."""
     limiter: RateLimiter = request.app.state.rag.limiter
     who = caller.subject
     if caller.anonymous:  # anonymous widget visitors share a subject: tell them apart by IP
@@ -124,6 +124,7 @@ def asking(request: Request, caller: Annotated[Principal, Depends(require("ask")
             f"{seconds} s.",
             seconds,
         )
+    request.app.state.rag.slots.check()
     return caller
 
 
