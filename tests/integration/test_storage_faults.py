@@ -218,3 +218,30 @@ async def test_read_only_store_under_a_running_service(
     up = await client.post("/v1/documents", files=upload, headers=auth)
     assert up.status_code == 200 and up.json()["results"][0]["status"] == "added"
     check_consistent(settings.store.path)
+
+
+async def test_a_service_started_on_a_read_only_store_says_what_to_do(
+    sample_kb: Any, make_settings: Any
+) -> None:
+    from serving.app import create_app
+
+    settings = make_settings()
+    shutil.copytree(sample_kb.paths.data_dir, settings.paths.data_dir, dirs_exist_ok=True)
+    with read_only(settings.store.path) as prefix:
+        if prefix:
+            pytest.skip("as root, this file system cannot make the store read-only in-process")
+        app = create_app(settings)  # fails while opening the store: the engine never loads
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                for _ in range(600):
+                    ready = await client.get("/readyz")
+                    if ready.json()["status"] != "loading":
+                        break
+                    await asyncio.sleep(0.1)
+                assert ready.status_code == 503 and ready.json()["status"] == "failed"
+                assert "cannot be written" in ready.json()["detail"]
+                resp = await client.post("/v1/ask", json={"question": "Where is the canteen?"})
+                assert resp.status_code == 503 and resp.headers["retry-after"]
+                message = resp.json()["error"]["message"]
+                assert f"chmod -R u+w {settings.store.path}" in message
