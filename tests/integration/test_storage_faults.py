@@ -167,7 +167,11 @@ async def own_kb(
     """The app on a private copy of the sample knowledge base (it will be made read-only)."""
     from serving.app import create_app
 
-    settings = make_settings(auth={"required": True, "rate_per_minute": 0})
+    settings = make_settings(
+        auth={"required": True, "rate_per_minute": 0},
+        llm={"max_tokens": 12},
+        context={"max_tokens": 300},
+    )
     shutil.copytree(sample_kb.paths.data_dir, settings.paths.data_dir, dirs_exist_ok=True)
     app = create_app(settings, engine=smol_engine)
     async with app.router.lifespan_context(app):
