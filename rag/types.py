@@ -80,6 +80,7 @@ class Citation:
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens served from the engine's prefix cache, if reported
 
 
 @dataclass(frozen=True, slots=True)
