@@ -131,3 +131,5 @@ class Answer:
     declined: bool = False
     unsupported: list[str] = field(default_factory=list)
     """Answer sentences no given source supports (see rag/grounding.py)."""
+    top_score: float | None = None
+    """The best retrieval similarity (dense cosine), kept with the feedback record."""

@@ -375,6 +375,7 @@ async def _record(
             doc_ids=sorted({c.doc_id for c in answer.citations}),
             latency_ms=answer.timings.get("total_ms", 0.0),
             question=question,
+            top_score=answer.top_score,
         )
     except Exception:
         log.exception("recording answer %s failed", answer_id)

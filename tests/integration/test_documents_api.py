@@ -103,9 +103,14 @@ async def test_upload_list_search_delete(api: tuple[httpx.AsyncClient, Any]) -> 
 async def test_analytics_is_for_admins(api: tuple[httpx.AsyncClient, Any]) -> None:
     client, state = api
     asker = key(state, ["ask"], ["everyone"])
+    loader = key(state, ["ingest"], ["everyone"])  # (unchanged if the test above added it)
+    faq = [("files", ("faq-printing.txt", (KB_DIR / "faq-printing.txt").read_bytes()))]
+    assert (await client.post("/v1/documents", files=faq, headers=loader)).status_code == 200
     await client.post(
         "/v1/ask", json={"question": "Where is the shared print queue?"}, headers=asker
     )
+    [record] = [a for a in state.feedback.answers() if a.subject.startswith("key:")][-1:]
+    assert record.top_score is not None and 0 < record.top_score <= 1  # the retrieval score
     assert (await client.get("/v1/analytics", headers=asker)).status_code == 403
     admin = key(state, ["admin"], ["everyone"])
     report = await client.get("/v1/analytics?days=7", headers=admin)
