@@ -208,7 +208,7 @@ class AnswerService:
             return False
         if self._settings.retrieval.mode == "keyword":
             return True
-        best = max((h.dense_score for h in hits if h.dense_score is not None), default=None)
+        best = _best_score(hits)
         return best is not None and best >= self._settings.retrieval.min_score
 
     async def stream(
@@ -234,7 +234,14 @@ class AnswerService:
             clock.mark("total_ms")
             self._remember(principal, conversation_id, question, prompt.DECLINE_MESSAGE)
             yield DoneEvent(
-                Answer(prompt.DECLINE_MESSAGE, [], Usage(), dict(clock.marks), declined=True)
+                Answer(
+                    prompt.DECLINE_MESSAGE,
+                    [],
+                    Usage(),
+                    dict(clock.marks),
+                    declined=True,
+                    top_score=_best_score(hits),
+                )
             )
             return
         request_id = uuid.uuid4().hex
@@ -294,6 +301,7 @@ class AnswerService:
             usage,
             dict(clock.marks),
             unsupported=unsupported,
+            top_score=_best_score(hits),
         )
         yield DoneEvent(answer, grounded.sentences, list(sources))
 
@@ -342,3 +350,7 @@ class AnswerService:
                 if isinstance(event, DoneEvent):
                     return event
         raise RuntimeError("answer stream ended without a result")  # pragma: no cover
+
+
+def _best_score(hits: Sequence[Hit]) -> float | None:
+    return max((h.dense_score for h in hits if h.dense_score is not None), default=None)

@@ -80,6 +80,7 @@ class Citation:
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens served from the engine's prefix cache, if reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +131,5 @@ class Answer:
     declined: bool = False
     unsupported: list[str] = field(default_factory=list)
     """Answer sentences no given source supports (see rag/grounding.py)."""
+    top_score: float | None = None
+    """The best retrieval similarity (dense cosine), kept with the feedback record."""

@@ -31,16 +31,18 @@ from rag.retrieval import Filters, Retriever, SearchStats
 from rag.seams import Engine, RemoteReachability
 from rag.store import ChromaStore
 from rag.types import Answer, Principal, TextDelta
-from serving import documents, feedback, openai_compat, widget
+from serving import apidocs, documents, feedback, openai_compat, widget
 from serving import metrics as metrics_mod
 from serving.capacity import AnswerSlots
 from serving.deps import Answers
 from serving.principal import Asker, RateLimitedError, Reader
 from serving.schemas import (
+    ANSWER_EXAMPLE,
+    CITATION_EXAMPLE,
     AskRequest,
     AskResponse,
     CitationOut,
-    ErrorResponse,
+    HealthResponse,
     HitOut,
     ReadyResponse,
     RetrieveRequest,
@@ -83,6 +85,16 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+ASK_STREAM_EXAMPLE = "".join(  # documentation only; built from the JSON examples
+    [
+        _sse("citations", {"citations": [CITATION_EXAMPLE]}),
+        _sse("delta", {"text": "The shared print queue is "}),
+        _sse("delta", {"text": "called NW-Follow-Me [1]."}),
+        _sse("done", ANSWER_EXAMPLE),
+    ]
+)
 
 
 async def _load(state: AppState) -> None:
@@ -192,6 +204,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         return response
 
     widget.install_cors(app, settings)
+    apidocs.install(app, settings)
     state.metrics = metrics_mod.install(app, state)
 
     @app.middleware("http")
@@ -229,27 +242,34 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         )
         return _error(422, "bad_request", f"Invalid request: {problems}. Fix it and retry.")
 
-    errors: dict[int | str, dict[str, Any]] = {
-        401: {"model": ErrorResponse, "description": "Missing or invalid API key or identity."},
-        403: {"model": ErrorResponse, "description": "Key lacks the scope, or wrong origin."},
-        413: {"model": ErrorResponse, "description": "Request body too large."},
-        429: {"model": ErrorResponse, "description": "Rate limited; see Retry-After."},
-        422: {"model": ErrorResponse, "description": "Invalid request."},
-        503: {"model": ErrorResponse, "description": "Not ready, or the engine failed."},
-    }
-
-    @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers.")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get(
+        "/healthz",
+        tags=["ops"],
+        summary="Liveness: the process answers.",
+        response_description="Always ok while the process runs.",
+    )
+    async def healthz() -> HealthResponse:
+        """For a liveness probe: 200 as soon as the process listens, even while the model
+        loads. Use /readyz to know whether questions can be answered."""
+        return HealthResponse()
 
     @app.get(
         "/readyz",
         tags=["ops"],
         summary="Readiness: 200 once the engine is ready (also when degraded), else 503.",
         response_model=ReadyResponse,
-        responses={503: {"model": ReadyResponse}},
+        response_description="Ready: questions can be answered (degraded: the last answer "
+        "failed in the engine; the service still takes questions).",
+        responses={
+            503: {
+                "model": ReadyResponse,
+                "description": "Loading, failed (detail says why and what to do), or the "
+                "remote model server is unreachable.",
+            }
+        },
     )
     async def readyz() -> Any:
+        """For a readiness probe and load balancers. No key needed; no private data."""
         if state.status == "ready" and state.engine is not None and not state.engine.healthy:
             state.status, state.detail = "failed", "the engine stopped; restart the service"
         status, detail = state.status, state.detail
@@ -276,16 +296,17 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         tags=["ask"],
         summary="Answer a question from the knowledge base, with citations.",
         response_model=AskResponse,
-        responses={
-            200: {
-                "description": "The answer as JSON, or with `stream: true` Server-Sent "
-                "Events: `citations`, `delta`..., then `done` (or `error`).",
-                "content": {"text/event-stream": {}},
-            },
-            **errors,
-        },
+        response_description="The answer as JSON, or with `stream: true` Server-Sent "
+        "Events: `citations` (the numbered sources), `delta`... (answer text), then `done` "
+        "(the whole answer, as the JSON response) or `error` (`code`, `message`).",
+        responses={200: {"content": {"text/event-stream": {"example": ASK_STREAM_EXAMPLE}}}},
     )
     async def ask(body: AskRequest, caller: Asker, service: Answers) -> Any:
+        """Retrieves what the caller may read (hybrid dense + keyword search within their
+        access groups), packs it into the model's context, and answers with `[n]` citations
+        checked against the sources. When nothing relevant is found the answer is declined
+        (`declined: true`) without calling the model. Needs the `ask` scope; rate limited
+        per key or user. Rate the answer with POST /v1/feedback and its `answer_id`."""
         limit = settings.server.max_question_chars
         if len(body.question) > limit:
             raise BadRequestError(
@@ -312,9 +333,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         tags=["retrieve"],
         summary="Search the knowledge base: ranked chunks the caller may read.",
         response_model=RetrieveResponse,
-        responses=errors,
+        response_description="Ranked passages, best first.",
     )
     async def retrieve(body: RetrieveRequest, caller: Reader, retriever: Searcher) -> Any:
+        """The retrieval step of /v1/ask on its own: no model call. Only passages in the
+        caller's access groups are searched. Works while the model is still loading."""
         limit = settings.server.max_question_chars
         if len(body.query) > limit:
             raise BadRequestError(
@@ -362,6 +385,7 @@ async def _record(
             doc_ids=sorted({c.doc_id for c in answer.citations}),
             latency_ms=answer.timings.get("total_ms", 0.0),
             question=question,
+            top_score=answer.top_score,
         )
     except Exception:
         log.exception("recording answer %s failed", answer_id)

@@ -13,11 +13,11 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from rag.config import Settings
 from rag.errors import (
@@ -30,6 +30,7 @@ from rag.errors import (
 from rag.manifest import DocRecord, Manifest
 from rag.store import ChromaStore
 from rag.types import Principal
+from serving.apidocs import route_error
 from serving.principal import Reader, can_read, require
 from serving.schemas import ErrorResponse
 
@@ -38,31 +39,77 @@ MAX_FILES_PER_UPLOAD = 20
 _UNSAFE = re.compile(r"[^\w.\- ()\u3400-\u9fff]+")
 
 Ingester = Annotated[Principal, Depends(require("ingest"))]
+DocId = Annotated[
+    str,
+    PathParam(min_length=1, max_length=128, description="A doc_id from a hit or a citation."),
+]
+
+
+PASSAGE_EXAMPLE: dict[str, Any] = {
+    "chunk_id": "9c1e2a7b40d3f815:5d41402abc4b:3",
+    "section": "Printing > Shared queue",
+    "page": None,
+    "text": "All office printers share one queue, NW-Follow-Me: print, then badge in at any "
+    "printer to release the job.",
+}
+DOCUMENT_EXAMPLE: dict[str, Any] = {
+    "doc_id": "9c1e2a7b40d3f815",
+    "title": "Printing at Northwind",
+    "source": "faq-printing.txt",
+    "groups": ["everyone"],
+    "chunks": 6,
+    "pages": 1,
+    "size": 2841,
+    "ingested_at": "2026-11-28T09:14:03Z",
+}
 
 
 class Passage(BaseModel):
-    chunk_id: str
-    section: str = ""
-    page: int | None = None
-    text: str
+    """One passage (chunk) of a document."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [PASSAGE_EXAMPLE]})
+
+    chunk_id: str = Field(..., description="The id a citation's chunk_id refers to.")
+    section: str = Field("", description="The heading path the passage is under.")
+    page: int | None = Field(None, description="Page, slide or sheet, when the format has them.")
+    text: str = Field(..., description="The passage's text.")
 
 
 class DocumentSource(BaseModel):
-    doc_id: str
-    title: str
+    """A document's text, passage by passage, for opening a citation."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "doc_id": "9c1e2a7b40d3f815",
+                    "title": "Printing at Northwind",
+                    "source": "faq-printing.txt",
+                    "passages": [PASSAGE_EXAMPLE],
+                }
+            ]
+        }
+    )
+
+    doc_id: str = Field(..., description="The document's id.")
+    title: str = Field(..., description="The document's title.")
     source: str = Field(..., description="Where the document came from (path or URL).")
     passages: list[Passage] = Field(..., description="The document's text, in order.")
 
 
 class DocumentOut(BaseModel):
-    doc_id: str
-    title: str
+    """A document in the index: what it is and who may read it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [DOCUMENT_EXAMPLE]})
+
+    doc_id: str = Field(..., description="The document's id (stable for its path).")
+    title: str = Field(..., description="The title (from the file, a sidecar, or its name).")
     source: str = Field(..., description="The file the document was ingested from.")
-    groups: list[str]
-    chunks: int
-    pages: int
+    groups: list[str] = Field(..., description="Access groups that may read it.")
+    chunks: int = Field(..., description="Passages (chunks) in the index.")
+    pages: int = Field(..., description="Pages, slides or sheets (1 for flat text).")
     size: int = Field(..., description="File size in bytes.")
-    ingested_at: str
+    ingested_at: str = Field(..., description="When this version was ingested (UTC, ISO 8601).")
 
     @classmethod
     def of(cls, r: DocRecord) -> DocumentOut:
@@ -79,28 +126,89 @@ class DocumentOut(BaseModel):
 
 
 class DocumentPage(BaseModel):
-    documents: list[DocumentOut]
+    """One page of the documents the caller may read."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"documents": [DOCUMENT_EXAMPLE], "total": 11, "offset": 0, "limit": 1}]
+        }
+    )
+
+    documents: list[DocumentOut] = Field(..., description="This page, in ingestion order.")
     total: int = Field(..., description="Documents the caller may see.")
-    offset: int
-    limit: int
+    offset: int = Field(..., description="Index of this page's first document.")
+    limit: int = Field(..., description="The page size asked for.")
 
 
 class FileOutcome(BaseModel):
-    filename: str
-    doc_id: str = ""
+    """What happened to one uploaded file."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "filename": "travel-policy.pdf",
+                    "doc_id": "0b7d4c2e9a1f3e55",
+                    "status": "added",
+                    "chunks": 14,
+                    "error": None,
+                },
+                {
+                    "filename": "budget.xlsx",
+                    "doc_id": "",
+                    "status": "failed",
+                    "chunks": 0,
+                    "error": "budget.xlsx: not a valid .xlsx file (it is not a zip archive; "
+                    "perhaps an old binary format renamed, or a damaged copy). Open it in "
+                    "Excel and save it as .xlsx, then add it again.",
+                },
+            ]
+        }
+    )
+
+    filename: str = Field(..., description="The file's name as stored (made safe).")
+    doc_id: str = Field("", description="The document's id (empty if it failed).")
     status: str = Field(..., description="added, updated, unchanged or failed.")
-    chunks: int = 0
+    chunks: int = Field(0, description="Passages indexed for it.")
     error: str | None = Field(None, description="What is wrong and what to do.")
 
 
 class UploadResult(BaseModel):
-    results: list[FileOutcome]
+    """Per-file results of an upload; one bad file does not fail the others."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        {
+                            "filename": "travel-policy.pdf",
+                            "doc_id": "0b7d4c2e9a1f3e55",
+                            "status": "added",
+                            "chunks": 14,
+                            "error": None,
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    results: list[FileOutcome] = Field(..., description="One per uploaded file.")
 
 
 class DeleteResult(BaseModel):
-    doc_id: str
-    status: str = "deleted"
-    chunks: int
+    """A document removed from the index."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"doc_id": "9c1e2a7b40d3f815", "status": "deleted", "chunks": 6}]
+        }
+    )
+
+    doc_id: str = Field(..., description="The document removed.")
+    status: Literal["deleted"] = Field("deleted", description="Always deleted.")
+    chunks: int = Field(..., description="Passages removed with it.")
 
 
 def _state(request: Request) -> Any:
@@ -138,19 +246,20 @@ def safe_filename(name: str | None) -> str:
 
 def router(settings: Settings) -> APIRouter:
     api = APIRouter(tags=["documents"])
-    not_found: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 
     @api.get(
         "/v1/documents",
         summary="Documents the caller may read, in ingestion order (paged).",
         response_model=DocumentPage,
+        response_description="One page, and the total the caller may see.",
     )
     async def list_documents(
         request: Request,
         caller: Reader,
-        offset: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0, description="Skip this many documents.")] = 0,
+        limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
     ) -> DocumentPage:
+        """Only documents in the caller's access groups are listed or counted."""
         state = _state(request)
         records = await asyncio.to_thread(_records, settings, state.store.name)
         mine = [r for r in records if can_read(caller, r.groups)]
@@ -161,13 +270,15 @@ def router(settings: Settings) -> APIRouter:
         "/v1/documents/{doc_id}",
         summary="One document's metadata: title, source, groups, chunk count.",
         response_model=DocumentOut,
-        responses=not_found,
+        response_description="The document's metadata.",
+        responses={404: {"model": ErrorResponse}},
     )
     async def get_document(
         request: Request,
         caller: Reader,
-        doc_id: Annotated[str, PathParam(min_length=1, max_length=128)],
+        doc_id: DocId,
     ) -> DocumentOut:
+        """A document outside the caller's groups is a 404, like one that does not exist."""
         state = _state(request)
         return DocumentOut.of(await asyncio.to_thread(_visible, state, caller, doc_id))
 
@@ -175,13 +286,17 @@ def router(settings: Settings) -> APIRouter:
         "/v1/documents/{doc_id}/source",
         summary="The text of a document the caller may read (to open a citation).",
         response_model=DocumentSource,
-        responses={**not_found, 503: {"model": ErrorResponse}},
+        response_description="The document's passages in order; a citation's chunk_id "
+        "names one of them.",
+        responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
     )
     async def source(
         request: Request,
         caller: Reader,
-        doc_id: Annotated[str, PathParam(min_length=1, max_length=128)],
+        doc_id: DocId,
     ) -> DocumentSource:
+        """What the widget shows when a citation is opened. Access-checked passage by
+        passage: a document outside the caller's groups is a 404."""
         store: ChromaStore = _state(request).store
         chunks = await asyncio.to_thread(store.document_chunks, doc_id)
         visible = [c for c in chunks if can_read(caller, c.groups)]
@@ -204,7 +319,17 @@ def router(settings: Settings) -> APIRouter:
         "/v1/documents",
         summary="Upload files (multipart) into the ingest pipeline; per-file results.",
         response_model=UploadResult,
-        responses={403: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+        response_description="One result per file: added, updated, unchanged, or failed with "
+        "a message saying what to do.",
+        responses={
+            403: route_error(
+                403,
+                "forbidden",
+                "You may not give documents groups you are not in: hr.",
+                "The key lacks the `ingest` scope, or asks for groups the uploader is not in.",
+            ),
+            503: {"model": ErrorResponse},
+        },
     )
     async def upload(
         request: Request,
@@ -215,6 +340,10 @@ def router(settings: Settings) -> APIRouter:
             Form(description="Comma-separated access groups (default: the ingest rules)."),
         ] = None,
     ) -> UploadResult:
+        """Each file goes through the same pipeline as `rag-ingest add`: type and size
+        checks, parsing, chunking, embedding, both indexes. A file with the same name
+        replaces its earlier version; an unchanged one is skipped. Up to 20 files per
+        request. Needs the `ingest` scope."""
         state = _state(request)
         files = files or []
         if len(files) > MAX_FILES_PER_UPLOAD:
@@ -237,10 +366,15 @@ def router(settings: Settings) -> APIRouter:
             except (BadRequestError, IngestError) as exc:
                 label = item.filename or "?"
                 outcomes[label] = FileOutcome(filename=label, status="failed", error=exc.message)
+                if state.metrics is not None:
+                    state.metrics.observe_ingest("failed", 0)
                 continue
             saved.append(path)
         if saved:
             results = await asyncio.to_thread(_ingest, state, saved)
+            if state.metrics is not None:
+                for result in results:
+                    state.metrics.observe_ingest(result.status, result.chunks)
             for path, result in zip(saved, results, strict=True):
                 outcomes[path.name] = FileOutcome(
                     filename=path.name,
@@ -255,13 +389,18 @@ def router(settings: Settings) -> APIRouter:
         "/v1/documents/{doc_id}",
         summary="Remove a document from the index (needs the ingest scope).",
         response_model=DeleteResult,
-        responses=not_found,
+        response_description="The document and its passages are gone from the index.",
+        responses={404: {"model": ErrorResponse}},
     )
     async def delete_document(
         request: Request,
         caller: Ingester,
-        doc_id: Annotated[str, PathParam(min_length=1, max_length=128)],
+        doc_id: DocId,
     ) -> DeleteResult:
+        """Removes the document's passages from both the vector and the keyword index and
+        from the manifest. Needs the `ingest` scope and read access to the document. The
+        file itself is not touched: if it is still in a synced folder, the next
+        `rag-ingest sync` adds it back."""
         state = _state(request)
         record = await asyncio.to_thread(_visible, state, caller, doc_id)
         result = await asyncio.to_thread(_delete, state, record.doc_id)

@@ -6,30 +6,161 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag.errors import EngineNotReadyError
 from rag.feedback import MAX_COMMENT_CHARS, FeedbackStore
 from rag.types import Principal
+from serving.apidocs import route_error
 from serving.principal import Reader, require
-from serving.schemas import ErrorResponse
 
 
 class FeedbackRequest(BaseModel):
+    """A thumbs up or down on an answer the caller received."""
+
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"answer_id": "3f2a9c0e5b7d4e1f", "rating": "down", "comment": "Outdated"}]
+            "examples": [
+                {"answer_id": "3f2a9c0e5b7d4e1f", "rating": "down", "comment": "Outdated"},
+                {"answer_id": "3f2a9c0e5b7d4e1f", "rating": "up"},
+            ]
         },
     )
 
-    answer_id: str = Field(..., min_length=1, max_length=64, description="From the answer.")
-    rating: Literal["up", "down"]
-    comment: str | None = Field(None, max_length=MAX_COMMENT_CHARS)
+    answer_id: str = Field(
+        ..., min_length=1, max_length=64, description="The answer_id the answer carried."
+    )
+    rating: Literal["up", "down"] = Field(..., description="Thumbs up or down.")
+    comment: str | None = Field(
+        None, max_length=MAX_COMMENT_CHARS, description="Why (optional; kept with the rating)."
+    )
 
 
 class FeedbackResponse(BaseModel):
-    status: Literal["stored"] = "stored"
+    """The rating was stored."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "stored"}]})
+
+    status: Literal["stored"] = Field("stored", description="Always stored.")
+
+
+class DayOut(BaseModel):
+    """Questions on one day (UTC)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"day": "2026-11-27", "questions": 21, "declined": 2, "answer_rate": 0.9048}
+            ]
+        }
+    )
+
+    day: str = Field(..., description="The day, YYYY-MM-DD.")
+    questions: int = Field(..., description="Questions asked.")
+    declined: int = Field(..., description="Questions the knowledge base had no answer for.")
+    answer_rate: float = Field(..., description="Share answered, 0..1.")
+
+
+class ClusterOut(BaseModel):
+    """Unanswered questions that mean the same thing (by embedding similarity)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "example": "How do I book the large meeting room?",
+                    "count": 2,
+                    "questions": [
+                        "How do I book the large meeting room?",
+                        "booking the big meeting room",
+                    ],
+                }
+            ]
+        }
+    )
+
+    example: str = Field(..., description="A representative question.")
+    count: int = Field(..., description="How often it (or a close paraphrase) was asked.")
+    questions: list[str] = Field(..., description="The questions in the cluster.")
+
+
+class DocVotesOut(BaseModel):
+    """Ratings of answers that cited one document."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"doc_id": "9c1e2a7b40d3f815", "down": 3, "up": 1, "comments": ["Outdated"]}
+            ]
+        }
+    )
+
+    doc_id: str = Field(..., description="The cited document.")
+    down: int = Field(..., description="Thumbs down on answers citing it.")
+    up: int = Field(..., description="Thumbs up on answers citing it.")
+    comments: list[str] = Field(..., description="Comments left with thumbs down.")
+
+
+class AnalyticsReport(BaseModel):
+    """The helpdesk report over the last `days` days."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "days": 30,
+                    "questions": 412,
+                    "declined": 37,
+                    "up": 58,
+                    "down": 9,
+                    "latency_p50_ms": 1840.2,
+                    "latency_p95_ms": 5210.7,
+                    "answer_rate": 0.9102,
+                    "per_day": [
+                        {"day": "2026-11-27", "questions": 21, "declined": 2, "answer_rate": 0.9048}
+                    ],
+                    "unanswered": [
+                        {
+                            "example": "How do I book the large meeting room?",
+                            "count": 5,
+                            "questions": [
+                                "How do I book the large meeting room?",
+                                "booking the big meeting room",
+                            ],
+                        }
+                    ],
+                    "downvoted_docs": [
+                        {
+                            "doc_id": "9c1e2a7b40d3f815",
+                            "down": 3,
+                            "up": 1,
+                            "comments": ["Outdated"],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    days: int = Field(..., description="The period covered, in days up to today.")
+    questions: int = Field(..., description="Questions asked in the period.")
+    declined: int = Field(..., description="Of which the knowledge base had no answer.")
+    up: int = Field(..., description="Thumbs up.")
+    down: int = Field(..., description="Thumbs down.")
+    latency_p50_ms: float | None = Field(..., description="Median answer time (ms).")
+    latency_p95_ms: float | None = Field(..., description="95th percentile answer time (ms).")
+    answer_rate: float = Field(..., description="Share answered, 0..1.")
+    per_day: list[DayOut] = Field(..., description="Questions per day.")
+    unanswered: list[ClusterOut] = Field(
+        ...,
+        description="The most frequent unanswered questions, clustered (empty when "
+        "question text is not stored: feedback.store_questions).",
+    )
+    downvoted_docs: list[DocVotesOut] = Field(
+        ..., description="Thumbs down grouped by cited document, most first."
+    )
 
 
 def get_feedback_store(request: Request) -> FeedbackStore:
@@ -49,9 +180,21 @@ def router() -> APIRouter:
         "/v1/feedback",
         summary="Rate an answer (by its answer_id); a second rating replaces the first.",
         response_model=FeedbackResponse,
-        responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+        response_description="The rating was stored.",
+        responses={
+            404: route_error(
+                404,
+                "not_found",
+                "No answer with this answer_id was given to you. Send feedback with the "
+                "answer_id of an answer you received.",
+                "No answer with this id was given to this caller.",
+            )
+        },
     )
     async def feedback(body: FeedbackRequest, caller: Reader, store: Feedback) -> FeedbackResponse:
+        """Thumbs up or down, with an optional comment, on an answer this caller received
+        (from /v1/ask, the widget, or /v1/chat/completions: each answer carries an
+        `answer_id`). An unknown answer_id, or another caller's, is a 404."""
         comment = body.comment.strip() if body.comment else None
         await asyncio.to_thread(store.add, body.answer_id, caller.subject, body.rating, comment)
         return FeedbackResponse()
@@ -60,19 +203,29 @@ def router() -> APIRouter:
         "/v1/analytics",
         summary="Helpdesk report (admin scope): answer rate per day, unanswered questions "
         "clustered, thumbs-down by cited document, latency.",
-        responses={403: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+        response_model=AnalyticsReport,
+        response_description="The report as JSON, or with `format=html` a self-contained page "
+        "with a chart of questions and answer rate per day (no scripts, nothing fetched).",
+        responses={200: {"content": {"text/html": {"example": "<!doctype html><html>...</html>"}}}},
     )
     async def analytics(
         request: Request,
         _: Annotated[Principal, Depends(require("admin"))],
         store: Feedback,
-        days: Annotated[int, Query(ge=1, le=3650)] = 30,
-    ) -> dict[str, Any]:
-        from rag.analytics import build_report
+        days: Annotated[int, Query(ge=1, le=3650, description="The period, in days.")] = 30,
+        format: Annotated[
+            Literal["json", "html"], Query(description="json, or html for a page with a chart.")
+        ] = "json",
+    ) -> Any:
+        """The same report as `rag-ingest report`. Needs a key with the `admin` scope.
+        Question text appears only when `feedback.store_questions` is on."""
+        from rag.analytics import build_report, render_html
 
         kb = request.app.state.rag.kb
         embed = kb.embedder.embed_documents if kb is not None else None
         report = await asyncio.to_thread(build_report, store, days=days, embed=embed)
-        return report.to_json()
+        if format == "html":
+            return HTMLResponse(render_html(report), headers={"Cache-Control": "no-store"})
+        return AnalyticsReport.model_validate(report.to_json())
 
     return api

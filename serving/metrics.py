@@ -6,6 +6,7 @@ timings, token counts and outcomes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -15,9 +16,20 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from rag.manifest import Manifest
 from rag.types import Answer
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+METRICS_EXAMPLE = (
+    "# HELP kb_answers_total Answers by outcome (answered, declined).\n"
+    "# TYPE kb_answers_total counter\n"
+    'kb_answers_total{outcome="answered"} 381.0\n'
+    'kb_answers_total{outcome="declined"} 37.0\n'
+    "# HELP kb_prefix_cache_hit_ratio Share of prompt tokens served from the engine's prefix "
+    "cache since start (0 when the engine does not report it).\n"
+    "# TYPE kb_prefix_cache_hit_ratio gauge\n"
+    "kb_prefix_cache_hit_ratio 0.83\n"
+)
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _TOKENS = (64, 256, 1024, 4096, 16384, 32768, 65536, 131072)
 
@@ -48,6 +60,17 @@ class _StateCollector(Collector):
             )
             failures.add_metric([], float(answers.engine_health.failures))
             yield failures
+        metrics = state.metrics
+        if metrics is not None:
+            total, cached = metrics.prompt_seen, metrics.cached_seen
+            rate = GaugeMetricFamily(
+                "kb_prefix_cache_hit_ratio",
+                "Share of prompt tokens served from the engine's prefix cache since start "
+                "(0 when the engine does not report it).",
+            )
+            rate.add_metric([], cached / total if total else 0.0)
+            yield rate
+        yield from _index_stats(state)
         store = state.store
         if store is not None:
             chunks = GaugeMetricFamily("kb_store_chunks", "Chunks in the vector store.")
@@ -58,9 +81,32 @@ class _StateCollector(Collector):
             yield chunks
 
 
+def _index_stats(state: Any) -> Iterator[GaugeMetricFamily]:
+    """What the ingest manifest records for the served collection, whoever ingested it
+    (`rag-ingest` or uploads): documents, chunks, and files that failed to ingest."""
+    store, path = state.store, state.settings.store.manifest_path()
+    if store is None or not path.is_file():
+        return
+    try:
+        with Manifest(path) as manifest:
+            stats = manifest.stats(store.name)
+    except Exception:  # a scrape never fails because the manifest is busy
+        return
+    for key, help_text in (
+        ("documents", "Documents in the index."),
+        ("chunks", "Chunks in the index."),
+        ("failed", "Files whose last ingest failed (see rag-ingest stats)."),
+    ):
+        family = GaugeMetricFamily(f"kb_index_{key}", help_text)
+        family.add_metric([], float(stats[key]))
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.prompt_seen = 0
+        self.cached_seen = 0
         r = self.registry
         self.requests = Counter(
             "kb_http_requests", "HTTP requests.", ["route", "method", "status"], registry=r
@@ -90,6 +136,22 @@ class Metrics:
         self.tokens = Counter(
             "kb_tokens", "Tokens in and out of the engine.", ["direction"], registry=r
         )
+        self.cached_tokens = Counter(
+            "kb_prompt_cached_tokens",
+            "Prompt tokens the engine served from its prefix cache (when it reports them); "
+            "hit rate = rate(kb_prompt_cached_tokens_total) / rate(kb_tokens_total{direction="
+            '"in"}).',
+            registry=r,
+        )
+        self.ingested = Counter(
+            "kb_ingest_documents",
+            "Documents through the ingest pipeline from this service (uploads), by outcome.",
+            ["status"],
+            registry=r,
+        )
+        self.ingested_chunks = Counter(
+            "kb_ingest_chunks", "Chunks written by uploads to this service.", registry=r
+        )
         self.citations = Histogram(
             "kb_citations_per_answer",
             "Citations attached to an answer.",
@@ -112,6 +174,15 @@ class Metrics:
             self.citations.observe(len(answer.citations))
         self.tokens.labels("in").inc(answer.usage.prompt_tokens)
         self.tokens.labels("out").inc(answer.usage.completion_tokens)
+        self.cached_tokens.inc(answer.usage.cached_tokens)
+        self.prompt_seen += answer.usage.prompt_tokens
+        self.cached_seen += answer.usage.cached_tokens
+
+    def observe_ingest(self, status: str, chunks: int) -> None:
+        """One file through the pipeline: added, updated, unchanged or failed."""
+        self.ingested.labels(status).inc()
+        if status in ("added", "updated"):
+            self.ingested_chunks.inc(chunks)
 
 
 def install(app: FastAPI, state: Any) -> Metrics:
@@ -136,10 +207,16 @@ def install(app: FastAPI, state: Any) -> Metrics:
         "/metrics",
         summary="Prometheus metrics (text format).",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE: {}}}},
+        response_description="Prometheus text exposition format.",
+        responses={200: {"content": {CONTENT_TYPE: {"example": METRICS_EXAMPLE}}}},
     )
     async def scrape() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE)
+        """For Prometheus to scrape: request counts and latencies per route, retrieval
+        time, time to first token, tokens in and out, engine queue depth, declined answers,
+        citations per answer, prefix-cache hits, ingest counts. No key needed; labels never
+        carry question or document text."""
+        body = await asyncio.to_thread(generate_latest, metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE)
 
     app.include_router(api)
     return metrics

@@ -25,10 +25,11 @@ from rag.answer import AnswerOptions, DoneEvent
 from rag.config import Settings
 from rag.errors import BadRequestError, NotFoundError, RagError
 from rag.types import Answer, HistoryTurn, Principal, TextDelta
+from serving.apidocs import route_error
 from serving.capacity import AnswerSlots
 from serving.deps import Answers
 from serving.principal import Asker
-from serving.schemas import CitationOut, ErrorResponse
+from serving.schemas import CITATION_EXAMPLE, CitationOut
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +37,44 @@ Recorder = Callable[[str, str, Principal, Answer], Awaitable[None]]
 
 
 class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """A part of a message's content; only text parts are read."""
 
-    type: str
-    text: str | None = None
+    model_config = ConfigDict(
+        extra="allow", json_schema_extra={"examples": [{"type": "text", "text": "Where?"}]}
+    )
+
+    type: str = Field(..., description="text (other part types are ignored).")
+    text: str | None = Field(None, description="The text of a text part.")
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """One message of the conversation, in OpenAI's format."""
 
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[ContentPart] | None = None
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"examples": [{"role": "user", "content": "Where do I print?"}]},
+    )
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"] = Field(
+        ...,
+        description="user and assistant turns are the history; system and developer messages "
+        "are ignored (the service's own rules apply).",
+    )
+    content: str | list[ContentPart] | None = Field(
+        None, description="Text, or a list of parts of which the text parts are read."
+    )
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """OpenAI's stream options."""
 
-    include_usage: bool = False
+    model_config = ConfigDict(
+        extra="allow", json_schema_extra={"examples": [{"include_usage": True}]}
+    )
+
+    include_usage: bool = Field(
+        False, description="Send a last chunk with `usage` and no choices before [DONE]."
+    )
 
 
 class ChatRequest(BaseModel):
@@ -71,41 +93,115 @@ class ChatRequest(BaseModel):
         },
     )
 
-    model: str
-    messages: list[ChatMessage] = Field(..., min_length=1)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    reasoning_effort: Literal["low", "medium", "high"] | None = None
+    model: str = Field(..., description="The id from GET /v1/models.")
+    messages: list[ChatMessage] = Field(
+        ..., min_length=1, description="The conversation; the last one is the user's question."
+    )
+    stream: bool = Field(False, description="Stream `chat.completion.chunk` events.")
+    stream_options: StreamOptions | None = Field(None, description="OpenAI's stream options.")
+    max_tokens: int | None = Field(None, ge=1, description="Cap on the answer's tokens.")
+    max_completion_tokens: int | None = Field(
+        None, ge=1, description="Cap on the answer's tokens (newer name; wins over max_tokens)."
+    )
+    temperature: float | None = Field(
+        None, ge=0, le=2, description="Accepted; the service's configured sampling applies."
+    )
+    reasoning_effort: Literal["low", "medium", "high"] | None = Field(
+        None, description="gpt-oss reasoning effort for this answer (default: llm config)."
+    )
     n: int = Field(1, ge=1, le=1, description="Only one choice is supported.")
 
 
 class ChatChoiceMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str
+    """The assistant's answer."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "role": "assistant",
+                    "content": "The shared print queue is called NW-Follow-Me [1].",
+                }
+            ]
+        }
+    )
+
+    role: Literal["assistant"] = Field("assistant", description="Always assistant.")
+    content: str = Field(..., description="The answer, with [n] citation markers.")
 
 
 class ChatChoice(BaseModel):
-    index: int = 0
-    message: ChatChoiceMessage
-    finish_reason: Literal["stop", "length"] = "stop"
+    """The one choice."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "It is NW-Follow-Me [1]."},
+                    "finish_reason": "stop",
+                }
+            ]
+        }
+    )
+
+    index: int = Field(0, description="Always 0.")
+    message: ChatChoiceMessage = Field(..., description="The answer.")
+    finish_reason: Literal["stop", "length"] = Field(
+        "stop", description="length when the answer hit the token cap."
+    )
 
 
 class ChatUsage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
+    """Token counts, as OpenAI reports them."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"prompt_tokens": 1830, "completion_tokens": 42, "total_tokens": 1872}]
+        }
+    )
+
+    prompt_tokens: int = Field(..., description="Tokens in the prompt, sources included.")
+    completion_tokens: int = Field(..., description="Tokens generated.")
+    total_tokens: int = Field(..., description="The sum.")
 
 
 class ChatCompletion(BaseModel):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[ChatChoice]
-    usage: ChatUsage
+    """OpenAI's chat completion, plus citation extension fields standard clients ignore."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "chatcmpl-3f2a9c0e5b7d4e1f",
+                    "object": "chat.completion",
+                    "created": 1795862400,
+                    "model": "knowledge-base",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {
+                                "role": "assistant",
+                                "content": "The shared print queue is called NW-Follow-Me [1].",
+                            },
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 1830, "completion_tokens": 42, "total_tokens": 1872},
+                    "answer_id": "3f2a9c0e5b7d4e1f8a6b2c9d0e1f2a3b",
+                    "citations": [CITATION_EXAMPLE],
+                    "declined": False,
+                }
+            ]
+        }
+    )
+
+    id: str = Field(..., description="chatcmpl-... (one per completion).")
+    object: Literal["chat.completion"] = Field("chat.completion", description="Fixed.")
+    created: int = Field(..., description="Unix time.")
+    model: str = Field(..., description="The model id the request named.")
+    choices: list[ChatChoice] = Field(..., description="Exactly one.")
+    usage: ChatUsage = Field(..., description="Token counts.")
     answer_id: str = Field(..., description="Extension: refer to it in POST /v1/feedback.")
     citations: list[CitationOut] = Field(
         ..., description="Extension: the sources the answer is supported by ([n] markers)."
@@ -113,16 +209,49 @@ class ChatCompletion(BaseModel):
     declined: bool = Field(False, description="Extension: the knowledge base had no answer.")
 
 
+STREAM_EXAMPLE = (
+    'data: {"id": "chatcmpl-3f2a", "object": "chat.completion.chunk", "created": 1795862400, '
+    '"model": "knowledge-base", "choices": [{"index": 0, "delta": {"role": "assistant", '
+    '"content": ""}, "finish_reason": null}]}\n\n'
+    'data: {"id": "chatcmpl-3f2a", "object": "chat.completion.chunk", "created": 1795862400, '
+    '"model": "knowledge-base", "choices": [{"index": 0, "delta": {"content": "It is '
+    'NW-Follow-Me [1]."}, "finish_reason": null}]}\n\n'
+    'data: {"id": "chatcmpl-3f2a", "object": "chat.completion.chunk", "created": 1795862400, '
+    '"model": "knowledge-base", "choices": [{"index": 0, "delta": {}, "finish_reason": '
+    '"stop"}], "answer_id": "3f2a9c0e", "citations": [{"n": 1, "doc_id": "9c1e2a7b40d3f815", '
+    '"title": "Printing at Northwind", "source": "faq-printing.txt", "page": null, '
+    '"section": "", "chunk_id": "9c1e2a7b40d3f815:5d41402abc4b:3", "snippet": "All office '
+    'printers share one queue..."}], "declined": false}\n\n'
+    "data: [DONE]\n\n"
+)
+MODEL_EXAMPLE: dict[str, Any] = {
+    "id": "knowledge-base",
+    "object": "model",
+    "created": 1795862400,
+    "owned_by": "local",
+}
+
+
 class ModelCard(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "local"
+    """The knowledge base, as a model OpenAI clients can name."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [MODEL_EXAMPLE]})
+
+    id: str = Field(..., description="Use it as `model` (server.model_name).")
+    object: Literal["model"] = Field("model", description="Fixed.")
+    created: int = Field(..., description="Unix time the service started.")
+    owned_by: str = Field("local", description="Always local.")
 
 
 class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
+    """The models this service answers as (one)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"object": "list", "data": [MODEL_EXAMPLE]}]}
+    )
+
+    object: Literal["list"] = Field("list", description="Fixed.")
+    data: list[ModelCard] = Field(..., description="One entry.")
 
 
 def _text(content: str | list[ContentPart] | None) -> str:
@@ -192,8 +321,13 @@ def router(
             )
         return requested
 
-    @api.get("/v1/models", summary="The model id to use with /v1/chat/completions.")
+    @api.get(
+        "/v1/models",
+        summary="The model id to use with /v1/chat/completions.",
+        response_description="One model: the knowledge base (server.model_name).",
+    )
     async def models() -> ModelList:
+        """OpenAI's model list, for clients that pick a model from it. No key needed."""
         return ModelList(data=[ModelCard(id=settings.server.model_name, created=started)])
 
     @api.post(
@@ -201,14 +335,27 @@ def router(
         summary="OpenAI-compatible chat: the last user message is answered from the knowledge "
         "base, with citations in extension fields.",
         response_model=ChatCompletion,
+        response_description="A `chat.completion`, or with `stream: true` Server-Sent "
+        "Events of `chat.completion.chunk` objects ending with `data: [DONE]`. The last "
+        "content chunk carries the extension fields `answer_id`, `citations` and `declined`; "
+        'an error mid-stream is a `data: {"error": ...}` line, then `[DONE]`.',
         responses={
-            200: {"content": {"text/event-stream": {}}},
-            404: {"model": ErrorResponse},
-            422: {"model": ErrorResponse},
-            503: {"model": ErrorResponse},
+            200: {"content": {"text/event-stream": {"example": STREAM_EXAMPLE}}},
+            404: route_error(
+                404,
+                "not_found",
+                "The model 'gpt-4o' does not exist here; use 'knowledge-base' (see GET "
+                "/v1/models).",
+                "The model named is not this service's (see GET /v1/models).",
+            ),
         },
     )
     async def chat(body: ChatRequest, caller: Asker, service: Answers) -> Any:
+        """Point any OpenAI client (the official SDKs, LangChain's ChatOpenAI, Open WebUI)
+        at this service. The last message must be the user's question; earlier user and
+        assistant messages are the conversation history (a follow-up is rewritten into a
+        standalone search). System messages are ignored: the service's own rules apply.
+        Same keys, scopes (`ask`), access groups and rate limits as /v1/ask."""
         model = served_model(body.model)
         question, history = split_messages(body.messages)
         limit = settings.server.max_question_chars
@@ -245,7 +392,7 @@ def router(
             try:
                 with slots:
                     async with contextlib.aclosing(
-                        service.stream(question, caller, history)
+                        service.stream(question, caller, history, options=options)
                     ) as stream:
                         async for event in stream:
                             if isinstance(event, TextDelta):

@@ -10,12 +10,14 @@ import html
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse
 
 from rag.config import Settings
 from rag.errors import NotFoundError
+from serving.apidocs import route_error
 from serving.widget_auth import allowed_origins, normalize_origin
 
 WIDGET_DIR = Path(__file__).resolve().parent / "widget"
@@ -40,9 +42,21 @@ def router(settings: Settings) -> APIRouter:
         "/widget.js",
         summary="The embeddable widget script (one tag: see /widget/demo).",
         response_class=FileResponse,
-        responses={200: {"content": {"text/javascript": {}}}},
+        response_description="The widget bundle (plain JS, about 10 KB gzipped).",
+        responses={
+            200: {
+                "content": {
+                    "text/javascript": {
+                        "example": "/* kb-widget 9553 bytes gzipped */ (() => { ... })();"
+                    }
+                }
+            }
+        },
     )
     async def widget_js() -> FileResponse:
+        """Embed the helpdesk widget on an intranet page with one tag:
+        `<script src="https://kb.example.com/widget.js" data-token="<widget token>"
+        async></script>`. The token must allow the page's origin (`widget.tokens`)."""
         return FileResponse(
             BUNDLE,
             media_type="text/javascript; charset=utf-8",
@@ -53,9 +67,22 @@ def router(settings: Settings) -> APIRouter:
         "/widget/demo",
         summary="A fake intranet page with the widget on it.",
         response_class=HTMLResponse,
-        responses={404: {"description": "The demo page is off (widget.demo_page)."}},
+        response_description="An HTML page with the widget on it.",
+        responses={
+            200: {"content": {"text/html": {"example": "<!doctype html><html>...</html>"}}},
+            404: route_error(
+                404,
+                "not_found",
+                "The widget demo page is off. Set widget.demo_page: true and configure a "
+                "widget token (see configs/dev.yaml).",
+                "The demo page is off (widget.demo_page), or no widget token is configured.",
+            ),
+        },
     )
-    async def widget_demo(lang: str = "en") -> HTMLResponse:
+    async def widget_demo(
+        lang: Annotated[str, Query(description="en, or zh for the Chinese UI.")] = "en",
+    ) -> HTMLResponse:
+        """Try the widget without an intranet: `make demo` prints this page's address."""
         if not settings.widget.demo_page or not settings.widget.tokens:
             raise NotFoundError(
                 "The widget demo page is off. Set widget.demo_page: true and configure a "

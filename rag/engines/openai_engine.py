@@ -156,7 +156,10 @@ class OpenAIEngine(RemoteEngine):
 def _usage(raw: Any, previous: Usage | None) -> Usage | None:
     if not isinstance(raw, dict):
         return previous
+    details = raw.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
     return Usage(
         prompt_tokens=int(raw.get("prompt_tokens") or 0),
         completion_tokens=int(raw.get("completion_tokens") or 0),
+        cached_tokens=int(cached or 0),
     )

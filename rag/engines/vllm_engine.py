@@ -285,7 +285,8 @@ class VllmEngine:
             await gen.aclose()
         out_filter.finish(truncated=finish == "length")
         _log_request(request.request_id, len(ids), cached, generated, started, first)
-        yield Finished(Usage(prompt_tokens=len(ids), completion_tokens=generated), finish)
+        usage = Usage(prompt_tokens=len(ids), completion_tokens=generated, cached_tokens=cached)
+        yield Finished(usage, finish)
 
     def shutdown(self) -> None:
         """Stop the engine now; later calls to :meth:`stream` get EngineNotReadyError."""

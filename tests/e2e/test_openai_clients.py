@@ -93,7 +93,8 @@ def test_langchain_chat_openai(e2e_server: Server) -> None:
 def test_metrics_parse_and_count_answers(e2e_server: Server) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    httpx.post(f"{e2e_server.base}/v1/ask", json={"question": QUESTION}, timeout=120)
+    for _ in range(2):  # the second time, the prompt comes from the prefix cache
+        httpx.post(f"{e2e_server.base}/v1/ask", json={"question": QUESTION}, timeout=120)
     text = httpx.get(f"{e2e_server.base}/metrics").text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     answered = sum(
@@ -111,4 +112,11 @@ def test_metrics_parse_and_count_answers(e2e_server: Server) -> None:
     assert families["kb_ready"].samples[0].value == 1
     assert families["kb_store_chunks"].samples[0].value > 0
     assert "kb_time_to_first_token_seconds" in families
+    assert families["kb_prompt_cached_tokens"].samples[0].value > 0
+    assert 0 < families["kb_prefix_cache_hit_ratio"].samples[0].value < 1
+    assert families["kb_index_documents"].samples[0].value >= 11  # the sample KB
+    assert (
+        families["kb_index_chunks"].samples[0].value == families["kb_store_chunks"].samples[0].value
+    )
+    assert families["kb_index_failed"].samples[0].value == 0
     assert QUESTION not in text  # no question text in metrics

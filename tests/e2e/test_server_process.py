@@ -42,3 +42,23 @@ def test_server_health_and_docs(server: str) -> None:
     assert httpx.get(f"{server}/healthz").json() == {"status": "ok"}
     spec = httpx.get(f"{server}/openapi.json").json()
     assert {"/v1/ask", "/healthz", "/readyz"} <= set(spec["paths"])
+
+
+def test_one_log_line_per_request_carries_its_id_and_no_text(e2e_server: Server) -> None:
+    question = "Which printer queue should the zebra-striped auditors use?"
+    rid = "req-7f3e-audit"
+    resp = httpx.post(
+        f"{e2e_server.base}/v1/ask",
+        json={"question": question},
+        headers={"X-Request-ID": rid},
+        timeout=120,
+    )
+    assert resp.status_code == 200 and resp.headers["x-request-id"] == rid
+    answer = resp.json()["answer"]
+    log = (e2e_server.workdir / "server.log").read_text(encoding="utf-8")
+    lines = [line for line in log.splitlines() if rid in line]
+    assert len(lines) == 1 and "/v1/ask" in lines[0] and "200" in lines[0]
+    assert "zebra" not in log.lower()  # neither the question ...
+    assert answer[:40] not in log  # ... nor the answer is logged
+    snippets = [c["snippet"][:40] for c in resp.json()["citations"]]
+    assert not any(s and s in log for s in snippets)  # ... nor document text

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import KB_DIR
 
@@ -65,6 +66,19 @@ async def test_upload_list_search_delete(api: tuple[httpx.AsyncClient, Any]) -> 
     assert hr_result["status"] == "added" and hr_result["filename"] == "relocation.md"
     hr_id = hr_result["doc_id"]
 
+    families = {
+        f.name: f for f in text_string_to_metric_families((await client.get("/metrics")).text)
+    }
+    by_status = {
+        s.labels["status"]: s.value
+        for s in families["kb_ingest_documents"].samples
+        if s.name == "kb_ingest_documents_total"
+    }
+    assert by_status == {"added": 2.0, "failed": 1.0}  # the 403s ingested nothing
+    chunks = families["kb_ingest_chunks"].samples[0].value
+    assert chunks == by_name["faq-printing.txt"]["chunks"] + hr_result["chunks"]
+    assert families["kb_index_documents"].samples[0].value == 2
+
     seen = (await client.get("/v1/documents", headers=reader)).json()
     assert seen["total"] == 1 and seen["documents"][0]["title"]
     assert (await client.get("/v1/documents", headers=loader)).json()["total"] == 2
@@ -89,11 +103,20 @@ async def test_upload_list_search_delete(api: tuple[httpx.AsyncClient, Any]) -> 
 async def test_analytics_is_for_admins(api: tuple[httpx.AsyncClient, Any]) -> None:
     client, state = api
     asker = key(state, ["ask"], ["everyone"])
+    loader = key(state, ["ingest"], ["everyone"])  # (unchanged if the test above added it)
+    faq = [("files", ("faq-printing.txt", (KB_DIR / "faq-printing.txt").read_bytes()))]
+    assert (await client.post("/v1/documents", files=faq, headers=loader)).status_code == 200
     await client.post(
         "/v1/ask", json={"question": "Where is the shared print queue?"}, headers=asker
     )
+    [record] = [a for a in state.feedback.answers() if a.subject.startswith("key:")][-1:]
+    assert record.top_score is not None and 0 < record.top_score <= 1  # the retrieval score
     assert (await client.get("/v1/analytics", headers=asker)).status_code == 403
     admin = key(state, ["admin"], ["everyone"])
     report = await client.get("/v1/analytics?days=7", headers=admin)
     assert report.status_code == 200, report.text
     assert report.json()["questions"] >= 1 and "answer_rate" in report.json()
+    page = await client.get("/v1/analytics?days=7&format=html", headers=admin)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<svg" in page.text and "<script" not in page.text
+    assert (await client.get("/v1/analytics?format=pdf", headers=admin)).status_code == 422

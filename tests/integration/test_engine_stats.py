@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rag.types import GenerationRequest
+from rag.types import Finished, GenerationRequest
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ async def test_second_identical_prompt_is_served_from_the_prefix_cache(
     tiny_engine: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = "The vault code is 4711-zebra."
-    runs = []
+    runs, usages = [], []
     for n in range(2):
         request = GenerationRequest(
             request_id=f"stats-{n}",
@@ -34,7 +34,8 @@ async def test_second_identical_prompt_is_served_from_the_prefix_cache(
             temperature=0.0,
         )
         with caplog.at_level(logging.INFO, logger="rag.engines.vllm_engine"):
-            _ = [e async for e in tiny_engine.stream(request)]
+            events = [e async for e in tiny_engine.stream(request)]
+        usages.append(next(e.usage for e in events if isinstance(e, Finished)))
         lines = [LINE.search(r.getMessage()) for r in caplog.records]
         runs.append(next(m for m in lines if m and m.group(1) == f"stats-{n}"))
         caplog.clear()
@@ -46,5 +47,8 @@ async def test_second_identical_prompt_is_served_from_the_prefix_cache(
     # the last, partly filled one is computed again.
     cached = int(second.group(3))
     assert prompt // 2 < cached < prompt and cached % 16 == 0
+    # ... and the answer's usage carries the same figure (it feeds /metrics' hit ratio)
+    assert [u.cached_tokens for u in usages] == [0, cached]
+    assert usages[1].prompt_tokens == prompt
     assert 1 <= int(second.group(4)) <= 4
     assert "4711" not in caplog.text and all("4711" not in str(m.string) for m in runs)
