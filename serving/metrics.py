@@ -158,9 +158,6 @@ class Metrics:
             buckets=(0, 1, 2, 3, 5, 8, 13),
             registry=r,
         )
-        self.stream_errors = Counter(
-            "kb_answer_errors", "Answers that failed after streaming began.", registry=r
-        )
 
     def observe_answer(self, answer: Answer) -> None:
         self.answers.labels("declined" if answer.declined else "answered").inc()
