@@ -289,8 +289,10 @@ def build_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
         models.pop(unused, None)
     upload = models.get("Body_upload_v1_documents_post")
     if upload is not None:  # FastAPI's generated model for the multipart form
-        upload["description"] = "The multipart form of an upload."
-        upload["examples"] = [{"files": ["(binary: travel-policy.pdf)"], "groups": "finance"}]
+        upload["description"] = (
+            "The multipart form of an upload: one `files` part per document (binary, with "
+            "its file name), and optionally `groups`, e.g. `finance,hr`."
+        )
     return schema
 
 

@@ -334,7 +334,10 @@ def router(settings: Settings) -> APIRouter:
     async def upload(
         request: Request,
         caller: Ingester,
-        files: Annotated[list[UploadFile] | None, File(description="The documents.")] = None,
+        files: Annotated[
+            list[UploadFile | str] | None,
+            File(description="The documents, one part each, sent as files (with a name)."),
+        ] = None,
         groups: Annotated[
             str | None,
             Form(description="Comma-separated access groups (default: the ingest rules)."),
@@ -359,7 +362,18 @@ def router(settings: Settings) -> APIRouter:
         folder = settings.paths.data_dir / UPLOAD_DIR
         outcomes: dict[str, FileOutcome] = {}
         saved: list[Path] = []
-        for item in files:
+        for n, item in enumerate(files, 1):
+            if isinstance(item, str):  # a text field, not a file: e.g. curl -F files=path
+                label = f"files[{n}]"
+                outcomes[label] = FileOutcome(
+                    filename=label,
+                    status="failed",
+                    error=f"Part {n} of `files` is text, not a file. Send it as a file with "
+                    "its name (curl: -F files=@report.pdf).",
+                )
+                if state.metrics is not None:
+                    state.metrics.observe_ingest("failed", 0)
+                continue
             try:
                 name = safe_filename(item.filename)
                 path = await asyncio.to_thread(_save, item, folder / name, settings, wanted)

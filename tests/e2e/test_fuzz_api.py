@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 EXAMPLES_PER_OPERATION = 10
 # Uploading and deleting documents would change the knowledge base the other end-to-end
-# tests share with this server; those routes are tested in tests/integration/test_documents_api.py.
+# tests share with this server; tests/integration/test_fuzz_documents.py fuzzes them against an
+# app with a store of its own.
 SHARED_STATE_WRITERS = {"POST /v1/documents", "DELETE /v1/documents/{doc_id}"}
 
 

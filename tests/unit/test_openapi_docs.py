@@ -73,7 +73,9 @@ def test_every_response_has_an_example(doc: dict[str, Any]) -> None:
                 assert examples, (method, path, code, media_type)
         body = op.get("requestBody")
         if body is not None:
-            for media in body["content"].values():
+            for media_type, media in body["content"].items():
+                if media_type == "multipart/form-data":
+                    continue  # binary parts: described in words (see the next test)
                 assert resolve(doc, media["schema"]).get("examples"), (method, path)
 
 
@@ -124,7 +126,8 @@ def test_every_model_is_described_with_examples(doc: dict[str, Any]) -> None:
     assert len(schemas) >= 30
     for name, schema in schemas.items():
         assert schema.get("description"), name
-        assert schema.get("examples"), name
+        # FastAPI's generated multipart form: an example would be sent as text, not a file
+        assert schema.get("examples") or name.startswith("Body_"), name
         for prop, spec in schema.get("properties", {}).items():
             assert spec.get("description"), f"{name}.{prop}"
 
