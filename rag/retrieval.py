@@ -1,5 +1,12 @@
-"""Hybrid retrieval: dense (Chroma) + keyword (BM25) fused by reciprocal rank fusion, with
-access control inside both searches.
+"""Hybrid retrieval: dense (Chroma) + keyword (BM25) fused, with access control inside both
+searches.
+
+Fusion (``retrieval.fusion``): ``convex`` (the default) adds each ranker's scores after
+min-max normalising them over that ranker's own candidates, weighted by
+``dense_weight``/``keyword_weight``; ``rrf`` adds ``weight / (rrf_k + rank)``. Tuned on
+SciFact's train split, the convex combination beat the best RRF by ~0.01 nDCG@10 at
+document level (``bench/fusion.py``): it keeps how far apart two candidates are, which RRF
+throws away.
 
 Access control: a chunk is readable by a caller when the chunk's groups and the caller's
 groups share one. Both rankers only ever rank readable chunks:
@@ -35,6 +42,7 @@ from rag.types import Chunk, Hit, Principal
 log = logging.getLogger(__name__)
 
 Mode = Literal["hybrid", "dense", "keyword"]
+Fusion = Literal["convex", "rrf"]
 K = TypeVar("K", bound=Hashable)
 MAX_OVERFETCH = 2000
 
@@ -102,6 +110,43 @@ def rrf(rankings: Iterable[tuple[float, Sequence[K]]], k: float) -> dict[K, floa
     return fused
 
 
+def convex(rankings: Iterable[tuple[float, Sequence[tuple[K, float]]]]) -> dict[K, float]:
+    """Convex combination of min-max normalised scores.
+
+    Each ranking is ``(weight, [(key, score), ...])``. A ranking's scores are mapped to
+    [0, 1] over its own candidates (its best -> 1, its worst -> 0; all equal -> 1), then
+    ``sum(weight * normalised) / sum(weights)``; a key a ranking did not return gets 0 from
+    it. Rankings with weight <= 0 are ignored.
+    """
+    parts = [(w, list(r)) for w, r in rankings if w > 0]
+    total = sum(w for w, _ in parts)
+    fused: dict[K, float] = {}
+    for weight, ranking in parts:
+        if not ranking:
+            continue
+        scores = [s for _, s in ranking]
+        lo, hi = min(scores), max(scores)
+        span = hi - lo
+        for key, score in ranking:
+            norm = (score - lo) / span if span > 0 else 1.0
+            fused[key] = fused.get(key, 0.0) + weight * norm / total
+    return fused
+
+
+def fuse(
+    rankings: Sequence[tuple[float, Sequence[tuple[K, float]]]], method: Fusion, rrf_k: float
+) -> dict[K, float]:
+    """Fused scores of scored rankings (best first) by ``method``: see the module docstring."""
+    if method == "rrf":
+        return rrf(((w, [key for key, _ in r]) for w, r in rankings), rrf_k)
+    return convex(rankings)
+
+
+def ranked(fused: dict[K, float]) -> list[K]:
+    """Keys by fused score, best first (ties by key, so the order is stable)."""
+    return sorted(fused, key=lambda key: (-fused[key], str(key)))
+
+
 @dataclass
 class SearchStats:
     """What one search did, for logs and benchmarks (no query text)."""
@@ -114,7 +159,7 @@ class SearchStats:
 
 
 class Retriever:
-    """Dense + BM25 search with access control and reciprocal rank fusion."""
+    """Dense + BM25 search with access control and score fusion."""
 
     def __init__(
         self,
@@ -236,14 +281,15 @@ class Retriever:
                 replace(by_id[cid], score=s, keyword_score=s) for cid, s in keyword if cid in by_id
             ]
         cfg = self.settings
-        fused = rrf(
+        fused = fuse(
             [
-                (cfg.dense_weight, [h.chunk.chunk_id for h in dense]),
-                (cfg.keyword_weight, [cid for cid, _ in keyword]),
+                (cfg.dense_weight, [(h.chunk.chunk_id, h.score) for h in dense]),
+                (cfg.keyword_weight, keyword),
             ],
+            cfg.fusion,
             cfg.rrf_k,
         )
-        order = sorted(fused, key=lambda cid: (-fused[cid], cid))
+        order = ranked(fused)
         return [
             replace(by_id[cid], score=fused[cid], keyword_score=kw_score.get(cid))
             for cid in order

@@ -387,6 +387,26 @@ class ChromaStore:
             )
         ]
 
+    def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        """The stored embeddings of these chunk ids (unknown ids are left out)."""
+        out: dict[str, list[float]] = {}
+        for start in range(0, len(ids), MAX_BATCH):
+            try:
+                got = self._collection.get(
+                    ids=list(ids[start : start + MAX_BATCH]), include=["embeddings"]
+                )
+            except Exception as exc:
+                raise StoreError(
+                    f"Reading from the store failed ({type(exc).__name__}: {exc}). "
+                    "Check the store is readable."
+                ) from exc
+            embeddings = got.get("embeddings")
+            for chunk_id, vector in zip(
+                got.get("ids") or [], [] if embeddings is None else embeddings, strict=True
+            ):
+                out[str(chunk_id)] = [float(x) for x in vector]
+        return out
+
     def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
         """The chunks with these ids, in the order asked (unknown ids are left out)."""
         found: dict[str, Chunk] = {}

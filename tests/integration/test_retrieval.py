@@ -79,6 +79,14 @@ def test_hybrid_fuses_dense_and_keyword_and_finds_chinese(acl_kb: Any) -> None:
     top = hits[0]
     assert top.chunk.chunk_id == "wifi:h:1"
     assert top.dense_score is not None and top.keyword_score is not None
+    assert top.score == pytest.approx(1.0)  # convex fusion: the best of both rankers
+    configured = retriever.settings
+    retriever.settings = configured.model_copy(update={"fusion": "rrf"})
+    try:
+        top = retriever.search("NW-Staff", EVERYONE, 3, mode="hybrid")[0]
+    finally:
+        retriever.settings = configured
+    assert top.chunk.chunk_id == "wifi:h:1"
     assert top.score == pytest.approx(1 / 61 + 1 / 61)  # first in both rankings, k = 60
 
 
