@@ -188,6 +188,13 @@ class RetrievalSettings(_Section):
         "over-fetches unfiltered and drops other groups' chunks (fast); below it, Chroma "
         "filters by group (slower at scale).",
     )
+    exact_max_chunks: int = Field(
+        20_000,
+        ge=0,
+        description="A caller below overfetch_min_share who may read at most this many chunks "
+        "gets exact in-memory search over their chunks' vectors (1.5 KB each for 384-d, "
+        "kept for a few group sets); above it, Chroma's group filter. 0 turns it off.",
+    )
     anonymous_groups: list[str] = Field(
         default_factory=lambda: ["everyone"],
         description="Groups an unauthenticated caller may read.",

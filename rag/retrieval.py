@@ -13,11 +13,18 @@ groups share one. Both rankers only ever rank readable chunks:
 
 - BM25 zeroes the scores of unreadable chunks before taking its top candidates
   (:meth:`rag.keyword.KeywordIndex.search`);
-- dense search either asks Chroma to filter by group (``where`` on ``acl:<group>`` keys), or,
-  when the caller may read a large share of the collection (``overfetch_min_share``),
-  over-fetches unfiltered nearest neighbours and drops unreadable ones; that yields the same
-  ranking as a filtered search, falls back to the filter when too few survive, and avoids
-  Chroma's slow filtered path at scale (see ``bench/retrieval.py``).
+- dense search takes one of three paths, all giving the ranking of a search among the
+  readable chunks only:
+
+  - ``overfetch``: the caller may read a large share of the collection
+    (``overfetch_min_share``): unfiltered nearest neighbours are over-fetched and unreadable
+    ones dropped (falls back to the filter when too few survive);
+  - ``exact``: the caller may read a small share, at most ``exact_max_chunks`` chunks: the
+    vectors of exactly those chunks are read from the store once (per group set and
+    keyword-index generation, so an ingest refreshes them; a few group sets are kept) and
+    searched exhaustively in memory, which is both exact and fast;
+  - ``filter``: otherwise (or with ``doc_id``/``source`` filters), Chroma's ``where`` on
+    ``acl:<group>`` keys, which costs 70-130 ms at 100K chunks (``bench/retrieval.py``).
 
 Every hit is checked once more against the caller's groups before it leaves this module.
 """
@@ -26,11 +33,15 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+import numpy as np
 
 from rag.config import RetrievalSettings
 from rag.errors import BadRequestError
@@ -45,6 +56,7 @@ Mode = Literal["hybrid", "dense", "keyword"]
 Fusion = Literal["convex", "rrf"]
 K = TypeVar("K", bound=Hashable)
 MAX_OVERFETCH = 2000
+EXACT_CACHE_SETS = 8  # group sets whose vectors the exact path keeps in memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +159,14 @@ def ranked(fused: dict[K, float]) -> list[K]:
     return sorted(fused, key=lambda key: (-fused[key], str(key)))
 
 
+@dataclass(frozen=True)
+class _Subset:
+    """Ids and unit vectors (one row each) of the chunks one group set may read."""
+
+    ids: list[str]
+    matrix: np.ndarray
+
+
 @dataclass
 class SearchStats:
     """What one search did, for logs and benchmarks (no query text)."""
@@ -174,6 +194,8 @@ class Retriever:
         self._store = store
         self._keyword = keyword
         self._reranker = reranker
+        self._subsets: OrderedDict[tuple[frozenset[str], str], _Subset] = OrderedDict()
+        self._subsets_lock = threading.Lock()
 
     @property
     def store(self) -> ChromaStore:
@@ -249,9 +271,58 @@ class Retriever:
             kept = [h for h in found if readable(h.chunk, groups)]
             if len(kept) >= n or len(found) < fetch:
                 return self._mark(kept[:n], stats, "overfetch")
+        elif (
+            self._keyword is not None
+            and filters.empty
+            and share * len(self._keyword) <= self.settings.exact_max_chunks
+        ):
+            exact = self._exact(vector, n, groups)
+            if exact is not None:
+                return self._mark(exact, stats, "exact")
         acl = acl_where(sorted(groups))
         where = acl if not clauses else {"$and": [acl, *clauses]}
         return self._mark(self._store.query_where(vector, n, where), stats, "filter")
+
+    def _subset(self, groups: Collection[str]) -> _Subset | None:
+        """The readable chunks' vectors for ``groups``, cached per index generation."""
+        generation = None if self._keyword is None else self._keyword.generation
+        if generation is None:
+            return None
+        key = (frozenset(groups), generation)
+        with self._subsets_lock:
+            subset = self._subsets.get(key)
+            if subset is not None:
+                self._subsets.move_to_end(key)
+                return subset
+        ids, vectors = self._store.vectors_where(acl_where(sorted(groups)))
+        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        # Unit rows: the dot product is then the cosine similarity Chroma reports.
+        matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+        subset = _Subset(ids, matrix)
+        with self._subsets_lock:
+            for old in [k for k in self._subsets if k[1] != generation]:
+                del self._subsets[old]
+            self._subsets[key] = subset
+            while len(self._subsets) > EXACT_CACHE_SETS:
+                self._subsets.popitem(last=False)
+        return subset
+
+    def _exact(self, vector: Sequence[float], n: int, groups: Collection[str]) -> list[Hit] | None:
+        """Exhaustive search among the chunks ``groups`` may read (None: no index yet)."""
+        subset = self._subset(groups)
+        if subset is None:
+            return None
+        if not subset.ids:
+            return []
+        query = np.asarray(vector, dtype=np.float32)
+        sims = subset.matrix @ (query / max(float(np.linalg.norm(query)), 1e-12))
+        top = np.argpartition(-sims, n - 1)[:n] if n < len(sims) else np.arange(len(sims))
+        top = top[np.argsort(-sims[top], kind="stable")]
+        score = {subset.ids[i]: float(sims[i]) for i in top}
+        chunks = self._store.get_chunks([subset.ids[i] for i in top])
+        # Read back from the store: a chunk whose groups changed since the vectors were
+        # cached is dropped here, never shown.
+        return [Hit(c, score[c.chunk_id]) for c in chunks if readable(c, groups)]
 
     @staticmethod
     def _mark(hits: list[Hit], stats: SearchStats | None, path: str) -> list[Hit]:

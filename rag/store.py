@@ -407,6 +407,29 @@ class ChromaStore:
                 out[str(chunk_id)] = [float(x) for x in vector]
         return out
 
+    def vectors_where(self, where: dict[str, Any]) -> tuple[list[str], list[Sequence[float]]]:
+        """Ids and embeddings of every chunk matching ``where`` (paged)."""
+        ids: list[str] = []
+        vectors: list[Sequence[float]] = []
+        offset = 0
+        while True:
+            try:
+                got = self._collection.get(
+                    where=where, include=["embeddings"], limit=MAX_BATCH, offset=offset
+                )
+            except Exception as exc:
+                raise StoreError(
+                    f"Reading from the store failed ({type(exc).__name__}: {exc}). "
+                    "Check the store is readable."
+                ) from exc
+            page = [str(i) for i in got.get("ids") or []]
+            embeddings = got.get("embeddings")
+            ids += page
+            vectors.extend([] if embeddings is None else embeddings)
+            if len(page) < MAX_BATCH:
+                return ids, vectors
+            offset += MAX_BATCH
+
     def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
         """The chunks with these ids, in the order asked (unknown ids are left out)."""
         found: dict[str, Chunk] = {}
