@@ -233,7 +233,7 @@ class Retriever:
             started = time.perf_counter()
             if vector is None:
                 vector = self._embedder.embed_query(query)
-            dense = self.dense(vector, n, groups, filters, stats)
+            dense = self.dense(vector, n, groups, filters, stats, text=False)
             stats.dense_ms = (time.perf_counter() - started) * 1000
         keyword: list[tuple[str, float]] = []
         if mode in ("hybrid", "keyword") and self._keyword is not None:
@@ -243,8 +243,13 @@ class Retriever:
             )
             stats.keyword_ms = (time.perf_counter() - started) * 1000
         stats.counts = {"dense": len(dense), "keyword": len(keyword)}
-        hits = self._fuse(dense, keyword, mode, stats)
-        hits = [h for h in hits if readable(h.chunk, groups) and filters.allows(h.chunk)]
+        order = self._fuse(dense, keyword, mode)
+        # Texts are read for the hits returned only (or for all candidates when a reranker
+        # reads them); each is checked once more against the store's current metadata.
+        want = len(order) if self._reranker is not None else k
+        started = time.perf_counter()
+        hits = self._materialize(order, want, groups, filters)
+        stats.fetch_ms = (time.perf_counter() - started) * 1000
         if self._reranker is not None:
             hits = [h for h in self._reranker.rerank(query, hits) if readable(h.chunk, groups)]
         return hits[:k]
@@ -256,18 +261,21 @@ class Retriever:
         groups: Collection[str] | None,
         filters: Filters,
         stats: SearchStats | None = None,
+        *,
+        text: bool = True,
     ) -> list[Hit]:
-        """Nearest readable chunks; over-fetch or Chroma filter, see the module docstring."""
+        """Nearest readable chunks by one of the paths in the module docstring
+        (``text=False``: chunk texts left empty)."""
         clauses = filters.where()
         if groups is None:
             where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
-            return self._mark(self._store.query_where(vector, n, where), stats, "plain")
+            return self._mark(self._store.query_where(vector, n, where, text=text), stats, "plain")
         share = 0.0
         if self._keyword is not None and filters.empty:
             share = self._keyword.permitted_fraction(groups)
         if share >= self.settings.overfetch_min_share and share > 0:
             fetch = min(MAX_OVERFETCH, max(n + 10, math.ceil(n / share * 1.5)))
-            found = self._store.query_where(vector, fetch, None)
+            found = self._store.query_where(vector, fetch, None, text=text)
             kept = [h for h in found if readable(h.chunk, groups)]
             if len(kept) >= n or len(found) < fetch:
                 return self._mark(kept[:n], stats, "overfetch")
@@ -276,12 +284,12 @@ class Retriever:
             and filters.empty
             and share * len(self._keyword) <= self.settings.exact_max_chunks
         ):
-            exact = self._exact(vector, n, groups)
+            exact = self._exact(vector, n, groups, text=text)
             if exact is not None:
                 return self._mark(exact, stats, "exact")
         acl = acl_where(sorted(groups))
         where = acl if not clauses else {"$and": [acl, *clauses]}
-        return self._mark(self._store.query_where(vector, n, where), stats, "filter")
+        return self._mark(self._store.query_where(vector, n, where, text=text), stats, "filter")
 
     def _subset(self, groups: Collection[str]) -> _Subset | None:
         """The readable chunks' vectors for ``groups``, cached per index generation."""
@@ -307,7 +315,9 @@ class Retriever:
                 self._subsets.popitem(last=False)
         return subset
 
-    def _exact(self, vector: Sequence[float], n: int, groups: Collection[str]) -> list[Hit] | None:
+    def _exact(
+        self, vector: Sequence[float], n: int, groups: Collection[str], *, text: bool = True
+    ) -> list[Hit] | None:
         """Exhaustive search among the chunks ``groups`` may read (None: no index yet)."""
         subset = self._subset(groups)
         if subset is None:
@@ -319,7 +329,7 @@ class Retriever:
         top = np.argpartition(-sims, n - 1)[:n] if n < len(sims) else np.arange(len(sims))
         top = top[np.argsort(-sims[top], kind="stable")]
         score = {subset.ids[i]: float(sims[i]) for i in top}
-        chunks = self._store.get_chunks([subset.ids[i] for i in top])
+        chunks = self._store.get_chunks([subset.ids[i] for i in top], text=text)
         # Read back from the store: a chunk whose groups changed since the vectors were
         # cached is dropped here, never shown.
         return [Hit(c, score[c.chunk_id]) for c in chunks if readable(c, groups)]
@@ -330,27 +340,13 @@ class Retriever:
             stats.dense_path = path
         return [replace(h, dense_score=h.score) for h in hits]
 
-    def _fuse(
-        self,
-        dense: list[Hit],
-        keyword: list[tuple[str, float]],
-        mode: Mode,
-        stats: SearchStats,
-    ) -> list[Hit]:
+    def _fuse(self, dense: list[Hit], keyword: list[tuple[str, float]], mode: Mode) -> list[Hit]:
+        """Candidates best first; keyword-only ones as placeholders (read by id later)."""
         if mode == "dense":
             return dense
         by_id = {h.chunk.chunk_id: h for h in dense}
-        kw_score = dict(keyword)
-        missing = [cid for cid, _ in keyword if cid not in by_id]
-        if missing:
-            started = time.perf_counter()
-            for chunk in self._store.get_chunks(missing):
-                by_id[chunk.chunk_id] = Hit(chunk, 0.0)
-            stats.fetch_ms = (time.perf_counter() - started) * 1000
         if mode == "keyword":
-            return [
-                replace(by_id[cid], score=s, keyword_score=s) for cid, s in keyword if cid in by_id
-            ]
+            return [_placeholder(cid, s, None, s) for cid, s in keyword]
         cfg = self.settings
         fused = fuse(
             [
@@ -360,12 +356,44 @@ class Retriever:
             cfg.fusion,
             cfg.rrf_k,
         )
-        order = ranked(fused)
-        return [
-            replace(by_id[cid], score=fused[cid], keyword_score=kw_score.get(cid))
-            for cid in order
-            if cid in by_id
-        ]
+        kw_score = dict(keyword)
+        out: list[Hit] = []
+        for cid in ranked(fused):
+            hit = by_id.get(cid)
+            if hit is None:
+                out.append(_placeholder(cid, fused[cid], None, kw_score.get(cid)))
+            else:
+                out.append(replace(hit, score=fused[cid], keyword_score=kw_score.get(cid)))
+        return out
+
+    def _materialize(
+        self,
+        order: list[Hit],
+        want: int,
+        groups: Collection[str] | None,
+        filters: Filters,
+    ) -> list[Hit]:
+        """The first ``want`` candidates that are still readable, read whole from the store."""
+        out: list[Hit] = []
+        start = 0
+        while len(out) < want and start < len(order):
+            part = order[start : start + max(want - len(out), 1) + 2]
+            start += len(part)
+            chunks = {
+                c.chunk_id: c for c in self._store.get_chunks([h.chunk.chunk_id for h in part])
+            }
+            for hit in part:
+                chunk = chunks.get(hit.chunk.chunk_id)
+                if chunk is not None and readable(chunk, groups) and filters.allows(chunk):
+                    out.append(replace(hit, chunk=chunk))
+        return out[:want]
+
+
+def _placeholder(chunk_id: str, score: float, dense: float | None, kw: float | None) -> Hit:
+    """A hit known by id only (its chunk is read from the store if it is returned)."""
+    # No groups: readable by nobody, should it ever escape unread.
+    chunk = Chunk(chunk_id=chunk_id, doc_id="", text="", source="", title="", groups=())
+    return Hit(chunk, score, dense_score=dense, keyword_score=kw)
 
 
 def keyword_folder(store_path: Path, collection: str, configured: Path | None) -> Path:

@@ -343,17 +343,16 @@ class ChromaStore:
     # -- retrieval (issue 4): filtered search and chunk look-ups ------------------------------
 
     def query_where(
-        self, vector: Sequence[float], k: int, where: dict[str, Any] | None
+        self, vector: Sequence[float], k: int, where: dict[str, Any] | None, *, text: bool = True
     ) -> list[Hit]:
-        """Nearest chunks among those matching ``where`` (Chroma filters before ranking)."""
+        """Nearest chunks among those matching ``where`` (Chroma filters before ranking);
+        ``text=False`` leaves the chunk texts empty (cheaper: read them for the final hits)."""
         if k < 1:
             return []
+        include = ["documents", "metadatas", "distances"] if text else ["metadatas", "distances"]
         try:
             res = self._collection.query(
-                query_embeddings=[list(vector)],
-                n_results=k,
-                where=where,
-                include=["documents", "metadatas", "distances"],
+                query_embeddings=[list(vector)], n_results=k, where=where, include=include
             )
         except Exception as exc:
             raise StoreError(
@@ -361,7 +360,7 @@ class ChromaStore:
                 "Check the store is readable; run rag-ingest to (re)build it."
             ) from exc
         ids = (res.get("ids") or [[]])[0]
-        docs = (res.get("documents") or [[]])[0]
+        docs = (res.get("documents") or [[""] * len(ids)])[0]
         metas = (res.get("metadatas") or [[]])[0]
         dists = (res.get("distances") or [[]])[0]
         return [
@@ -369,19 +368,21 @@ class ChromaStore:
             for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
         ]
 
-    def _get(self, **kwargs: Any) -> list[Chunk]:
+    def _get(self, *, text: bool = True, **kwargs: Any) -> list[Chunk]:
+        include = ["documents", "metadatas"] if text else ["metadatas"]
         try:
-            got = self._collection.get(include=["documents", "metadatas"], **kwargs)
+            got = self._collection.get(include=include, **kwargs)
         except Exception as exc:
             raise StoreError(
                 f"Reading from the store failed ({type(exc).__name__}: {exc}). "
                 "Check the store is readable."
             ) from exc
+        ids = got.get("ids") or []
         return [
             _chunk_from(str(i), str(d or ""), dict(m or {}))
             for i, d, m in zip(
-                got.get("ids") or [],
-                got.get("documents") or [],
+                ids,
+                got.get("documents") or [""] * len(ids),
                 got.get("metadatas") or [],
                 strict=True,
             )
@@ -430,11 +431,12 @@ class ChromaStore:
                 return ids, vectors
             offset += MAX_BATCH
 
-    def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
-        """The chunks with these ids, in the order asked (unknown ids are left out)."""
+    def get_chunks(self, ids: Sequence[str], *, text: bool = True) -> list[Chunk]:
+        """The chunks with these ids, in the order asked (unknown ids are left out);
+        ``text=False`` reads the metadata only."""
         found: dict[str, Chunk] = {}
         for start in range(0, len(ids), MAX_BATCH):
-            for chunk in self._get(ids=list(ids[start : start + MAX_BATCH])):
+            for chunk in self._get(ids=list(ids[start : start + MAX_BATCH]), text=text):
                 found[chunk.chunk_id] = chunk
         return [found[i] for i in ids if i in found]
 
