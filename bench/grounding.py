@@ -53,7 +53,11 @@ async def run(args: argparse.Namespace) -> None:
     )
     kb = build_knowledge_base(settings)
     assert kb.keyword is not None
-    list(Ingestor(settings, kb.embedder, kb.store, [kb.keyword]).add([REPO / "examples" / "kb"]))
+    list(
+        Ingestor(settings, kb.embedder, kb.store, listeners=[kb.keyword]).add(
+            [REPO / "examples" / "kb"]
+        )
+    )
     engine = start_engine(settings)
     service = AnswerService(settings, build_retriever(settings, kb), engine)
     who = Principal("bench", frozenset(settings.retrieval.anonymous_groups))

@@ -275,6 +275,18 @@ class Retriever:
             share = self._keyword.permitted_fraction(groups)
         if share >= self.settings.overfetch_min_share and share > 0:
             fetch = min(MAX_OVERFETCH, max(n + 10, math.ceil(n / share * 1.5)))
+            if not text and self._keyword is not None:
+                # Ids and scores only; groups from the keyword index (in memory). Ids it does
+                # not know yet stay in: they are checked when read (Retriever._materialize).
+                scored = self._store.query_ids(vector, fetch)
+                known = self._keyword.readable([cid for cid, _ in scored], groups)
+                light = [
+                    Hit(_placeholder(cid), score)
+                    for (cid, score), ok in zip(scored, known, strict=True)
+                    if ok is not False
+                ]
+                if len(light) >= n or len(scored) < fetch:
+                    return self._mark(light[:n], stats, "overfetch")
             found = self._store.query_where(vector, fetch, None, text=text)
             kept = [h for h in found if readable(h.chunk, groups)]
             if len(kept) >= n or len(found) < fetch:
@@ -328,8 +340,10 @@ class Retriever:
         sims = subset.matrix @ (query / max(float(np.linalg.norm(query)), 1e-12))
         top = np.argpartition(-sims, n - 1)[:n] if n < len(sims) else np.arange(len(sims))
         top = top[np.argsort(-sims[top], kind="stable")]
+        if not text:  # checked against the store when read (Retriever._materialize)
+            return [Hit(_placeholder(subset.ids[i]), float(sims[i])) for i in top]
         score = {subset.ids[i]: float(sims[i]) for i in top}
-        chunks = self._store.get_chunks([subset.ids[i] for i in top], text=text)
+        chunks = self._store.get_chunks([subset.ids[i] for i in top], text=True)
         # Read back from the store: a chunk whose groups changed since the vectors were
         # cached is dropped here, never shown.
         return [Hit(c, score[c.chunk_id]) for c in chunks if readable(c, groups)]
@@ -346,7 +360,7 @@ class Retriever:
             return dense
         by_id = {h.chunk.chunk_id: h for h in dense}
         if mode == "keyword":
-            return [_placeholder(cid, s, None, s) for cid, s in keyword]
+            return [Hit(_placeholder(cid), s, keyword_score=s) for cid, s in keyword]
         cfg = self.settings
         fused = fuse(
             [
@@ -361,7 +375,7 @@ class Retriever:
         for cid in ranked(fused):
             hit = by_id.get(cid)
             if hit is None:
-                out.append(_placeholder(cid, fused[cid], None, kw_score.get(cid)))
+                out.append(Hit(_placeholder(cid), fused[cid], keyword_score=kw_score.get(cid)))
             else:
                 out.append(replace(hit, score=fused[cid], keyword_score=kw_score.get(cid)))
         return out
@@ -389,11 +403,10 @@ class Retriever:
         return out[:want]
 
 
-def _placeholder(chunk_id: str, score: float, dense: float | None, kw: float | None) -> Hit:
-    """A hit known by id only (its chunk is read from the store if it is returned)."""
-    # No groups: readable by nobody, should it ever escape unread.
-    chunk = Chunk(chunk_id=chunk_id, doc_id="", text="", source="", title="", groups=())
-    return Hit(chunk, score, dense_score=dense, keyword_score=kw)
+def _placeholder(chunk_id: str) -> Chunk:
+    """A chunk known by id only (read from the store if it is returned). No groups: it is
+    readable by nobody, should it ever escape unread."""
+    return Chunk(chunk_id=chunk_id, doc_id="", text="", source="", title="", groups=())
 
 
 def keyword_folder(store_path: Path, collection: str, configured: Path | None) -> Path:

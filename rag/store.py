@@ -368,6 +368,23 @@ class ChromaStore:
             for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
         ]
 
+    def query_ids(self, vector: Sequence[float], k: int) -> list[tuple[str, float]]:
+        """Nearest chunk ids with cosine similarity, nothing else read (the cheapest query)."""
+        if k < 1:
+            return []
+        try:
+            res = self._collection.query(
+                query_embeddings=[list(vector)], n_results=k, include=["distances"]
+            )
+        except Exception as exc:
+            raise StoreError(
+                f"Searching the store failed ({type(exc).__name__}: {exc}). "
+                "Check the store is readable; run rag-ingest to (re)build it."
+            ) from exc
+        ids = (res.get("ids") or [[]])[0]
+        dists = (res.get("distances") or [[]])[0]
+        return [(str(i), 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
+
     def _get(self, *, text: bool = True, **kwargs: Any) -> list[Chunk]:
         include = ["documents", "metadatas"] if text else ["metadatas"]
         try:

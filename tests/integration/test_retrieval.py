@@ -103,8 +103,12 @@ def test_exact_path_matches_the_filter_and_follows_group_changes(acl_kb: Any) ->
         # The store says HR-only before the keyword index is rebuilt: the cached vectors
         # still list the chunk, but it is read back from the store and dropped.
         kb.store.upsert(hr_only, kb.embedder.embed_documents([c.text for c in hr_only]))
-        hits = retriever.search("", EVERYONE, 4, mode="dense", vector=vector)
-        assert "wifi:h:0" not in [h.chunk.chunk_id for h in hits]
+        for path in ("exact", "overfetch"):  # overfetch: groups from the stale keyword index
+            retriever.settings = settings.retrieval.model_copy(update=PATHS[path])
+            for mode in ("dense", "hybrid"):
+                hits = retriever.search("wifi password", EVERYONE, 4, mode=mode, vector=vector)
+                assert hits and "wifi:h:0" not in [h.chunk.chunk_id for h in hits]
+        retriever.settings = exact
         kb.keyword.on_upsert(hr_only)
         kb.keyword.commit()  # a new generation: the HR vectors are read again
         hits = retriever.search("", HR, 4, mode="dense", vector=vector)
