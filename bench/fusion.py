@@ -131,6 +131,7 @@ def main() -> None:
             f", k {k:g})" if method == "rrf" else ")"
         )
         rows.append((label, *both(method, wd, wk, k)))
+    rows.append(("rrf k=60, 1:1 (the default before convex)", *both("rrf", 1.0, 1.0, 60.0)))
     configured = (
         f"configured: {cfg.fusion} (w_dense {cfg.dense_weight:g}, w_kw {cfg.keyword_weight:g})"
     )
