@@ -1,6 +1,8 @@
 """Grounding on the sample knowledge base with the CPU default model (SmolLM2-135M).
 
-    PYTHONPATH=. .venv/bin/python bench/grounding.py [--questions 40] [--profile test]
+    PYTHONPATH=. .venv/bin/python -m bench.grounding [--questions 40] [--profile test]
+
+(with ``-m``: run as a script, ``bench/ingest.py`` would shadow the ``ingest`` package)
 
 Ingests examples/kb into a scratch store, asks the first N questions of
 examples/questions.yaml through :class:`rag.answer.AnswerService` and reports, before and
