@@ -1,6 +1,8 @@
 """Grounding on the sample knowledge base with the CPU default model (SmolLM2-135M).
 
-    PYTHONPATH=. .venv/bin/python bench/grounding.py [--questions 40] [--profile test]
+    PYTHONPATH=. .venv/bin/python -m bench.grounding [--questions 40] [--profile test]
+
+(with ``-m``: run as a script, ``bench/ingest.py`` would shadow the ``ingest`` package)
 
 Ingests examples/kb into a scratch store, asks the first N questions of
 examples/questions.yaml through :class:`rag.answer.AnswerService` and reports, before and
@@ -53,7 +55,11 @@ async def run(args: argparse.Namespace) -> None:
     )
     kb = build_knowledge_base(settings)
     assert kb.keyword is not None
-    list(Ingestor(settings, kb.embedder, kb.store, [kb.keyword]).add([REPO / "examples" / "kb"]))
+    list(
+        Ingestor(settings, kb.embedder, kb.store, listeners=[kb.keyword]).add(
+            [REPO / "examples" / "kb"]
+        )
+    )
     engine = start_engine(settings)
     service = AnswerService(settings, build_retriever(settings, kb), engine)
     who = Principal("bench", frozenset(settings.retrieval.anonymous_groups))

@@ -161,14 +161,19 @@ class RetrievalSettings(_Section):
         description="Best cosine similarity below which the service declines to answer.",
     )
     mode: Literal["hybrid", "dense", "keyword"] = Field(
-        "hybrid", description="hybrid (dense + BM25 fused with RRF), dense or keyword only."
+        "hybrid", description="hybrid (dense + BM25 fused), dense or keyword only."
+    )
+    fusion: Literal["convex", "rrf"] = Field(
+        "convex",
+        description="How hybrid search fuses the rankers: convex (weighted sum of min-max "
+        "normalised scores) or rrf (reciprocal rank fusion).",
     )
     candidates: int = Field(
         50, ge=1, le=1000, description="Candidates each ranker returns before fusion."
     )
     rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant k.")
-    dense_weight: float = Field(1.0, ge=0, description="RRF weight of dense search.")
-    keyword_weight: float = Field(1.0, ge=0, description="RRF weight of BM25 search.")
+    dense_weight: float = Field(1.0, ge=0, description="Fusion weight of dense search.")
+    keyword_weight: float = Field(1.0, ge=0, description="Fusion weight of BM25 search.")
     bm25_k1: float = Field(1.2, gt=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
     stemming: bool = Field(True, description="Light English stemming for BM25 terms.")
@@ -182,6 +187,13 @@ class RetrievalSettings(_Section):
         description="When a caller may read at least this share of chunks, dense search "
         "over-fetches unfiltered and drops other groups' chunks (fast); below it, Chroma "
         "filters by group (slower at scale).",
+    )
+    exact_max_chunks: int = Field(
+        20_000,
+        ge=0,
+        description="A caller below overfetch_min_share who may read at most this many chunks "
+        "gets exact in-memory search over their chunks' vectors (1.5 KB each for 384-d, "
+        "kept for a few group sets); above it, Chroma's group filter. 0 turns it off.",
     )
     anonymous_groups: list[str] = Field(
         default_factory=lambda: ["everyone"],

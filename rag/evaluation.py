@@ -8,7 +8,8 @@ each chunk), embedded and stored in a scratch Chroma collection plus a scratch B
 (reused on the next run when the corpus and model are unchanged). Each query is answered by
 dense, keyword and hybrid search over chunks; chunk scores roll up to documents (best chunk;
 an optional bonus per further matching chunk: on SciFact any bonus hurt, 0.1 cost 0.07
-dense nDCG@10), and hybrid fuses the two document rankings with the configured RRF weights.
+dense nDCG@10), and hybrid fuses the two scored document rankings the way the service fuses
+chunks (``retrieval.fusion`` and its weights, :func:`rag.retrieval.fuse`).
 
 Metrics (BEIR conventions: linear gains, relevant = grade > 0): nDCG@10, Recall@10,
 Recall@100, MRR@10, and search latency p50/p99 in milliseconds (query embedding reported
@@ -31,7 +32,7 @@ from typing import Any
 from rag.config import Settings
 from rag.errors import BadRequestError
 from rag.keyword import KeywordIndex
-from rag.retrieval import rrf
+from rag.retrieval import fuse, ranked
 from rag.seams import Embedder
 from rag.store import ChromaStore
 from rag.types import Chunk
@@ -240,6 +241,13 @@ def build_index(
 
 def roll_up(chunk_scores: Iterable[tuple[str, float]], bonus: float) -> list[str]:
     """Chunk hits (best first) -> documents: best chunk score + ``bonus`` x later chunks."""
+    return [doc for doc, _ in roll_up_scored(chunk_scores, bonus)]
+
+
+def roll_up_scored(
+    chunk_scores: Iterable[tuple[str, float]], bonus: float
+) -> list[tuple[str, float]]:
+    """:func:`roll_up` with each document's score, best first."""
     best: dict[str, float] = {}
     extra: dict[str, float] = {}
     for chunk_id, score in chunk_scores:
@@ -249,7 +257,7 @@ def roll_up(chunk_scores: Iterable[tuple[str, float]], bonus: float) -> list[str
         else:
             extra[doc] = extra.get(doc, 0.0) + score
     total = {d: s + bonus * extra.get(d, 0.0) for d, s in best.items()}
-    return sorted(total, key=lambda d: (-total[d], d))
+    return [(d, total[d]) for d in ranked(total)]
 
 
 @dataclass
@@ -325,23 +333,23 @@ def evaluate(
     for qid in query_ids:
         text = dataset.queries[qid]
         t0 = time.perf_counter()
-        dense: list[str] = []
+        dense: list[tuple[str, float]] = []
         if use_dense:
             vector = embedder.embed_query(text)
         t1 = time.perf_counter()
         if use_dense:
             dense_hits = index.store.query_where(vector, candidates, dense_where)
-            dense = roll_up(((h.chunk.chunk_id, h.score) for h in dense_hits), bonus)
+            dense = roll_up_scored(((h.chunk.chunk_id, h.score) for h in dense_hits), bonus)
         t2 = time.perf_counter()
-        kw = roll_up(index.keyword.search(text, candidates), bonus)
+        kw = roll_up_scored(index.keyword.search(text, candidates), bonus)
         t3 = time.perf_counter()
-        fused = rrf([(cfg.dense_weight, dense), (cfg.keyword_weight, kw)], cfg.rrf_k)
-        hybrid = sorted(fused, key=lambda d: (-fused[d], d))
+        fused = fuse([(cfg.dense_weight, dense), (cfg.keyword_weight, kw)], cfg.fusion, cfg.rrf_k)
+        hybrid = ranked(fused)
         t4 = time.perf_counter()
         if use_dense:
             embed_ms.append((t1 - t0) * 1000)
-        runs["dense"][qid] = [d for d in dense if d != qid]
-        runs["keyword"][qid] = [d for d in kw if d != qid]
+        runs["dense"][qid] = [d for d, _ in dense if d != qid]
+        runs["keyword"][qid] = [d for d, _ in kw if d != qid]
         runs["hybrid"][qid] = [d for d in hybrid if d != qid]
         latency["dense"].append((t2 - t1) * 1000)
         latency["keyword"].append((t3 - t2) * 1000)

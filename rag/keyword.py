@@ -74,6 +74,12 @@ class _Snapshot:
     groups: list[frozenset[str]]
     masks: dict[frozenset[str], np.ndarray] = field(default_factory=dict)
     group_rows: dict[str, np.ndarray] | None = None
+    row_of: dict[str, int] | None = None
+
+    def rows(self) -> dict[str, int]:
+        if self.row_of is None:
+            self.row_of = {chunk_id: i for i, chunk_id in enumerate(self.ids)}
+        return self.row_of
 
     def group_mask(self, groups: frozenset[str]) -> np.ndarray:
         cached = self.masks.get(groups)
@@ -328,6 +334,20 @@ class KeywordIndex:
             return 1.0
         return float(snap.group_mask(frozenset(groups)).mean())
 
+    def readable(self, chunk_ids: Sequence[str], groups: Collection[str]) -> list[bool | None]:
+        """Per id: whether ``groups`` may read it by the published index, None when the index
+        does not know the id (newer than the last commit: ask the store)."""
+        snap = self._load()
+        if snap is None:
+            return [None] * len(chunk_ids)
+        mask = snap.group_mask(frozenset(groups))
+        rows = snap.rows()
+        out: list[bool | None] = []
+        for chunk_id in chunk_ids:
+            row = rows.get(chunk_id)
+            out.append(None if row is None else bool(mask[row] > 0))
+        return out
+
     def search(
         self,
         query: str,
@@ -357,19 +377,16 @@ class KeywordIndex:
             mask = allow if mask is None else mask * allow
         if mask is not None and not mask.any():
             return []
-        n = min(k, len(snap.ids))
-        docs, scores = snap.retriever.retrieve(
-            [terms], k=n, show_progress=False, weight_mask=mask, n_threads=0
-        )
-        out: list[tuple[str, float]] = []
-        for idx, score in zip(docs[0], scores[0], strict=True):
-            if score <= 0:
-                continue
-            i = int(idx)
-            if mask is not None and mask[i] <= 0:
-                continue
-            out.append((snap.ids[i], float(score)))
-        return out
+        scores = snap.retriever.get_scores(terms)
+        if mask is not None:
+            scores = scores * mask
+        # Top k among the chunks that match at all: bm25s' own top-k partitions the whole
+        # array, and with most scores 0 that took ~25 ms at 100K chunks.
+        matching = np.flatnonzero(scores > 0)
+        if len(matching) > k:
+            matching = matching[np.argpartition(-scores[matching], k - 1)[:k]]
+        top = matching[np.argsort(-scores[matching], kind="stable")]
+        return [(snap.ids[int(i)], float(scores[i])) for i in top]
 
     def close(self) -> None:
         with self._lock:

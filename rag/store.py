@@ -355,17 +355,16 @@ class ChromaStore:
     # -- retrieval (issue 4): filtered search and chunk look-ups ------------------------------
 
     def query_where(
-        self, vector: Sequence[float], k: int, where: dict[str, Any] | None
+        self, vector: Sequence[float], k: int, where: dict[str, Any] | None, *, text: bool = True
     ) -> list[Hit]:
-        """Nearest chunks among those matching ``where`` (Chroma filters before ranking)."""
+        """Nearest chunks among those matching ``where`` (Chroma filters before ranking);
+        ``text=False`` leaves the chunk texts empty (cheaper: read them for the final hits)."""
         if k < 1:
             return []
+        include = ["documents", "metadatas", "distances"] if text else ["metadatas", "distances"]
         try:
             res = self._collection.query(
-                query_embeddings=[list(vector)],
-                n_results=k,
-                where=where,
-                include=["documents", "metadatas", "distances"],
+                query_embeddings=[list(vector)], n_results=k, where=where, include=include
             )
         except Exception as exc:
             raise StoreError(
@@ -373,7 +372,7 @@ class ChromaStore:
                 "Check the store is readable; run rag-ingest to (re)build it."
             ) from exc
         ids = (res.get("ids") or [[]])[0]
-        docs = (res.get("documents") or [[]])[0]
+        docs = (res.get("documents") or [[""] * len(ids)])[0]
         metas = (res.get("metadatas") or [[]])[0]
         dists = (res.get("distances") or [[]])[0]
         return [
@@ -381,29 +380,92 @@ class ChromaStore:
             for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
         ]
 
-    def _get(self, **kwargs: Any) -> list[Chunk]:
+    def query_ids(self, vector: Sequence[float], k: int) -> list[tuple[str, float]]:
+        """Nearest chunk ids with cosine similarity, nothing else read (the cheapest query)."""
+        if k < 1:
+            return []
         try:
-            got = self._collection.get(include=["documents", "metadatas"], **kwargs)
+            res = self._collection.query(
+                query_embeddings=[list(vector)], n_results=k, include=["distances"]
+            )
+        except Exception as exc:
+            raise StoreError(
+                f"Searching the store failed ({type(exc).__name__}: {exc}). "
+                "Check the store is readable; run rag-ingest to (re)build it."
+            ) from exc
+        ids = (res.get("ids") or [[]])[0]
+        dists = (res.get("distances") or [[]])[0]
+        return [(str(i), 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
+
+    def _get(self, *, text: bool = True, **kwargs: Any) -> list[Chunk]:
+        include = ["documents", "metadatas"] if text else ["metadatas"]
+        try:
+            got = self._collection.get(include=include, **kwargs)
         except Exception as exc:
             raise StoreError(
                 f"Reading from the store failed ({type(exc).__name__}: {exc}). "
                 "Check the store is readable."
             ) from exc
+        ids = got.get("ids") or []
         return [
             _chunk_from(str(i), str(d or ""), dict(m or {}))
             for i, d, m in zip(
-                got.get("ids") or [],
-                got.get("documents") or [],
+                ids,
+                got.get("documents") or [""] * len(ids),
                 got.get("metadatas") or [],
                 strict=True,
             )
         ]
 
-    def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
-        """The chunks with these ids, in the order asked (unknown ids are left out)."""
+    def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        """The stored embeddings of these chunk ids (unknown ids are left out)."""
+        out: dict[str, list[float]] = {}
+        for start in range(0, len(ids), MAX_BATCH):
+            try:
+                got = self._collection.get(
+                    ids=list(ids[start : start + MAX_BATCH]), include=["embeddings"]
+                )
+            except Exception as exc:
+                raise StoreError(
+                    f"Reading from the store failed ({type(exc).__name__}: {exc}). "
+                    "Check the store is readable."
+                ) from exc
+            embeddings = got.get("embeddings")
+            for chunk_id, vector in zip(
+                got.get("ids") or [], [] if embeddings is None else embeddings, strict=True
+            ):
+                out[str(chunk_id)] = [float(x) for x in vector]
+        return out
+
+    def vectors_where(self, where: dict[str, Any]) -> tuple[list[str], list[Sequence[float]]]:
+        """Ids and embeddings of every chunk matching ``where`` (paged)."""
+        ids: list[str] = []
+        vectors: list[Sequence[float]] = []
+        offset = 0
+        while True:
+            try:
+                got = self._collection.get(
+                    where=where, include=["embeddings"], limit=MAX_BATCH, offset=offset
+                )
+            except Exception as exc:
+                raise StoreError(
+                    f"Reading from the store failed ({type(exc).__name__}: {exc}). "
+                    "Check the store is readable."
+                ) from exc
+            page = [str(i) for i in got.get("ids") or []]
+            embeddings = got.get("embeddings")
+            ids += page
+            vectors.extend([] if embeddings is None else embeddings)
+            if len(page) < MAX_BATCH:
+                return ids, vectors
+            offset += MAX_BATCH
+
+    def get_chunks(self, ids: Sequence[str], *, text: bool = True) -> list[Chunk]:
+        """The chunks with these ids, in the order asked (unknown ids are left out);
+        ``text=False`` reads the metadata only."""
         found: dict[str, Chunk] = {}
         for start in range(0, len(ids), MAX_BATCH):
-            for chunk in self._get(ids=list(ids[start : start + MAX_BATCH])):
+            for chunk in self._get(ids=list(ids[start : start + MAX_BATCH]), text=text):
                 found[chunk.chunk_id] = chunk
         return [found[i] for i in ids if i in found]
 

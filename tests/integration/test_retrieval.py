@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -55,20 +56,68 @@ def acl_kb(make_settings: Any, assets: Any) -> Iterator[Any]:
     kb.keyword.close()
 
 
+PATHS = {
+    "overfetch": {"overfetch_min_share": 0.0},  # always over-fetch, then drop
+    "exact": {"overfetch_min_share": 1.0},  # exhaustive search over the readable vectors
+    "filter": {"overfetch_min_share": 1.0, "exact_max_chunks": 0},  # Chroma's group filter
+}
+
+
 @pytest.mark.parametrize("mode", ["dense", "keyword", "hybrid"])
-@pytest.mark.parametrize("share", [0.0, 0.2, 1.0])
-def test_a_caller_never_sees_another_groups_chunks(acl_kb: Any, mode: str, share: float) -> None:
+@pytest.mark.parametrize("path", list(PATHS))
+def test_a_caller_never_sees_another_groups_chunks(acl_kb: Any, mode: str, path: str) -> None:
+    from rag.retrieval import SearchStats
+
     settings, _, retriever = acl_kb
-    # share 0.0: always over-fetch then drop; 1.0: always Chroma's group filter.
-    retriever.settings = settings.retrieval.model_copy(update={"overfetch_min_share": share})
-    for query in ["salary band code for senior engineers", SECRET, "salary"]:
-        hits = retriever.search(query, EVERYONE, 10, mode=mode)
-        assert all("everyone" in h.chunk.groups for h in hits)
-        assert all(SECRET not in h.chunk.text for h in hits)
-    hr_hits = retriever.search("salary band code for senior engineers", HR, 3, mode=mode)
-    assert hr_hits and SECRET in hr_hits[0].chunk.text
-    assert retriever.search("salary", NOBODY, 10, mode=mode) == []
-    retriever.settings = settings.retrieval
+    retriever.settings = settings.retrieval.model_copy(update=PATHS[path])
+    try:
+        for query in ["salary band code for senior engineers", SECRET, "salary"]:
+            stats = SearchStats()
+            hits = retriever.search(query, EVERYONE, 10, mode=mode, stats=stats)
+            assert all("everyone" in h.chunk.groups for h in hits)
+            assert all(SECRET not in h.chunk.text for h in hits)
+            assert stats.dense_path == ("" if mode == "keyword" else path)
+        hr_hits = retriever.search("salary band code for senior engineers", HR, 3, mode=mode)
+        assert hr_hits and SECRET in hr_hits[0].chunk.text
+        assert retriever.search("salary", NOBODY, 10, mode=mode) == []
+    finally:
+        retriever.settings = settings.retrieval
+
+
+def test_exact_path_matches_the_filter_and_follows_group_changes(acl_kb: Any) -> None:
+    settings, kb, retriever = acl_kb
+    exact = settings.retrieval.model_copy(update=PATHS["exact"])
+    filtered = settings.retrieval.model_copy(update=PATHS["filter"])
+    vector = kb.embedder.embed_query("wifi password")
+    results = {}
+    for name, cfg in (("exact", exact), ("filter", filtered)):
+        retriever.settings = cfg
+        hits = retriever.search("", EVERYONE, 4, mode="dense", vector=vector)
+        results[name] = [(h.chunk.chunk_id, round(h.score, 4)) for h in hits]
+    assert results["exact"] == results["filter"]  # same chunks, order and cosine scores
+    assert results["exact"][0][0] == "wifi:h:0"
+    moved = [c for c in CHUNKS if c.chunk_id == "wifi:h:0"]
+    hr_only = [replace(c, groups=("hr",)) for c in moved]
+    retriever.settings = exact
+    try:
+        # The store says HR-only before the keyword index is rebuilt: the cached vectors
+        # still list the chunk, but it is read back from the store and dropped.
+        kb.store.upsert(hr_only, kb.embedder.embed_documents([c.text for c in hr_only]))
+        for path in ("exact", "overfetch"):  # overfetch: groups from the stale keyword index
+            retriever.settings = settings.retrieval.model_copy(update=PATHS[path])
+            for mode in ("dense", "hybrid"):
+                hits = retriever.search("wifi password", EVERYONE, 4, mode=mode, vector=vector)
+                assert hits and "wifi:h:0" not in [h.chunk.chunk_id for h in hits]
+        retriever.settings = exact
+        kb.keyword.on_upsert(hr_only)
+        kb.keyword.commit()  # a new generation: the HR vectors are read again
+        hits = retriever.search("", HR, 4, mode="dense", vector=vector)
+        assert hits[0].chunk.chunk_id == "wifi:h:0"
+    finally:
+        kb.store.upsert(moved, kb.embedder.embed_documents([c.text for c in moved]))
+        kb.keyword.on_upsert(moved)
+        kb.keyword.commit()
+        retriever.settings = settings.retrieval
 
 
 def test_hybrid_fuses_dense_and_keyword_and_finds_chinese(acl_kb: Any) -> None:
@@ -79,6 +128,14 @@ def test_hybrid_fuses_dense_and_keyword_and_finds_chinese(acl_kb: Any) -> None:
     top = hits[0]
     assert top.chunk.chunk_id == "wifi:h:1"
     assert top.dense_score is not None and top.keyword_score is not None
+    assert top.score == pytest.approx(1.0)  # convex fusion: the best of both rankers
+    configured = retriever.settings
+    retriever.settings = configured.model_copy(update={"fusion": "rrf"})
+    try:
+        top = retriever.search("NW-Staff", EVERYONE, 3, mode="hybrid")[0]
+    finally:
+        retriever.settings = configured
+    assert top.chunk.chunk_id == "wifi:h:1"
     assert top.score == pytest.approx(1 / 61 + 1 / 61)  # first in both rankings, k = 60
 
 

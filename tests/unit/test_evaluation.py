@@ -9,8 +9,17 @@ from pathlib import Path
 import pytest
 
 from rag.errors import BadRequestError
-from rag.evaluation import load_beir, mrr_at, ndcg_at, percentile, recall_at, roll_up, score_run
-from rag.retrieval import rrf
+from rag.evaluation import (
+    load_beir,
+    mrr_at,
+    ndcg_at,
+    percentile,
+    recall_at,
+    roll_up,
+    roll_up_scored,
+    score_run,
+)
+from rag.retrieval import convex, fuse, ranked, rrf
 
 
 def test_ndcg_recall_mrr_match_hand_computed_values() -> None:
@@ -44,6 +53,41 @@ def test_rrf_and_document_roll_up() -> None:
     ranked = roll_up([("d1:0", 0.9), ("d2:0", 0.8), ("d2:1", 0.7), ("d1:3", 0.1)], bonus=0.5)
     assert ranked == ["d2", "d1"]  # 0.8 + 0.35 beats 0.9 + 0.05
     assert percentile([1, 2, 3, 4], 0.5) == 2.5
+
+
+def test_convex_fusion_keeps_score_gaps_that_rank_fusion_loses() -> None:
+    # b and c are good in both rankers; a and d top one ranker and are far behind in the other.
+    dense = [("a", 0.90), ("b", 0.50), ("c", 0.49), ("d", 0.10)]
+    keyword = [("d", 10.0), ("c", 9.9), ("b", 9.8), ("a", 1.0)]
+    fused = convex([(1.0, dense), (1.0, keyword)])
+    # min-max per ranker, then halved by the equal weights.
+    assert fused["a"] == pytest.approx(0.5)
+    assert fused["b"] == pytest.approx((0.5 + 8.8 / 9) / 2)
+    assert fused["c"] == pytest.approx((0.39 / 0.8 + 8.9 / 9) / 2)
+    assert fused["d"] == pytest.approx(0.5)
+    assert ranked(fused) == ["b", "c", "a", "d"]
+    # RRF sees ranks only: 1st + 4th (a, d) edges out 2nd + 3rd (b, c).
+    by_rank = fuse([(1.0, dense), (1.0, keyword)], "rrf", 60)
+    assert by_rank == rrf([(1.0, ["a", "b", "c", "d"]), (1.0, ["d", "c", "b", "a"])], 60)
+    assert by_rank["a"] == pytest.approx(1 / 61 + 1 / 64)
+    assert ranked(by_rank) == ["a", "d", "b", "c"]
+
+
+def test_convex_fusion_weights_missing_keys_and_flat_rankings() -> None:
+    fused = fuse([(3.0, [("a", 5.0), ("b", 1.0)]), (1.0, [("c", 7.0)])], "convex", 60)
+    # a: 3 x 1 / 4; b: its ranker's worst -> 0; c: a one-item ranking normalises to 1 -> 1/4.
+    assert fused == pytest.approx({"a": 0.75, "b": 0.0, "c": 0.25})
+    assert convex([(0.0, [("a", 1.0)]), (1.0, [])]) == {}
+    assert convex([(1.0, [("a", 2.0), ("b", 2.0)])]) == {"a": 1.0, "b": 1.0}
+
+
+def test_roll_up_scored_gives_each_document_its_best_chunk() -> None:
+    chunks = [("d1:0", 0.9), ("d2:0", 0.8), ("d2:1", 0.7), ("d1:3", 0.1)]
+    assert roll_up_scored(chunks, bonus=0.0) == [("d1", 0.9), ("d2", 0.8)]
+    assert roll_up_scored(chunks, bonus=0.5) == [
+        ("d2", pytest.approx(1.15)),
+        ("d1", pytest.approx(0.95)),
+    ]
 
 
 def test_load_beir_reads_graded_qrels(tmp_path: Path) -> None:
