@@ -15,6 +15,10 @@ Incremental and crash-safe, with the SQLite manifest (:mod:`rag.manifest`) as th
   ``commit`` at the end of each run, also when it fails.
 - A file that fails is reported on one line with what to do, recorded as a failure (never as
   done; an older good version stays searchable), and the batch goes on.
+- An e-mail (``.eml``, ``.msg``) is one document (headers + body) and each attachment
+  another (``<mail>#attachment/<name>``, the message's groups, ``parent`` = its doc id). They
+  are committed together in one manifest transaction, skipped together when the message is
+  unchanged and deleted with it; a bad attachment fails alone.
 """
 
 from __future__ import annotations
@@ -29,14 +33,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from ingest.access import SIDECAR_SUFFIX, DocMeta, resolve_meta
-from ingest.chunk import make_chunks
+from ingest.chunk import ChunkPlan, make_chunks
 from ingest.guard import shown
+from ingest.mail import ATTACHMENT_MARK, MAIL_SUFFIXES, attachment_key
 from ingest.parse import SUPPORTED_SUFFIXES
 from ingest.work import Parsed, ParseJob, prepare
 from rag.config import CRASH_ENV, Settings
@@ -62,9 +67,14 @@ class FileResult:
     error: str | None = None
     seconds: float = 0.0
     pages: int = 0
+    parent: str = ""
+    """For an e-mail attachment: the message's doc id."""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.parent:
+            del data["parent"]
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +85,15 @@ class Target:
     root: Path | None = None
 
 
-def doc_id_for(path: Path) -> str:
-    return hashlib.sha1(str(path.resolve()).encode("utf-8")).hexdigest()[:16]
+def doc_id_for(path: Path | str) -> str:
+    """A document's id: from its resolved path (an attachment: ``<path>#attachment/<name>``)."""
+    key = str(path.resolve()) if isinstance(path, Path) else path
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+
+
+# Part of an e-mail's version: bumped when what is made of a message changes (attachments
+# became documents of their own), so messages ingested before are read again once.
+_MAIL_LAYOUT = "attachments-1"
 
 
 def embed_text(chunk: Chunk) -> str:
@@ -115,6 +132,25 @@ class _Job:
     meta: DocMeta
     old: DocRecord | None
     started: float
+
+
+@dataclass(slots=True)
+class _Unit:
+    """One document to store: a file, or an e-mail attachment (``parent`` set)."""
+
+    doc_id: str
+    key: str
+    """The manifest's path: the resolved file path, or ``<path>#attachment/<name>``."""
+    source: str
+    title: str
+    plans: list[ChunkPlan]
+    file_hash: str
+    version: str
+    pages: int
+    size: int
+    parent: str = ""
+    existed: bool = False
+    chunks: list[Chunk] = field(default_factory=list)
 
 
 class _Inline:
@@ -207,6 +243,12 @@ class Ingestor:
                 raise IngestError(
                     f"No document {shown(key)!r} in the index. See rag-ingest list for ids "
                     "and paths."
+                )
+            if record.parent:
+                raise IngestError(
+                    f"{shown(record.path)} is an attachment: it is indexed with its message. "
+                    "Delete the message (its path or id), or remove the attachment from it "
+                    "and add the message again."
                 )
             started = time.perf_counter()
             count = self._remove(record.doc_id)
@@ -303,7 +345,8 @@ class Ingestor:
             doc_id = doc_id_for(path)
             meta = resolve_meta(path, target.root, self._settings.ingest)
             file_hash = sha256_file(path)
-            version = hashlib.sha256(f"{file_hash}\n{meta.key()}".encode()).hexdigest()
+            layout = f"\n{_MAIL_LAYOUT}" if path.suffix.lower() in MAIL_SUFFIXES else ""
+            version = hashlib.sha256(f"{file_hash}\n{meta.key()}{layout}".encode()).hexdigest()
         except (IngestError, OSError) as exc:
             message = exc.message if isinstance(exc, RagError) else f"{shown(path)}: {exc}"
             doc_id = doc_id_for(path) if path.exists() else ""
@@ -324,6 +367,7 @@ class Ingestor:
             max_unzipped_mb=cfg.max_unzipped_mb,
             max_zip_ratio=cfg.max_zip_ratio,
             tokenizer_json=str(self._tokenizer) if self._tokenizer else None,
+            max_file_mb=cfg.max_file_mb,
         )
 
     def _submit(self, job: _Job) -> Future[Parsed] | _Inline:
@@ -359,67 +403,162 @@ class Ingestor:
     def _store_batch(self, batch: list[tuple[_Job, Parsed]]) -> Iterator[FileResult]:
         """Embed a batch of parsed documents together, then store and commit each."""
         ingested_at = _now()
-        docs: list[tuple[_Job, Parsed, list[Chunk]]] = []
+        families: list[tuple[_Job, list[_Unit], list[FileResult]]] = []
         for job, parsed in batch:
-            path = job.target.path
-            chunks = make_chunks(
-                parsed.plans,
-                doc_id=job.doc_id,
-                id_prefix=f"{job.doc_id}:{job.version[:12]}",
-                source=str(path),
-                title=job.meta.title or parsed.title,
-                groups=job.meta.groups,
-                ingested_at=ingested_at,
-                url=job.meta.url,
-            )
-            docs.append((job, parsed, chunks))
-        all_chunks = [c for _, _, chunks in docs for c in chunks]
+            units, problems = self._units(job, parsed)
+            for unit in units:
+                unit.chunks = make_chunks(
+                    unit.plans,
+                    doc_id=unit.doc_id,
+                    id_prefix=f"{unit.doc_id}:{unit.version[:12]}",
+                    source=unit.source,
+                    title=unit.title,
+                    groups=job.meta.groups,
+                    ingested_at=ingested_at,
+                    url=job.meta.url,
+                    parent=unit.parent,
+                )
+            families.append((job, units, problems))
+        all_units = [u for _, units, _ in families for u in units]
+        all_chunks = [c for u in all_units for c in u.chunks]
         vectors = self._embedder.embed_documents([embed_text(c) for c in all_chunks])
-        for job, _, chunks in docs:
-            self._manifest.begin(self._collection, job.doc_id, [c.chunk_id for c in chunks])
+        for unit in all_units:
+            self._manifest.begin(self._collection, unit.doc_id, [c.chunk_id for c in unit.chunks])
         crash_point("before_upsert")
-        hashes = {job.doc_id: job.file_hash for job, _, _ in docs}
+        hashes = {u.doc_id: u.file_hash for u in all_units}
         self._store.upsert(all_chunks, vectors, file_hash=hashes)
         crash_point("after_upsert")
-        for job, parsed, chunks in docs:
-            record = DocRecord(
-                doc_id=job.doc_id,
-                path=str(job.target.path.resolve()),
-                file_hash=job.file_hash,
-                version=job.version,
-                title=chunks[0].title,
-                groups=job.meta.groups,
-                embedder=self._embedder.model_id,
-                chunks=len(chunks),
-                pages=parsed.pages,
-                size=job.size,
-                ingested_at=ingested_at,
-                root=str(job.target.root.resolve()) if job.target.root else "",
+        for job, units, problems in families:
+            yield from self._commit(job, units, problems, ingested_at)
+
+    def _units(self, job: _Job, parsed: Parsed) -> tuple[list[_Unit], list[FileResult]]:
+        """The documents a parsed file makes (a message: also its attachments), and the
+        results of the attachments that failed or were left out."""
+        path = job.target.path
+        key = str(path.resolve())
+        head = _Unit(
+            doc_id=job.doc_id,
+            key=key,
+            source=str(path),
+            title=job.meta.title or parsed.title,
+            plans=parsed.plans,
+            file_hash=job.file_hash,
+            version=job.version,
+            pages=parsed.pages,
+            size=job.size,
+            existed=job.old is not None,
+        )
+        units, problems = [head], []
+        old = {c.doc_id for c in self._manifest.children(self._collection, job.doc_id)}
+        for part in parsed.attachments:
+            child_key = attachment_key(key, part.name)
+            child_id = doc_id_for(child_key)
+            shown_path = attachment_key(str(path), part.name)
+            if part.skipped is not None:
+                problems.append(
+                    FileResult(shown_path, "", "skipped", error=part.skipped, parent=job.doc_id)
+                )
+                continue
+            if part.parsed.error is not None:
+                problems.append(
+                    FileResult(
+                        shown_path, child_id, "failed", error=part.parsed.error, parent=job.doc_id
+                    )
+                )
+                continue
+            version = hashlib.sha256(f"{part.file_hash}\n{job.meta.key()}".encode()).hexdigest()
+            units.append(
+                _Unit(
+                    doc_id=child_id,
+                    key=child_key,
+                    source=shown_path,
+                    title=part.parsed.title,
+                    plans=part.parsed.plans,
+                    file_hash=part.file_hash,
+                    version=version,
+                    pages=part.parsed.pages,
+                    size=part.size,
+                    parent=job.doc_id,
+                    existed=child_id in old,
+                )
             )
-            stale = self._manifest.commit(self._collection, record, [c.chunk_id for c in chunks])
-            self._notify_upsert(chunks)
-            crash_point("after_commit")
-            if stale:
-                self._store.delete_ids(stale)
-                self._notify_delete(stale)
-                crash_point("after_cleanup")
-                self._manifest.clear_garbage(self._collection, stale)
-            status: Status = "updated" if job.old is not None else "added"
+        return units, problems
+
+    def _commit(
+        self, job: _Job, units: list[_Unit], problems: list[FileResult], ingested_at: str
+    ) -> Iterator[FileResult]:
+        root = str(job.target.root.resolve()) if job.target.root else ""
+        records = [
+            (
+                DocRecord(
+                    doc_id=u.doc_id,
+                    path=u.key,
+                    file_hash=u.file_hash,
+                    version=u.version,
+                    title=u.chunks[0].title,
+                    groups=job.meta.groups,
+                    embedder=self._embedder.model_id,
+                    chunks=len(u.chunks),
+                    pages=u.pages,
+                    size=u.size,
+                    ingested_at=ingested_at,
+                    root=root,
+                    parent=u.parent,
+                ),
+                [c.chunk_id for c in u.chunks],
+            )
+            for u in units
+        ]
+        head, rest = records[0], records[1:]
+        removed: list[DocRecord] = []
+        if job.target.path.suffix.lower() in MAIL_SUFFIXES:
+            keep = {r.doc_id for r, _ in rest}
+            removed = [
+                c
+                for c in self._manifest.children(self._collection, job.doc_id)
+                if c.doc_id not in keep
+            ]
+            stale = self._manifest.commit_family(self._collection, head, rest)
+            for problem in problems:
+                if problem.status == "failed":
+                    with contextlib.suppress(OSError):
+                        name = problem.path.rpartition(ATTACHMENT_MARK)[2]
+                        key = attachment_key(head[0].path, name)
+                        self._manifest.record_failure(
+                            self._collection, key, problem.error or "", _now()
+                        )
+        else:
+            stale = self._manifest.commit(self._collection, *head)
+        for unit in units:
+            self._notify_upsert(unit.chunks)
+        crash_point("after_commit")
+        if stale:
+            self._store.delete_ids(stale)
+            self._notify_delete(stale)
+            crash_point("after_cleanup")
+            self._manifest.clear_garbage(self._collection, stale)
+        for unit in units:
+            status: Status = "updated" if unit.existed else "added"
             yield FileResult(
-                str(job.target.path),
-                job.doc_id,
+                unit.source,
+                unit.doc_id,
                 status,
-                len(chunks),
+                len(unit.chunks),
                 seconds=_since(job.started),
-                pages=parsed.pages,
+                pages=unit.pages,
+                parent=unit.parent,
             )
+        yield from problems
+        for gone in removed:
+            source = attachment_key(str(job.target.path), gone.path.rpartition(ATTACHMENT_MARK)[2])
+            yield FileResult(source, gone.doc_id, "deleted", gone.chunks, parent=job.doc_id)
 
     def _prune(self, folder: Path) -> Iterator[FileResult]:
         root = folder.resolve()
         gone = [
             r
             for r in self._manifest.documents(self._collection)
-            if Path(r.path).is_relative_to(root) and not os.path.lexists(r.path)
+            if not r.parent and Path(r.path).is_relative_to(root) and not os.path.lexists(r.path)
         ]
         for record in gone:
             started = time.perf_counter()
