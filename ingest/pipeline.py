@@ -31,7 +31,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -132,6 +132,15 @@ class _Job:
     meta: DocMeta
     old: DocRecord | None
     started: float
+
+
+@dataclass(slots=True)
+class _Embedding:
+    """A batch whose vectors are being computed in the background."""
+
+    families: list[tuple[_Job, list[_Unit], list[FileResult]]]
+    vectors: Future[list[list[float]]]
+    ingested_at: str
 
 
 @dataclass(slots=True)
@@ -269,37 +278,58 @@ class Ingestor:
     # -- the run -----------------------------------------------------------------------------
 
     def _process(self, targets: Iterable[Target]) -> Iterator[FileResult]:
-        window = max(2, 2 * self._workers)
+        """Parse in the pool, embed in a background thread, store and commit here.
+
+        While one batch is embedded, the next one is gathered from the parse workers (and
+        their queue kept full), so parsing and embedding overlap; writes to the store and
+        the manifest stay on this thread, in batch order.
+        """
+        window = max(4, 4 * self._workers)
         queue: deque[tuple[_Job, Future[Parsed] | _Inline]] = deque()
         batch: list[tuple[_Job, Parsed]] = []
         batch_chunks = 0
         todo = iter(targets)
         exhausted = False
-        while True:
-            while not exhausted and len(queue) < window:
-                target = next(todo, None)
-                if target is None:
-                    exhausted = True
-                    break
-                checked = self._check(target)
-                if isinstance(checked, FileResult):
-                    yield checked
-                else:
-                    queue.append((checked, self._submit(checked)))
-            if not queue:
-                break
-            job, future = queue.popleft()
-            parsed = self._result(job, future)
-            if parsed.error is not None:
-                yield self._failed(job.target, job.doc_id, parsed.error, job.started)
-                continue
-            batch.append((job, parsed))
-            batch_chunks += len(parsed.plans)
-            if batch_chunks >= self._settings.ingest.embed_batch_chunks or not queue:
-                yield from self._store_batch(batch)
-                batch, batch_chunks = [], 0
-        if batch:
-            yield from self._store_batch(batch)
+        embedding: _Embedding | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as embedder:
+            try:
+                while True:
+                    while not exhausted and len(queue) < window:
+                        target = next(todo, None)
+                        if target is None:
+                            exhausted = True
+                            break
+                        checked = self._check(target)
+                        if isinstance(checked, FileResult):
+                            yield checked
+                        else:
+                            queue.append((checked, self._submit(checked)))
+                    if not queue:
+                        break
+                    job, future = queue.popleft()
+                    parsed = self._result(job, future)
+                    if parsed.error is not None:
+                        yield self._failed(job.target, job.doc_id, parsed.error, job.started)
+                        continue
+                    batch.append((job, parsed))
+                    batch_chunks += len(parsed.plans) + sum(
+                        len(a.parsed.plans) for a in parsed.attachments
+                    )
+                    if batch_chunks >= self._settings.ingest.embed_batch_chunks or not queue:
+                        if embedding is not None:
+                            yield from self._store_batch(embedding)
+                        embedding = self._embed_batch(batch, embedder)
+                        batch, batch_chunks = [], 0
+                if batch:
+                    if embedding is not None:
+                        yield from self._store_batch(embedding)
+                    embedding = self._embed_batch(batch, embedder)
+                if embedding is not None:
+                    yield from self._store_batch(embedding)
+                    embedding = None
+            finally:
+                if embedding is not None:
+                    embedding.vectors.cancel()
 
     def _check(self, target: Target) -> _Job | FileResult:
         """Everything decided without parsing: refusals, skips, unchanged files."""
@@ -400,8 +430,10 @@ class Ingestor:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    def _store_batch(self, batch: list[tuple[_Job, Parsed]]) -> Iterator[FileResult]:
-        """Embed a batch of parsed documents together, then store and commit each."""
+    def _embed_batch(
+        self, batch: list[tuple[_Job, Parsed]], pool: ThreadPoolExecutor
+    ) -> _Embedding:
+        """Make the batch's chunks and start embedding them in the background."""
         ingested_at = _now()
         families: list[tuple[_Job, list[_Unit], list[FileResult]]] = []
         for job, parsed in batch:
@@ -419,17 +451,23 @@ class Ingestor:
                     parent=unit.parent,
                 )
             families.append((job, units, problems))
-        all_units = [u for _, units, _ in families for u in units]
+        texts = [embed_text(c) for _, units, _ in families for u in units for c in u.chunks]
+        vectors = pool.submit(self._embedder.embed_documents, texts)
+        return _Embedding(families, vectors, ingested_at)
+
+    def _store_batch(self, batch: _Embedding) -> Iterator[FileResult]:
+        """Wait for a batch's vectors, then store and commit each document."""
+        vectors = batch.vectors.result()
+        all_units = [u for _, units, _ in batch.families for u in units]
         all_chunks = [c for u in all_units for c in u.chunks]
-        vectors = self._embedder.embed_documents([embed_text(c) for c in all_chunks])
         for unit in all_units:
             self._manifest.begin(self._collection, unit.doc_id, [c.chunk_id for c in unit.chunks])
         crash_point("before_upsert")
         hashes = {u.doc_id: u.file_hash for u in all_units}
         self._store.upsert(all_chunks, vectors, file_hash=hashes)
         crash_point("after_upsert")
-        for job, units, problems in families:
-            yield from self._commit(job, units, problems, ingested_at)
+        for job, units, problems in batch.families:
+            yield from self._commit(job, units, problems, batch.ingested_at)
 
     def _units(self, job: _Job, parsed: Parsed) -> tuple[list[_Unit], list[FileResult]]:
         """The documents a parsed file makes (a message: also its attachments), and the
