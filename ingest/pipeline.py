@@ -25,25 +25,30 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
 
 from ingest.access import SIDECAR_SUFFIX, DocMeta, resolve_meta
 from ingest.chunk import ChunkPlan, make_chunks
 from ingest.guard import shown
 from ingest.mail import ATTACHMENT_MARK, MAIL_SUFFIXES, attachment_key
-from ingest.parse import SUPPORTED_SUFFIXES
-from ingest.work import Parsed, ParseJob, prepare
+from ingest.targets import (
+    FileResult,
+    Status,
+    Target,
+    check_target,
+    discover,
+    doc_id_for,
+    results_json,
+)
+from ingest.work import Parsed, ParseJob, ParsePool, Pending
 from rag.config import CRASH_ENV, Settings
 from rag.embedding import tokenizer_file
 from rag.errors import IngestError, RagError
@@ -53,42 +58,16 @@ from rag.seams import Embedder, IndexListener
 from rag.store import ChromaStore
 from rag.types import Chunk
 
-Status = Literal["added", "updated", "unchanged", "skipped", "failed", "deleted"]
-
-__all__ = ["SIDECAR_SUFFIX", "FileResult", "Ingestor", "Target", "doc_id_for", "embed_text"]
-
-
-@dataclass(frozen=True, slots=True)
-class FileResult:
-    path: str
-    doc_id: str
-    status: Status
-    chunks: int = 0
-    error: str | None = None
-    seconds: float = 0.0
-    pages: int = 0
-    parent: str = ""
-    """For an e-mail attachment: the message's doc id."""
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        if not self.parent:
-            del data["parent"]
-        return data
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A file to look at; ``root`` is the folder it was found in (None: named directly)."""
-
-    path: Path
-    root: Path | None = None
-
-
-def doc_id_for(path: Path | str) -> str:
-    """A document's id: from its resolved path (an attachment: ``<path>#attachment/<name>``)."""
-    key = str(path.resolve()) if isinstance(path, Path) else path
-    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+__all__ = [
+    "SIDECAR_SUFFIX",
+    "FileResult",
+    "Ingestor",
+    "Target",
+    "discover",
+    "doc_id_for",
+    "embed_text",
+    "results_json",
+]
 
 
 # Part of an e-mail's version: bumped when what is made of a message changes (attachments
@@ -162,35 +141,6 @@ class _Unit:
     chunks: list[Chunk] = field(default_factory=list)
 
 
-class _Inline:
-    """A finished-on-demand stand-in for a Future (``ingest.workers: 1``)."""
-
-    def __init__(self, fn: Callable[[], Parsed]) -> None:
-        self._fn = fn
-
-    def result(self) -> Parsed:
-        return self._fn()
-
-
-def discover(paths: Iterable[Path]) -> Iterator[Target]:
-    """Files under the given folders (hidden ones and sidecars left out) and named files.
-
-    Symbolic links are listed, not followed: the checks decide what to do with them.
-    """
-    for given in paths:
-        if not given.is_dir() or given.is_symlink():
-            yield Target(given)
-            continue
-        for folder, dirs, files in os.walk(given, followlinks=False):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            here = Path(folder)
-            linked = [d for d in dirs if (here / d).is_symlink()]
-            for name in sorted(files + linked):
-                if name.startswith(".") or name.endswith(SIDECAR_SUFFIX):
-                    continue
-                yield Target(here / name, given)
-
-
 class Ingestor:
     """Adds, updates and deletes documents in one collection, keeping the manifest true."""
 
@@ -211,8 +161,11 @@ class Ingestor:
         self._collection = store.name
         self._tokenizer = tokenizer_file(settings.embedding)
         workers = settings.ingest.workers or (os.cpu_count() or 1)
-        self._workers = workers if self._tokenizer is not None else 1
-        self._pool: ProcessPoolExecutor | None = None
+        # Without a tokenizer file the workers cannot count tokens: parse in-process.
+        self._parser = ParsePool(
+            workers if self._tokenizer is not None else 1,
+            None if self._tokenizer else embedder.count_tokens,
+        )
 
     @property
     def manifest(self) -> Manifest:
@@ -237,7 +190,7 @@ class Ingestor:
                 yield from self._prune(prune)
         finally:
             try:
-                self._close_pool()
+                self._parser.close()
                 self._commit_listeners()
             finally:
                 self._manifest.unlock()
@@ -284,8 +237,8 @@ class Ingestor:
         their queue kept full), so parsing and embedding overlap; writes to the store and
         the manifest stay on this thread, in batch order.
         """
-        window = max(4, 4 * self._workers)
-        queue: deque[tuple[_Job, Future[Parsed] | _Inline]] = deque()
+        window = max(4, 4 * self._parser.workers)
+        queue: deque[tuple[_Job, Pending]] = deque()
         batch: list[tuple[_Job, Parsed]] = []
         batch_chunks = 0
         todo = iter(targets)
@@ -303,11 +256,11 @@ class Ingestor:
                         if isinstance(checked, FileResult):
                             yield checked
                         else:
-                            queue.append((checked, self._submit(checked)))
+                            queue.append((checked, self._parser.submit(self._parse_job(checked))))
                     if not queue:
                         break
                     job, future = queue.popleft()
-                    parsed = self._result(job, future)
+                    parsed = self._parser.result(job.target.path.name, future)
                     if parsed.error is not None:
                         yield self._failed(job.target, job.doc_id, parsed.error, job.started)
                         continue
@@ -336,42 +289,10 @@ class Ingestor:
         started = time.perf_counter()
         path = target.path
         try:
-            if any(not c.isprintable() for c in path.name):
-                raise IngestError(
-                    f"{shown(path)}: the file name contains control characters (such as a "
-                    "newline). Rename the file, then add it again."
-                )
-            if target.root is not None and path.is_symlink():
-                resolved = path.resolve()
-                if not resolved.is_relative_to(target.root.resolve()):
-                    raise IngestError(
-                        f"{shown(path)}: a symbolic link pointing outside {shown(target.root)}; "
-                        "not followed. Add the target directly if it belongs in the index."
-                    )
-                if resolved.is_dir():
-                    return FileResult(str(path), "", "skipped", error="link to a folder")
-            if not path.exists():
-                raise IngestError(f"{shown(path)}: no such file (or a broken link). Check it.")
-            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                if target.root is not None:
-                    return FileResult(str(path), "", "skipped", error="unsupported file type")
-                raise IngestError(
-                    f"{shown(path.name)}: file type {path.suffix or '(none)'} is not supported; "
-                    f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}."
-                )
-            if not path.is_file():
-                raise IngestError(f"{shown(path)}: not a regular file.")
-            size = path.stat().st_size
-            limit = self._settings.ingest.max_file_mb
-            if size > limit * 1e6:
-                raise IngestError(
-                    f"{shown(path.name)}: {size / 1e6:,.1f} MB is over the {limit:g} MB limit. "
-                    "Split the file, or raise ingest.max_file_mb (RAG_INGEST__MAX_FILE_MB)."
-                )
-            if size == 0:
-                raise IngestError(
-                    f"{shown(path.name)}: the file is empty. Add it again once it has content."
-                )
+            size_or_skip = check_target(target, self._settings.ingest.max_file_mb)
+            if isinstance(size_or_skip, FileResult):
+                return size_or_skip
+            size = size_or_skip
             doc_id = doc_id_for(path)
             meta = resolve_meta(path, target.root, self._settings.ingest)
             file_hash = sha256_file(path)
@@ -399,36 +320,6 @@ class Ingestor:
             tokenizer_json=str(self._tokenizer) if self._tokenizer else None,
             max_file_mb=cfg.max_file_mb,
         )
-
-    def _submit(self, job: _Job) -> Future[Parsed] | _Inline:
-        spec = self._parse_job(job)
-        if self._workers <= 1:
-            counter = None if self._tokenizer else self._embedder.count_tokens
-            return _Inline(lambda: prepare(spec, counter))
-        if self._pool is None:
-            import multiprocessing
-
-            # spawn: the parent holds torch threads; forking it is unsafe.
-            self._pool = ProcessPoolExecutor(
-                max_workers=self._workers, mp_context=multiprocessing.get_context("spawn")
-            )
-        return self._pool.submit(prepare, spec)
-
-    def _result(self, job: _Job, future: Future[Parsed] | _Inline) -> Parsed:
-        try:
-            return future.result()
-        except BrokenProcessPool:
-            self._close_pool()
-            return Parsed(
-                error=f"{shown(job.target.path.name)}: the parser process died on this file "
-                "(out of memory, or a crash in a parsing library). Check the file, re-save it, "
-                "and add it again."
-            )
-
-    def _close_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
 
     def _embed_batch(
         self, batch: list[tuple[_Job, Parsed]], pool: ThreadPoolExecutor
@@ -632,10 +523,6 @@ class Ingestor:
     def _commit_listeners(self) -> None:
         for listener in self._listeners:
             listener.commit()
-
-
-def results_json(result: FileResult) -> str:
-    return json.dumps(result.to_json(), ensure_ascii=False)
 
 
 def _since(started: float) -> float:

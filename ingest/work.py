@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -147,3 +149,55 @@ def _prepare_file(
             "(or enable OCR for scans) and add it again."
         )
     return Parsed(doc.title, doc.pages, plans)
+
+
+class _Inline:
+    """A finished-on-demand stand-in for a Future (one worker: parse in-process)."""
+
+    def __init__(self, fn: Callable[[], Parsed]) -> None:
+        self._fn = fn
+
+    def result(self) -> Parsed:
+        return self._fn()
+
+
+Pending = Future[Parsed] | _Inline
+
+
+class ParsePool:
+    """Runs :func:`prepare` in spawned worker processes (started on first use), or in the
+    calling process when ``workers`` is 1 (then ``count_tokens`` may be the embedder's)."""
+
+    def __init__(self, workers: int, count_tokens: Callable[[str], int] | None = None) -> None:
+        self.workers = max(1, workers)
+        self._count_tokens = count_tokens
+        self._pool: ProcessPoolExecutor | None = None
+
+    def submit(self, job: ParseJob) -> Pending:
+        if self.workers <= 1:
+            counter = self._count_tokens
+            return _Inline(lambda: prepare(job, counter))
+        if self._pool is None:
+            import multiprocessing
+
+            # spawn: the parent holds torch threads; forking it is unsafe.
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool.submit(prepare, job)
+
+    def result(self, name: str, pending: Pending) -> Parsed:
+        """The parse of a submitted job; a worker that died fails that file only."""
+        try:
+            return pending.result()
+        except BrokenProcessPool:
+            self.close()
+            return Parsed(
+                error=f"{shown(name)}: the parser process died on this file (out of memory, "
+                "or a crash in a parsing library). Check the file, re-save it, and add it again."
+            )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
