@@ -174,3 +174,28 @@ def test_kill_9_between_store_and_commit_keeps_the_old_attachments_until_the_rer
     assert sorted(p.split("/kb/")[1] for p in after) == ["mail.eml", "mail.eml#attachment/b.csv"]
     summary = next(e for e in events(proc) if e["event"] == "summary")
     assert summary["done"] == 1  # attachments are not counted as files
+
+
+def test_reindex_rebuilds_attachments_from_their_message(
+    make_settings: Any, embedder: Any, tmp_path: Path
+) -> None:
+    from ingest.reindex import Reindex
+    from rag.manifest import Manifest
+    from tests.integration.test_ingest_sync import Renamed
+
+    root = tmp_path / "kb"
+    root.mkdir()
+    write_mail(root / "mail.eml", "Prices attached.", {"a.csv": b"item,price\nbadge,5\n"})
+    settings = make_settings()
+    ingestor = open_kb(settings, embedder)
+    assert [r.status for r in ingestor.add([root])] == ["added", "added"]
+    ingestor.manifest.close()
+
+    with Manifest(settings.store.manifest_path()) as manifest:
+        job = Reindex(settings, Renamed(embedder, "builtin:all-minilm-l6-v2@v2"), manifest)
+        results = [(Path(r.path).name, r.status, bool(r.parent)) for r in job.run()]
+        assert results == [("mail.eml", "added", False), ("a.csv", "added", True)]
+        job.switch()
+        docs = list(manifest.documents(job.target))
+    assert sorted(bool(d.parent) for d in docs) == [False, True]
+    assert all(d.embedder.endswith("@v2") for d in docs)
