@@ -217,14 +217,14 @@ def main() -> None:
         ours_args += ["--workers", str(args.workers), "--corpus", str(work / "corpus")]
         ours_args += ["--store", str(work / "ours")]
         first = _child(["--child", "ours", *ours_args])
-        print(f"ours, first run: {first['seconds']:.1f} s {first['statuses']}", flush=True)
+        print(f"ours, first run: {json.dumps(first)}", flush=True)
         second = _child(["--child", "ours", *ours_args])
-        print(f"ours, second run: {second['seconds']:.2f} s {second['statuses']}", flush=True)
+        print(f"ours, second run: {json.dumps(second)}", flush=True)
         naive = None
         if not args.skip_naive:
             naive_args = ["--corpus", str(work / "corpus"), "--store", str(work / "naive")]
             naive = _child(["--child", "naive", *naive_args])
-            print(f"naive: {naive['seconds']:.1f} s", flush=True)
+            print(f"naive: {json.dumps(naive)}", flush=True)
 
     header = (
         "| pipeline                 |  seconds |   CPU s |  docs/s |  pages/s | chunks/s |"
