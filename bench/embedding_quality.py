@@ -84,8 +84,10 @@ def main() -> None:
     ids, texts = list(corpus), list(corpus.values())
     print(f"{args.dataset.name}: {len(queries)} queries, {len(texts)} documents", flush=True)
     makers: dict[str, Any] = {
-        "torch": lambda: SentenceTransformerEmbedder(EmbeddingSettings()),
-        "onnx fp32": lambda: OnnxEmbedder(EmbeddingSettings(backend="onnx"), settings.paths),
+        "torch": lambda: SentenceTransformerEmbedder(EmbeddingSettings(backend="torch")),
+        "onnx fp32": lambda: OnnxEmbedder(
+            EmbeddingSettings(backend="onnx", onnx_precision="fp32"), settings.paths
+        ),
         "onnx int8": lambda: OnnxEmbedder(
             EmbeddingSettings(backend="onnx", onnx_precision="int8"), settings.paths
         ),
