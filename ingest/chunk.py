@@ -190,6 +190,7 @@ def make_chunks(
     groups: tuple[str, ...],
     ingested_at: str = "",
     url: str = "",
+    parent: str = "",
 ) -> list[Chunk]:
     return [
         Chunk(
@@ -207,6 +208,7 @@ def make_chunks(
             language=detect_language(plan.text),
             ingested_at=ingested_at,
             url=url,
+            parent=parent,
         )
         for i, plan in enumerate(plans)
     ]

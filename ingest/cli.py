@@ -287,8 +287,15 @@ def reindex(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
                 listeners=index_listeners(settings),
             )
             results: list[Any] = []
-            failed = _report(_tee(job.run(), results), len(job.documents), as_json)
-            missing = [r for r in results if r.status == "failed" and not Path(r.path).exists()]
+            files = sum(1 for d in job.documents if not d.parent)
+            _report(_tee(job.run(), results), files, as_json)
+            # A bad e-mail attachment fails alone, as in add/sync: it does not stop the switch.
+            failed = sum(1 for r in results if r.status == "failed" and not r.parent)
+            missing = [
+                r
+                for r in results
+                if r.status == "failed" and not r.parent and not Path(r.path).exists()
+            ]
             if failed > len(missing):
                 raise RagError(
                     f"{failed - len(missing)} documents failed, so the index was not switched "

@@ -7,7 +7,8 @@ or a memory blow-up.
 - PDFs must start with ``%PDF-`` and end with ``%%EOF`` (truncated downloads), and an
   encrypted PDF must open with an empty password;
 - text formats must be valid UTF-8 (or carry a UTF-16 byte-order mark) and hold no NUL
-  bytes (a binary file with a ``.txt`` name).
+  bytes (a binary file with a ``.txt`` name);
+- Outlook ``.msg`` files must be OLE compound files.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def check_file(path: Path, *, max_unzipped_mb: float, max_zip_ratio: float) -> N
         _check_text(path, require_utf8=True)
     elif suffix == ".eml":
         _check_text(path, require_utf8=False)
+    elif suffix == ".msg":
+        _check_msg(path)
 
 
 def _check_office(path: Path, suffix: str, max_mb: float, max_ratio: float) -> None:
@@ -117,6 +120,19 @@ def _check_pdf_password(path: Path) -> None:
             f"{name}: encrypted PDF that cannot be opened ({type(exc).__name__}). Save a "
             "copy without encryption and add that."
         ) from exc
+
+
+_OLE_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
+
+
+def _check_msg(path: Path) -> None:
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if head != _OLE_MAGIC:
+        raise IngestError(
+            f"{shown(path.name)}: not an Outlook .msg file (no OLE header). Save the message "
+            "from Outlook again (File > Save As > Outlook Message Format), or as .eml."
+        )
 
 
 def _check_text(path: Path, *, require_utf8: bool) -> None:

@@ -30,6 +30,7 @@ SUPPORTED_SUFFIXES = frozenset(
         ".markdown",
         ".txt",
         ".eml",
+        ".msg",
     }
 )
 
@@ -93,7 +94,12 @@ def _partition(path: Path, pdf_strategy: str) -> list[Any]:
     if suffix == ".eml":
         from unstructured.partition.email import partition_email
 
-        return list(partition_email(filename=str(path)))
+        # Attachments become documents of their own (ingest/mail.py), checked first.
+        return list(partition_email(filename=str(path), process_attachments=False))
+    if suffix == ".msg":
+        from unstructured.partition.msg import partition_msg
+
+        return list(partition_msg(filename=str(path), process_attachments=False))
     if suffix == ".txt":
         from unstructured.partition.text import partition_text
 
@@ -173,7 +179,7 @@ def parse_file(path: Path, *, pdf_strategy: str = "fast") -> ParsedDocument:
             "usual application, re-save or re-export it, and add it again."
         ) from exc
     elements = [e for e in (_convert(r) for r in raw) if e is not None]
-    if path.suffix.lower() == ".eml":
+    if path.suffix.lower() in {".eml", ".msg"}:
         header = _email_header(raw)
         if header is not None:
             elements.insert(0, header)
@@ -187,7 +193,7 @@ def parse_file(path: Path, *, pdf_strategy: str = "fast") -> ParsedDocument:
 
 
 def _title(path: Path, raw: list[Any], elements: list[Element]) -> str:
-    if path.suffix.lower() == ".eml" and raw:
+    if path.suffix.lower() in {".eml", ".msg"} and raw:
         subject = getattr(getattr(raw[0], "metadata", None), "subject", None)
         if subject:
             return str(subject)

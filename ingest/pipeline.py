@@ -15,6 +15,10 @@ Incremental and crash-safe, with the SQLite manifest (:mod:`rag.manifest`) as th
   ``commit`` at the end of each run, also when it fails.
 - A file that fails is reported on one line with what to do, recorded as a failure (never as
   done; an older good version stays searchable), and the batch goes on.
+- An e-mail (``.eml``, ``.msg``) is one document (headers + body) and each attachment
+  another (``<mail>#attachment/<name>``, the message's groups, ``parent`` = its doc id). They
+  are committed together in one manifest transaction, skipped together when the message is
+  unchanged and deleted with it; a bad attachment fails alone.
 """
 
 from __future__ import annotations
@@ -22,25 +26,31 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import signal
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
 
 from ingest.access import SIDECAR_SUFFIX, DocMeta, resolve_meta
-from ingest.chunk import make_chunks
+from ingest.chunk import ChunkPlan, make_chunks
 from ingest.guard import shown
-from ingest.parse import SUPPORTED_SUFFIXES
-from ingest.work import Parsed, ParseJob, prepare
+from ingest.mail import ATTACHMENT_MARK, MAIL_SUFFIXES, attachment_key
+from ingest.targets import (
+    FileResult,
+    Status,
+    Target,
+    check_target,
+    discover,
+    doc_id_for,
+    results_json,
+)
+from ingest.work import Parsed, ParseJob, ParsePool, Pending
 from rag.config import CRASH_ENV, Settings
 from rag.embedding import tokenizer_file
 from rag.errors import IngestError, RagError, StoreError, storage_failure
@@ -50,35 +60,21 @@ from rag.seams import Embedder, IndexListener
 from rag.store import ChromaStore
 from rag.types import Chunk
 
-Status = Literal["added", "updated", "unchanged", "skipped", "failed", "deleted"]
-
-__all__ = ["SIDECAR_SUFFIX", "FileResult", "Ingestor", "Target", "doc_id_for", "embed_text"]
-
-
-@dataclass(frozen=True, slots=True)
-class FileResult:
-    path: str
-    doc_id: str
-    status: Status
-    chunks: int = 0
-    error: str | None = None
-    seconds: float = 0.0
-    pages: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = [
+    "SIDECAR_SUFFIX",
+    "FileResult",
+    "Ingestor",
+    "Target",
+    "discover",
+    "doc_id_for",
+    "embed_text",
+    "results_json",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A file to look at; ``root`` is the folder it was found in (None: named directly)."""
-
-    path: Path
-    root: Path | None = None
-
-
-def doc_id_for(path: Path) -> str:
-    return hashlib.sha1(str(path.resolve()).encode("utf-8")).hexdigest()[:16]
+# Part of an e-mail's version: bumped when what is made of a message changes (attachments
+# became documents of their own), so messages ingested before are read again once.
+_MAIL_LAYOUT = "attachments-1"
 
 
 def embed_text(chunk: Chunk) -> str:
@@ -123,33 +119,32 @@ class _Job:
     started: float
 
 
-class _Inline:
-    """A finished-on-demand stand-in for a Future (``ingest.workers: 1``)."""
+@dataclass(slots=True)
+class _Embedding:
+    """A batch whose vectors are being computed in the background."""
 
-    def __init__(self, fn: Callable[[], Parsed]) -> None:
-        self._fn = fn
-
-    def result(self) -> Parsed:
-        return self._fn()
+    families: list[tuple[_Job, list[_Unit], list[FileResult]]]
+    vectors: Future[list[list[float]]]
+    ingested_at: str
 
 
-def discover(paths: Iterable[Path]) -> Iterator[Target]:
-    """Files under the given folders (hidden ones and sidecars left out) and named files.
+@dataclass(slots=True)
+class _Unit:
+    """One document to store: a file, or an e-mail attachment (``parent`` set)."""
 
-    Symbolic links are listed, not followed: the checks decide what to do with them.
-    """
-    for given in paths:
-        if not given.is_dir() or given.is_symlink():
-            yield Target(given)
-            continue
-        for folder, dirs, files in os.walk(given, followlinks=False):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            here = Path(folder)
-            linked = [d for d in dirs if (here / d).is_symlink()]
-            for name in sorted(files + linked):
-                if name.startswith(".") or name.endswith(SIDECAR_SUFFIX):
-                    continue
-                yield Target(here / name, given)
+    doc_id: str
+    key: str
+    """The manifest's path: the resolved file path, or ``<path>#attachment/<name>``."""
+    source: str
+    title: str
+    plans: list[ChunkPlan]
+    file_hash: str
+    version: str
+    pages: int
+    size: int
+    parent: str = ""
+    existed: bool = False
+    chunks: list[Chunk] = field(default_factory=list)
 
 
 class Ingestor:
@@ -172,8 +167,11 @@ class Ingestor:
         self._collection = store.name
         self._tokenizer = tokenizer_file(settings.embedding)
         workers = settings.ingest.workers or (os.cpu_count() or 1)
-        self._workers = workers if self._tokenizer is not None else 1
-        self._pool: ProcessPoolExecutor | None = None
+        # Without a tokenizer file the workers cannot count tokens: parse in-process.
+        self._parser = ParsePool(
+            workers if self._tokenizer is not None else 1,
+            None if self._tokenizer else embedder.count_tokens,
+        )
 
     @property
     def manifest(self) -> Manifest:
@@ -205,7 +203,7 @@ class Ingestor:
             raise self._storage_error(exc) from exc
         finally:
             try:
-                self._close_pool()
+                self._parser.close()
                 self._commit_listeners()
             finally:
                 self._manifest.unlock()
@@ -231,6 +229,12 @@ class Ingestor:
                     f"No document {shown(key)!r} in the index. See rag-ingest list for ids "
                     "and paths."
                 )
+            if record.parent:
+                raise IngestError(
+                    f"{shown(record.path)} is an attachment: it is indexed with its message. "
+                    "Delete the message (its path or id), or remove the attachment from it "
+                    "and add the message again."
+                )
             started = time.perf_counter()
             count = self._remove(record.doc_id)
             return FileResult(record.path, record.doc_id, "deleted", count, seconds=_since(started))
@@ -250,83 +254,73 @@ class Ingestor:
     # -- the run -----------------------------------------------------------------------------
 
     def _process(self, targets: Iterable[Target]) -> Iterator[FileResult]:
-        window = max(2, 2 * self._workers)
-        queue: deque[tuple[_Job, Future[Parsed] | _Inline]] = deque()
+        """Parse in the pool, embed in a background thread, store and commit here.
+
+        While one batch is embedded, the next one is gathered from the parse workers (and
+        their queue kept full), so parsing and embedding overlap; writes to the store and
+        the manifest stay on this thread, in batch order.
+        """
+        window = max(4, 4 * self._parser.workers)
+        queue: deque[tuple[_Job, Pending]] = deque()
         batch: list[tuple[_Job, Parsed]] = []
         batch_chunks = 0
         todo = iter(targets)
         exhausted = False
-        while True:
-            while not exhausted and len(queue) < window:
-                target = next(todo, None)
-                if target is None:
-                    exhausted = True
-                    break
-                checked = self._check(target)
-                if isinstance(checked, FileResult):
-                    yield checked
-                else:
-                    queue.append((checked, self._submit(checked)))
-            if not queue:
-                break
-            job, future = queue.popleft()
-            parsed = self._result(job, future)
-            if parsed.error is not None:
-                yield self._failed(job.target, job.doc_id, parsed.error, job.started)
-                continue
-            batch.append((job, parsed))
-            batch_chunks += len(parsed.plans)
-            if batch_chunks >= self._settings.ingest.embed_batch_chunks or not queue:
-                yield from self._store_batch(batch)
-                batch, batch_chunks = [], 0
-        if batch:
-            yield from self._store_batch(batch)
+        embedding: _Embedding | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as embedder:
+            try:
+                while True:
+                    while not exhausted and len(queue) < window:
+                        target = next(todo, None)
+                        if target is None:
+                            exhausted = True
+                            break
+                        checked = self._check(target)
+                        if isinstance(checked, FileResult):
+                            yield checked
+                        else:
+                            queue.append((checked, self._parser.submit(self._parse_job(checked))))
+                    if not queue:
+                        break
+                    job, future = queue.popleft()
+                    parsed = self._parser.result(job.target.path.name, future)
+                    if parsed.error is not None:
+                        yield self._failed(job.target, job.doc_id, parsed.error, job.started)
+                        continue
+                    batch.append((job, parsed))
+                    batch_chunks += len(parsed.plans) + sum(
+                        len(a.parsed.plans) for a in parsed.attachments
+                    )
+                    if batch_chunks >= self._settings.ingest.embed_batch_chunks or not queue:
+                        if embedding is not None:
+                            yield from self._store_batch(embedding)
+                        embedding = self._embed_batch(batch, embedder)
+                        batch, batch_chunks = [], 0
+                if batch:
+                    if embedding is not None:
+                        yield from self._store_batch(embedding)
+                    embedding = self._embed_batch(batch, embedder)
+                if embedding is not None:
+                    yield from self._store_batch(embedding)
+                    embedding = None
+            finally:
+                if embedding is not None:
+                    embedding.vectors.cancel()
 
     def _check(self, target: Target) -> _Job | FileResult:
         """Everything decided without parsing: refusals, skips, unchanged files."""
         started = time.perf_counter()
         path = target.path
         try:
-            if any(not c.isprintable() for c in path.name):
-                raise IngestError(
-                    f"{shown(path)}: the file name contains control characters (such as a "
-                    "newline). Rename the file, then add it again."
-                )
-            if target.root is not None and path.is_symlink():
-                resolved = path.resolve()
-                if not resolved.is_relative_to(target.root.resolve()):
-                    raise IngestError(
-                        f"{shown(path)}: a symbolic link pointing outside {shown(target.root)}; "
-                        "not followed. Add the target directly if it belongs in the index."
-                    )
-                if resolved.is_dir():
-                    return FileResult(str(path), "", "skipped", error="link to a folder")
-            if not path.exists():
-                raise IngestError(f"{shown(path)}: no such file (or a broken link). Check it.")
-            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                if target.root is not None:
-                    return FileResult(str(path), "", "skipped", error="unsupported file type")
-                raise IngestError(
-                    f"{shown(path.name)}: file type {path.suffix or '(none)'} is not supported; "
-                    f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}."
-                )
-            if not path.is_file():
-                raise IngestError(f"{shown(path)}: not a regular file.")
-            size = path.stat().st_size
-            limit = self._settings.ingest.max_file_mb
-            if size > limit * 1e6:
-                raise IngestError(
-                    f"{shown(path.name)}: {size / 1e6:,.1f} MB is over the {limit:g} MB limit. "
-                    "Split the file, or raise ingest.max_file_mb (RAG_INGEST__MAX_FILE_MB)."
-                )
-            if size == 0:
-                raise IngestError(
-                    f"{shown(path.name)}: the file is empty. Add it again once it has content."
-                )
+            size_or_skip = check_target(target, self._settings.ingest.max_file_mb)
+            if isinstance(size_or_skip, FileResult):
+                return size_or_skip
+            size = size_or_skip
             doc_id = doc_id_for(path)
             meta = resolve_meta(path, target.root, self._settings.ingest)
             file_hash = sha256_file(path)
-            version = hashlib.sha256(f"{file_hash}\n{meta.key()}".encode()).hexdigest()
+            layout = f"\n{_MAIL_LAYOUT}" if path.suffix.lower() in MAIL_SUFFIXES else ""
+            version = hashlib.sha256(f"{file_hash}\n{meta.key()}{layout}".encode()).hexdigest()
         except (IngestError, OSError) as exc:
             message = exc.message if isinstance(exc, RagError) else f"{shown(path)}: {exc}"
             doc_id = doc_id_for(path) if path.exists() else ""
@@ -347,102 +341,176 @@ class Ingestor:
             max_unzipped_mb=cfg.max_unzipped_mb,
             max_zip_ratio=cfg.max_zip_ratio,
             tokenizer_json=str(self._tokenizer) if self._tokenizer else None,
+            max_file_mb=cfg.max_file_mb,
         )
 
-    def _submit(self, job: _Job) -> Future[Parsed] | _Inline:
-        spec = self._parse_job(job)
-        if self._workers <= 1:
-            counter = None if self._tokenizer else self._embedder.count_tokens
-            return _Inline(lambda: prepare(spec, counter))
-        if self._pool is None:
-            import multiprocessing
-
-            # spawn: the parent holds torch threads; forking it is unsafe.
-            self._pool = ProcessPoolExecutor(
-                max_workers=self._workers, mp_context=multiprocessing.get_context("spawn")
-            )
-        return self._pool.submit(prepare, spec)
-
-    def _result(self, job: _Job, future: Future[Parsed] | _Inline) -> Parsed:
-        try:
-            return future.result()
-        except BrokenProcessPool:
-            self._close_pool()
-            return Parsed(
-                error=f"{shown(job.target.path.name)}: the parser process died on this file "
-                "(out of memory, or a crash in a parsing library). Check the file, re-save it, "
-                "and add it again."
-            )
-
-    def _close_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
-    def _store_batch(self, batch: list[tuple[_Job, Parsed]]) -> Iterator[FileResult]:
-        """Embed a batch of parsed documents together, then store and commit each."""
+    def _embed_batch(
+        self, batch: list[tuple[_Job, Parsed]], pool: ThreadPoolExecutor
+    ) -> _Embedding:
+        """Make the batch's chunks and start embedding them in the background."""
         ingested_at = _now()
-        docs: list[tuple[_Job, Parsed, list[Chunk]]] = []
+        families: list[tuple[_Job, list[_Unit], list[FileResult]]] = []
         for job, parsed in batch:
-            path = job.target.path
-            chunks = make_chunks(
-                parsed.plans,
-                doc_id=job.doc_id,
-                id_prefix=f"{job.doc_id}:{job.version[:12]}",
-                source=str(path),
-                title=job.meta.title or parsed.title,
-                groups=job.meta.groups,
-                ingested_at=ingested_at,
-                url=job.meta.url,
-            )
-            docs.append((job, parsed, chunks))
-        all_chunks = [c for _, _, chunks in docs for c in chunks]
-        vectors = self._embedder.embed_documents([embed_text(c) for c in all_chunks])
-        for job, _, chunks in docs:
-            self._manifest.begin(self._collection, job.doc_id, [c.chunk_id for c in chunks])
+            units, problems = self._units(job, parsed)
+            for unit in units:
+                unit.chunks = make_chunks(
+                    unit.plans,
+                    doc_id=unit.doc_id,
+                    id_prefix=f"{unit.doc_id}:{unit.version[:12]}",
+                    source=unit.source,
+                    title=unit.title,
+                    groups=job.meta.groups,
+                    ingested_at=ingested_at,
+                    url=job.meta.url,
+                    parent=unit.parent,
+                )
+            families.append((job, units, problems))
+        texts = [embed_text(c) for _, units, _ in families for u in units for c in u.chunks]
+        vectors = pool.submit(self._embedder.embed_documents, texts)
+        return _Embedding(families, vectors, ingested_at)
+
+    def _store_batch(self, batch: _Embedding) -> Iterator[FileResult]:
+        """Wait for a batch's vectors, then store and commit each document."""
+        vectors = batch.vectors.result()
+        all_units = [u for _, units, _ in batch.families for u in units]
+        all_chunks = [c for u in all_units for c in u.chunks]
+        for unit in all_units:
+            self._manifest.begin(self._collection, unit.doc_id, [c.chunk_id for c in unit.chunks])
         crash_point("before_upsert")
-        hashes = {job.doc_id: job.file_hash for job, _, _ in docs}
+        hashes = {u.doc_id: u.file_hash for u in all_units}
         self._store.upsert(all_chunks, vectors, file_hash=hashes)
         crash_point("after_upsert")
-        for job, parsed, chunks in docs:
-            record = DocRecord(
-                doc_id=job.doc_id,
-                path=str(job.target.path.resolve()),
-                file_hash=job.file_hash,
-                version=job.version,
-                title=chunks[0].title,
-                groups=job.meta.groups,
-                embedder=self._embedder.model_id,
-                chunks=len(chunks),
-                pages=parsed.pages,
-                size=job.size,
-                ingested_at=ingested_at,
-                root=str(job.target.root.resolve()) if job.target.root else "",
+        for job, units, problems in batch.families:
+            yield from self._commit(job, units, problems, batch.ingested_at)
+
+    def _units(self, job: _Job, parsed: Parsed) -> tuple[list[_Unit], list[FileResult]]:
+        """The documents a parsed file makes (a message: also its attachments), and the
+        results of the attachments that failed or were left out."""
+        path = job.target.path
+        key = str(path.resolve())
+        head = _Unit(
+            doc_id=job.doc_id,
+            key=key,
+            source=str(path),
+            title=job.meta.title or parsed.title,
+            plans=parsed.plans,
+            file_hash=job.file_hash,
+            version=job.version,
+            pages=parsed.pages,
+            size=job.size,
+            existed=job.old is not None,
+        )
+        units, problems = [head], []
+        old = {c.doc_id for c in self._manifest.children(self._collection, job.doc_id)}
+        for part in parsed.attachments:
+            child_key = attachment_key(key, part.name)
+            child_id = doc_id_for(child_key)
+            shown_path = attachment_key(str(path), part.name)
+            if part.skipped is not None:
+                problems.append(
+                    FileResult(shown_path, "", "skipped", error=part.skipped, parent=job.doc_id)
+                )
+                continue
+            if part.parsed.error is not None:
+                problems.append(
+                    FileResult(
+                        shown_path, child_id, "failed", error=part.parsed.error, parent=job.doc_id
+                    )
+                )
+                continue
+            version = hashlib.sha256(f"{part.file_hash}\n{job.meta.key()}".encode()).hexdigest()
+            units.append(
+                _Unit(
+                    doc_id=child_id,
+                    key=child_key,
+                    source=shown_path,
+                    title=part.parsed.title,
+                    plans=part.parsed.plans,
+                    file_hash=part.file_hash,
+                    version=version,
+                    pages=part.parsed.pages,
+                    size=part.size,
+                    parent=job.doc_id,
+                    existed=child_id in old,
+                )
             )
-            stale = self._manifest.commit(self._collection, record, [c.chunk_id for c in chunks])
-            self._notify_upsert(chunks)
-            crash_point("after_commit")
-            if stale:
-                self._store.delete_ids(stale)
-                self._notify_delete(stale)
-                crash_point("after_cleanup")
-                self._manifest.clear_garbage(self._collection, stale)
-            status: Status = "updated" if job.old is not None else "added"
+        return units, problems
+
+    def _commit(
+        self, job: _Job, units: list[_Unit], problems: list[FileResult], ingested_at: str
+    ) -> Iterator[FileResult]:
+        root = str(job.target.root.resolve()) if job.target.root else ""
+        records = [
+            (
+                DocRecord(
+                    doc_id=u.doc_id,
+                    path=u.key,
+                    file_hash=u.file_hash,
+                    version=u.version,
+                    title=u.chunks[0].title,
+                    groups=job.meta.groups,
+                    embedder=self._embedder.model_id,
+                    chunks=len(u.chunks),
+                    pages=u.pages,
+                    size=u.size,
+                    ingested_at=ingested_at,
+                    root=root,
+                    parent=u.parent,
+                ),
+                [c.chunk_id for c in u.chunks],
+            )
+            for u in units
+        ]
+        head, rest = records[0], records[1:]
+        removed: list[DocRecord] = []
+        if job.target.path.suffix.lower() in MAIL_SUFFIXES:
+            keep = {r.doc_id for r, _ in rest}
+            removed = [
+                c
+                for c in self._manifest.children(self._collection, job.doc_id)
+                if c.doc_id not in keep
+            ]
+            stale = self._manifest.commit_family(self._collection, head, rest)
+            for problem in problems:
+                if problem.status == "failed":
+                    with contextlib.suppress(OSError):
+                        name = problem.path.rpartition(ATTACHMENT_MARK)[2]
+                        key = attachment_key(head[0].path, name)
+                        self._manifest.record_failure(
+                            self._collection, key, problem.error or "", _now()
+                        )
+        else:
+            stale = self._manifest.commit(self._collection, *head)
+        for unit in units:
+            self._notify_upsert(unit.chunks)
+        crash_point("after_commit")
+        if stale:
+            self._store.delete_ids(stale)
+            self._notify_delete(stale)
+            crash_point("after_cleanup")
+            self._manifest.clear_garbage(self._collection, stale)
+        for unit in units:
+            status: Status = "updated" if unit.existed else "added"
             yield FileResult(
-                str(job.target.path),
-                job.doc_id,
+                unit.source,
+                unit.doc_id,
                 status,
-                len(chunks),
+                len(unit.chunks),
                 seconds=_since(job.started),
-                pages=parsed.pages,
+                pages=unit.pages,
+                parent=unit.parent,
             )
+        yield from problems
+        for gone in removed:
+            source = attachment_key(str(job.target.path), gone.path.rpartition(ATTACHMENT_MARK)[2])
+            yield FileResult(source, gone.doc_id, "deleted", gone.chunks, parent=job.doc_id)
 
     def _prune(self, folder: Path) -> Iterator[FileResult]:
         root = folder.resolve()
         gone = [
             r
             for r in self._manifest.documents(self._collection)
-            if Path(r.path).is_relative_to(root) and not os.path.lexists(r.path)
+            if not r.parent and Path(r.path).is_relative_to(root) and not os.path.lexists(r.path)
         ]
         for record in gone:
             started = time.perf_counter()
@@ -478,10 +546,6 @@ class Ingestor:
     def _commit_listeners(self) -> None:
         for listener in self._listeners:
             listener.commit()
-
-
-def results_json(result: FileResult) -> str:
-    return json.dumps(result.to_json(), ensure_ascii=False)
 
 
 def _since(started: float) -> float:

@@ -20,7 +20,8 @@ class Rates:
     counts: dict[str, int] = field(default_factory=dict)
 
     def add(self, result: FileResult) -> None:
-        self.done += result.status != "deleted"
+        # An e-mail attachment is reported on its own line but is not one of the files.
+        self.done += result.status != "deleted" and not result.parent
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
         if result.status in {"added", "updated"}:
             self.chunks += result.chunks

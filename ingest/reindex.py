@@ -64,7 +64,12 @@ class Reindex:
         )
 
     def run(self) -> Iterator[FileResult]:
-        targets = (Target(Path(d.path), Path(d.root) if d.root else None) for d in self.documents)
+        # An e-mail's attachments come back with their message.
+        targets = (
+            Target(Path(d.path), Path(d.root) if d.root else None)
+            for d in self.documents
+            if not d.parent
+        )
         return self.ingestor.run(targets)
 
     def switch(self) -> list[str]:

@@ -102,10 +102,10 @@ class EmbeddingSettings(_Section):
     device: str = Field("cpu", description="torch device for embeddings.")
     batch_size: int = Field(32, ge=1, le=1024, description="Chunks per embedding batch.")
     backend: Literal["torch", "onnx"] = Field(
-        "torch", description="torch (sentence-transformers) or onnx (onnxruntime, CPU)."
+        "onnx", description="onnx (onnxruntime, CPU) or torch (sentence-transformers)."
     )
     onnx_precision: Literal["fp32", "int8"] = Field(
-        "fp32", description="ONNX weights: fp32 (same vectors as torch) or int8 (faster)."
+        "int8", description="ONNX weights: int8 (faster) or fp32 (same vectors as torch)."
     )
 
 

@@ -4,7 +4,8 @@ Tables (all keyed by the Chroma collection, so a reindex can fill a new collecti
 the old one):
 
 - ``documents``: one row per document that is fully stored (state ``done``): path, file
-  hash, version (file hash + metadata), title, groups, embedder, chunk count, time;
+  hash, version (file hash + metadata), title, groups, embedder, chunk count, time, and
+  for an e-mail attachment its ``parent`` (the message's doc id; it lives and dies with it);
 - ``chunks``: the chunk ids of those documents;
 - ``pending``: chunk ids about to be written to the store (a write-ahead intent): a crash
   between the store write and the commit leaves them here, and the next run removes them;
@@ -43,7 +44,7 @@ CREATE TABLE IF NOT EXISTS documents (
     file_hash TEXT NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL,
     title TEXT NOT NULL, groups TEXT NOT NULL, embedder TEXT NOT NULL,
     chunks INTEGER NOT NULL, pages INTEGER NOT NULL, size INTEGER NOT NULL,
-    ingested_at TEXT NOT NULL, root TEXT NOT NULL,
+    ingested_at TEXT NOT NULL, root TEXT NOT NULL, parent TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (collection, doc_id)
 );
 CREATE INDEX IF NOT EXISTS documents_path ON documents (collection, path);
@@ -84,6 +85,8 @@ class DocRecord:
     root: str = ""
     """The folder the document was found in (group rules match relative to it)."""
     state: str = "done"
+    parent: str = ""
+    """For an e-mail attachment: the message's doc id ("" for a file of its own)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +101,7 @@ class DocRecord:
             "file_hash": self.file_hash,
             "embedder": self.embedder,
             "ingested_at": self.ingested_at,
+            **({"parent": self.parent} if self.parent else {}),
         }
 
 
@@ -125,6 +129,7 @@ def _row(row: sqlite3.Row) -> DocRecord:
         ingested_at=row["ingested_at"],
         root=row["root"],
         state=row["state"],
+        parent=row["parent"],
     )
 
 
@@ -140,6 +145,9 @@ class Manifest:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(documents)")}
+            if "parent" not in columns:  # a manifest from before e-mail attachments
+                self._db.execute("ALTER TABLE documents ADD COLUMN parent TEXT NOT NULL DEFAULT ''")
         except sqlite3.Error as exc:
             raise storage_failure(exc, "ingest manifest", path) or StoreError(
                 f"Cannot open the ingest manifest {path} ({exc}). Check the folder is "
@@ -229,6 +237,14 @@ class Manifest:
         for row in cursor:
             yield _row(row)
 
+    def children(self, collection: str, doc_id: str) -> list[DocRecord]:
+        """The attachments stored for a message."""
+        cursor = self._db.execute(
+            "SELECT * FROM documents WHERE collection = ? AND parent = ? ORDER BY path",
+            (collection, doc_id),
+        )
+        return [_row(row) for row in cursor]
+
     def chunk_ids(self, collection: str, doc_id: str) -> list[str]:
         rows = self._db.execute(
             "SELECT chunk_id FROM chunks WHERE collection = ? AND doc_id = ? ORDER BY chunk_id",
@@ -278,8 +294,8 @@ class Manifest:
             )
             self._db.execute(
                 "INSERT OR REPLACE INTO documents (collection, doc_id, path, file_hash, "
-                "version, state, title, groups, embedder, chunks, pages, size, ingested_at, root) "
-                "VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?)",
+                "version, state, title, groups, embedder, chunks, pages, size, ingested_at, "
+                "root, parent) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     collection,
                     record.doc_id,
@@ -294,6 +310,7 @@ class Manifest:
                     record.size,
                     record.ingested_at,
                     record.root,
+                    record.parent,
                 ),
             )
             self._db.execute(
@@ -302,10 +319,46 @@ class Manifest:
             )
         return stale
 
-    def remove(self, collection: str, doc_id: str) -> list[str]:
-        """Forget a document; its chunk ids move to ``garbage`` and are returned."""
+    def commit_family(
+        self,
+        collection: str,
+        parent: tuple[DocRecord, Sequence[str]],
+        children: Sequence[tuple[DocRecord, Sequence[str]]],
+    ) -> list[str]:
+        """Commit a message and its attachments in one transaction.
+
+        Attachments the message had before and has no longer are removed with it; the ids
+        returned (in ``garbage``) are every chunk no longer used.
+        """
+        record, ids = parent
+        keep = {child.doc_id for child, _ in children}
         with self._tx():
-            ids = self.chunk_ids(collection, doc_id)
+            stale = self.commit(collection, record, ids)
+            for child, child_ids in children:
+                stale += self.commit(collection, child, child_ids)
+            for old in self.children(collection, record.doc_id):
+                if old.doc_id not in keep:
+                    stale += self.remove(collection, old.doc_id)
+            self._db.execute(
+                "DELETE FROM failures WHERE collection = ? AND substr(path, 1, ?) = ?",
+                (collection, len(record.path) + 1, record.path + "#"),
+            )
+        return stale
+
+    def remove(self, collection: str, doc_id: str) -> list[str]:
+        """Forget a document (and its attachments); their chunk ids move to ``garbage`` and
+        are returned."""
+        with self._tx():
+            ids: list[str] = []
+            for child in self.children(collection, doc_id):
+                ids += self.remove(collection, child.doc_id)
+            record = self.document(collection, doc_id)
+            if record is not None:
+                self._db.execute(
+                    "DELETE FROM failures WHERE collection = ? AND substr(path, 1, ?) = ?",
+                    (collection, len(record.path) + 1, record.path + "#"),
+                )
+            ids += self.chunk_ids(collection, doc_id)
             self._db.executemany(
                 "INSERT OR IGNORE INTO garbage (collection, chunk_id) VALUES (?, ?)",
                 [(collection, cid) for cid in ids],

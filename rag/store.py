@@ -131,7 +131,7 @@ def _metadata(chunk: Chunk, file_hash: str) -> dict[str, str | int | float | boo
     }
     if chunk.page is not None:
         meta["page"] = chunk.page
-    for key in ("language", "ingested_at", "url", "sheet"):
+    for key in ("language", "ingested_at", "url", "sheet", "parent"):
         value = getattr(chunk, key)
         if value:
             meta[key] = value
@@ -171,6 +171,7 @@ def _chunk_from(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
         ingested_at=str(meta.get("ingested_at", "")),
         url=str(meta.get("url", "")),
         sheet=str(meta.get("sheet", "")),
+        parent=str(meta.get("parent", "")),
     )
 
 

@@ -28,6 +28,8 @@ class Chunk:
     """Where a reader can open the original (from a ``.meta.json`` sidecar), if known."""
     sheet: str = ""
     """Spreadsheet sheet name (XLSX); ``page`` holds the PDF page or the slide number."""
+    parent: str = ""
+    """For an e-mail attachment: the doc id of the message it came with ("" otherwise)."""
 
 
 @dataclass(frozen=True, slots=True)

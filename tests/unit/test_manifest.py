@@ -84,3 +84,49 @@ def test_one_writer_at_a_time(tmp_path: Path) -> None:
             second.lock()
         first.unlock()
         second.lock()
+
+
+def test_a_message_and_its_attachments_commit_and_go_together(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    mail = replace(record("m"), path="/kb/m.eml")
+
+    def child(name: str, version: str = "v1") -> DocRecord:
+        path = f"/kb/m.eml#attachment/{name}"
+        return replace(record(name, version), path=path, parent="m")
+
+    with Manifest(tmp_path / "m.sqlite") as m:
+        m.record_failure("c", "/kb/m.eml#attachment/bad.pdf", "broken", "t")
+        m.commit_family("c", (mail, ["m:0"]), [(child("a"), ["a:0"]), (child("b"), ["b:0"])])
+        assert [d.doc_id for d in m.children("c", "m")] == ["a", "b"]
+        assert m.failures("c") == []  # cleared with the new version of the message
+        stale = m.commit_family("c", (mail, ["m:1"]), [(child("b", "v2"), ["b:1"])])
+        assert sorted(stale) == ["a:0", "b:0", "m:0"]  # a left the message; b and m changed
+        assert [d.doc_id for d in m.children("c", "m")] == ["b"]
+        m.clear_garbage("c", stale)
+        assert sorted(m.remove("c", "m")) == ["b:1", "m:1"]
+        assert m.stats("c")["documents"] == 0
+
+
+def test_a_manifest_from_before_attachments_gains_the_parent_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE documents (collection TEXT NOT NULL, doc_id TEXT NOT NULL, path TEXT "
+        "NOT NULL, file_hash TEXT NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL, "
+        "title TEXT NOT NULL, groups TEXT NOT NULL, embedder TEXT NOT NULL, chunks INTEGER "
+        "NOT NULL, pages INTEGER NOT NULL, size INTEGER NOT NULL, ingested_at TEXT NOT NULL, "
+        "root TEXT NOT NULL, PRIMARY KEY (collection, doc_id))"
+    )
+    db.execute(
+        "INSERT INTO documents VALUES ('c', 'd1', '/kb/d1.md', 'h', 'v', 'done', 'D1', "
+        "'[\"everyone\"]', 'm', 1, 1, 10, 't', '')"
+    )
+    db.commit()
+    db.close()
+    with Manifest(path) as m:
+        doc = m.document("c", "d1")
+        assert doc is not None and doc.parent == "" and doc.title == "D1"
+        assert m.children("c", "d1") == []
