@@ -286,17 +286,14 @@ class ChromaStore:
 
     def delete_ids(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), MAX_BATCH):
-            try:
-                self._collection.delete(ids=list(ids[start : start + MAX_BATCH]))
-            except Exception as exc:
-                raise self._failure(exc) or StoreError(
-                    f"Deleting from the store failed ({type(exc).__name__}: {exc}). "
-                    "Check free disk space and permissions, then run the command again."
-                ) from exc
+            self._delete(ids=list(ids[start : start + MAX_BATCH]))
 
     def delete_document(self, doc_id: str) -> None:
+        self._delete(where={"doc_id": doc_id})
+
+    def _delete(self, **which: Any) -> None:
         try:
-            self._collection.delete(where={"doc_id": doc_id})
+            self._collection.delete(**which)
         except Exception as exc:
             raise self._failure(exc) or StoreError(
                 f"Deleting from the store failed ({type(exc).__name__}: {exc}). "

@@ -62,6 +62,13 @@ DOCUMENT_EXAMPLE: dict[str, Any] = {
     "size": 2841,
     "ingested_at": "2026-11-28T09:14:03Z",
 }
+FILE_ADDED_EXAMPLE: dict[str, Any] = {
+    "filename": "travel-policy.pdf",
+    "doc_id": "0b7d4c2e9a1f3e55",
+    "status": "added",
+    "chunks": 14,
+    "error": None,
+}
 
 
 class Passage(BaseModel):
@@ -146,13 +153,7 @@ class FileOutcome(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {
-                    "filename": "travel-policy.pdf",
-                    "doc_id": "0b7d4c2e9a1f3e55",
-                    "status": "added",
-                    "chunks": 14,
-                    "error": None,
-                },
+                FILE_ADDED_EXAMPLE,
                 {
                     "filename": "budget.xlsx",
                     "doc_id": "",
@@ -176,23 +177,7 @@ class FileOutcome(BaseModel):
 class UploadResult(BaseModel):
     """Per-file results of an upload; one bad file does not fail the others."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "results": [
-                        {
-                            "filename": "travel-policy.pdf",
-                            "doc_id": "0b7d4c2e9a1f3e55",
-                            "status": "added",
-                            "chunks": 14,
-                            "error": None,
-                        }
-                    ]
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"results": [FILE_ADDED_EXAMPLE]}]})
 
     results: list[FileOutcome] = Field(..., description="One per uploaded file.")
 

@@ -4,7 +4,6 @@ hits, citations, answers, document views, or the context the engine is given."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from rag.types import EngineEvent, GenerationRequest, HistoryTurn
+from tests.asgi import ready_client
 from tests.conftest import KB_DIR
 
 pytestmark = pytest.mark.slow
@@ -90,18 +90,12 @@ async def world(
     secret_id = next(r.doc_id for r in results if r.path.endswith("executive-compensation.md"))
     spy = SpyEngine(smol_engine)
     app = create_app(settings, engine=spy)  # type: ignore[arg-type]
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            for _ in range(600):
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            state = app.state.rag
-            _, staff = state.keys.create("staff", ["ask"], ["everyone"])
-            _, hr = state.keys.create("hr", ["ask"], ["everyone", "hr"])
-            keys = {"staff": f"Bearer {staff}", "hr": f"Bearer {hr}", "secret_id": secret_id}
-            yield client, state, spy, keys
+    async with ready_client(app) as client:
+        state = app.state.rag
+        _, staff = state.keys.create("staff", ["ask"], ["everyone"])
+        _, hr = state.keys.create("hr", ["ask"], ["everyone", "hr"])
+        keys = {"staff": f"Bearer {staff}", "hr": f"Bearer {hr}", "secret_id": secret_id}
+        yield client, state, spy, keys
 
 
 def leaked(text: str) -> bool:

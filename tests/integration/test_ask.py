@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.asgi import ready_client
 
 pytestmark = pytest.mark.slow
 
@@ -19,14 +20,8 @@ async def client(sample_kb: Any, smol_engine: Any) -> AsyncIterator[httpx.AsyncC
     from serving.app import create_app
 
     app = create_app(sample_kb, engine=smol_engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            for _ in range(600):
-                if (await c.get("/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            yield c
+    async with ready_client(app) as c:
+        yield c
 
 
 def smoke(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:

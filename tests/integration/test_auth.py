@@ -3,7 +3,6 @@ that refuses to start without keys."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.asgi import ready_client
 from tests.conftest import ASSETS, REPO
 
 pytestmark = pytest.mark.slow
@@ -26,14 +26,8 @@ async def secured(sample_kb: Any, smol_engine: Any) -> AsyncIterator[tuple[httpx
     auth = AuthSettings(required=True, rate_per_minute=0.5, burst=2, max_body_kb=4)
     settings = sample_kb.model_copy(update={"auth": auth})
     app = create_app(settings, engine=smol_engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            for _ in range(600):
-                if (await c.get("/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            yield c, app.state.rag.keys
+    async with ready_client(app) as c:
+        yield c, app.state.rag.keys
 
 
 def bearer(secret: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ admins only."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.asgi import ready_client
 from tests.conftest import KB_DIR
 
 pytestmark = pytest.mark.slow
@@ -25,14 +25,8 @@ async def api(make_settings: Any, smol_engine: Any) -> AsyncIterator[tuple[httpx
 
     settings = make_settings(auth={"required": True, "rate_per_minute": 0})
     app = create_app(settings, engine=smol_engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            for _ in range(600):
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            yield client, app.state.rag
+    async with ready_client(app) as client:
+        yield client, app.state.rag
 
 
 def key(state: Any, scopes: list[str], groups: list[str]) -> dict[str, str]:

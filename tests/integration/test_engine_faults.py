@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from rag.types import EngineEvent, GenerationRequest, HistoryTurn, TextDelta
+from tests.asgi import ready_client
 
 pytestmark = pytest.mark.slow
 
@@ -58,14 +59,8 @@ async def world(
         }
     )
     app = create_app(settings, engine=engine)  # type: ignore[arg-type]
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            for _ in range(600):
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            yield client, engine, app
+    async with ready_client(app) as client:
+        yield client, engine, app
 
 
 async def sse(client: httpx.AsyncClient, payload: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from rag.types import Chunk, Principal
+from tests.asgi import ready_client
 
 pytestmark = pytest.mark.slow
 
@@ -185,10 +186,7 @@ async def test_ask_and_retrieve_never_leak_another_groups_text(
 ) -> None:
     """Through the API: hits, SSE events, citations and answers of an 'everyone' caller
     never carry the HR-only chunk; an HR caller gets it."""
-    import asyncio
     import json
-
-    import httpx
 
     from serving.app import create_app
     from serving.principal import get_principal
@@ -197,31 +195,25 @@ async def test_ask_and_retrieve_never_leak_another_groups_text(
     app = create_app(settings, engine=smol_engine)
     caller = {"who": EVERYONE}
     app.dependency_overrides[get_principal] = lambda: caller["who"]
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            for _ in range(600):
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            question = "What is the salary band code for senior engineers?"
-            raw = []
-            for body in (
-                {"query": question, "k": 10},
-                {"query": SECRET, "k": 10, "mode": "keyword"},
-            ):
-                resp = await client.post("/v1/retrieve", json=body)
-                assert resp.status_code == 200
-                raw.append(resp.text)
-            resp = await client.post("/v1/ask", json={"question": question, "stream": True})
+    async with ready_client(app) as client:
+        question = "What is the salary band code for senior engineers?"
+        raw = []
+        for body in (
+            {"query": question, "k": 10},
+            {"query": SECRET, "k": 10, "mode": "keyword"},
+        ):
+            resp = await client.post("/v1/retrieve", json=body)
+            assert resp.status_code == 200
             raw.append(resp.text)
-            resp = await client.post("/v1/ask", json={"question": question})
-            raw.append(resp.text)
-            for text in raw:
-                assert SECRET not in text and "salary:h" not in text
-            caller["who"] = HR
-            resp = await client.post("/v1/retrieve", json={"query": question, "k": 1})
-            assert SECRET in json.dumps(resp.json()["hits"])
+        resp = await client.post("/v1/ask", json={"question": question, "stream": True})
+        raw.append(resp.text)
+        resp = await client.post("/v1/ask", json={"question": question})
+        raw.append(resp.text)
+        for text in raw:
+            assert SECRET not in text and "salary:h" not in text
+        caller["who"] = HR
+        resp = await client.post("/v1/retrieve", json={"query": question, "k": 1})
+        assert SECRET in json.dumps(resp.json()["hits"])
 
 
 def test_langchain_retriever_returns_documents_the_principal_may_read(acl_kb: Any) -> None:

@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from rag.errors import DiskFullError, StoreReadOnlyError, storage_failure
+from tests.asgi import ready_client
 from tests.conftest import ASSETS, REPO
 from tests.integration.test_ingest_cli import check_consistent, cli, events, statuses
 
@@ -174,16 +175,10 @@ async def own_kb(
     )
     shutil.copytree(sample_kb.paths.data_dir, settings.paths.data_dir, dirs_exist_ok=True)
     app = create_app(settings, engine=smol_engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            for _ in range(600):
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            state = app.state.rag
-            _, secret = state.keys.create("t", ["ask", "ingest"], ["everyone"])
-            yield client, settings, {"Authorization": f"Bearer {secret}"}
+    async with ready_client(app) as client:
+        state = app.state.rag
+        _, secret = state.keys.create("t", ["ask", "ingest"], ["everyone"])
+        yield client, settings, {"Authorization": f"Bearer {secret}"}
 
 
 @pytest.mark.slow

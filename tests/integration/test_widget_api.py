@@ -3,7 +3,6 @@ the access-checked source view, with the real engine and the sample knowledge ba
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from serving.widget_auth import sign_identity
+from tests.asgi import ready_client
 
 pytestmark = pytest.mark.slow
 
@@ -46,14 +46,8 @@ async def client(
     )
     settings = sample_kb.model_copy(update={"widget": widget})
     app = create_app(settings, engine=smol_engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            for _ in range(600):
-                if (await c.get("/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            yield c, app.state.rag
+    async with ready_client(app) as c:
+        yield c, app.state.rag
 
 
 @pytest.fixture(scope="module")
