@@ -8,7 +8,8 @@ or a memory blow-up.
   encrypted PDF must open with an empty password;
 - text formats must be valid UTF-8 (or carry a UTF-16 byte-order mark) and hold no NUL
   bytes (a binary file with a ``.txt`` name);
-- Outlook ``.msg`` files must be OLE compound files.
+- Outlook ``.msg`` files must be whole OLE compound files holding a message (a cut-short
+  copy otherwise reads as an empty or partial message without any error).
 """
 
 from __future__ import annotations
@@ -126,13 +127,19 @@ _OLE_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
 
 
 def _check_msg(path: Path) -> None:
+    from ingest.mail import msg_problem
+
+    resave = (
+        "Save the message from Outlook again (File > Save As > Outlook Message Format), or "
+        "as .eml, and add it again."
+    )
     with path.open("rb") as handle:
         head = handle.read(8)
     if head != _OLE_MAGIC:
-        raise IngestError(
-            f"{shown(path.name)}: not an Outlook .msg file (no OLE header). Save the message "
-            "from Outlook again (File > Save As > Outlook Message Format), or as .eml."
-        )
+        raise IngestError(f"{shown(path.name)}: not an Outlook .msg file (no OLE header). {resave}")
+    problem = msg_problem(path)
+    if problem is not None:
+        raise IngestError(f"{shown(path.name)}: {problem}. {resave}")
 
 
 def _check_text(path: Path, *, require_utf8: bool) -> None:

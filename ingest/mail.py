@@ -1,5 +1,5 @@
 """The attachments of an e-mail (``.eml`` with the standard library, Outlook ``.msg`` with
-python-oxmsg: the only importer of it).
+python-oxmsg and the olefile it reads with: the only importer of both).
 
 Each attachment comes back as a name and its bytes; the name is made safe (no folders, no
 control characters, no leading dot) and unique within the message, and keeps a suffix the
@@ -83,8 +83,55 @@ def _msg_attachments(path: Path) -> list[tuple[str, str, bytes]]:
         data = item.file_bytes
         if not data:
             continue  # an embedded message or OLE object, not a file
-        found.append((item.file_name or "", item.mime_type or "", data))
+        # Older clients write only the 8.3 name; the display name is the last resort.
+        props = item.properties
+        name = (
+            item.file_name
+            or props.str_prop_value(_PID_ATTACH_FILENAME)
+            or props.str_prop_value(_PID_DISPLAY_NAME)
+            or ""
+        )
+        mime = props.str_prop_value(_PID_ATTACH_MIME_TAG) or ""
+        found.append((name, mime, data))
     return found
+
+
+_PID_DISPLAY_NAME, _PID_ATTACH_FILENAME, _PID_ATTACH_MIME_TAG = 0x3001, 0x3704, 0x370E
+_PROPERTIES = "__properties_version1.0"
+_OBJECT_FOLDERS = ("__attach_version1.0_#", "__recip_version1.0_#")
+
+
+def msg_problem(path: Path) -> str | None:
+    """What makes ``path`` unreadable as an Outlook message, or ``None`` when it is whole: a
+    compound file whose every stream reads back at its declared size, holding the message's
+    property stream and one in each attachment and recipient folder."""
+    import olefile
+
+    try:
+        with olefile.OleFileIO(str(path)) as ole:
+            if not ole.exists(_PROPERTIES):
+                return (
+                    "a compound file but not an Outlook message, or a damaged one (no message "
+                    "properties; perhaps a Word .doc or another Office file renamed)"
+                )
+            short = 0
+            for parts in ole.listdir(streams=True, storages=False):
+                with ole.openstream(parts) as stream:
+                    if len(stream.read()) != ole.get_size(parts):
+                        short += 1
+            bare = [
+                parts
+                for parts in ole.listdir(streams=False, storages=True)
+                if parts[-1].startswith(_OBJECT_FOLDERS)
+                and not ole.exists("/".join([*parts, _PROPERTIES]))
+            ]
+    except Exception as exc:  # olefile raises OSError, OleFileError, IndexError, ...
+        return f"its compound-file structure is damaged ({type(exc).__name__})"
+    if short:
+        return f"cut short or damaged ({short} internal stream(s) shorter than declared)"
+    if bare:
+        return f"damaged ({len(bare)} attachment or recipient part(s) without properties)"
+    return None
 
 
 def safe_name(name: str, index: int, content_type: str = "") -> str:

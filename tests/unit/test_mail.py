@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,4 +62,62 @@ def test_a_msg_that_is_not_an_ole_file_is_refused_with_a_fix(tmp_path: Path) -> 
     path = tmp_path / "mail.msg"
     path.write_bytes(b"From: someone\n\nnot outlook")
     with pytest.raises(IngestError, match=r"not an Outlook \.msg file"):
+        check_file(path, max_unzipped_mb=10, max_zip_ratio=100)
+
+
+def _outlook(path: Path) -> Path:
+    from tests.msgfile import MsgAttachment, write_msg
+
+    return write_msg(
+        path,
+        subject="Files",
+        body="See attached.",
+        sender=("Finance", "finance@example.com"),
+        attachments=[
+            MsgAttachment("..\\..\\notes.txt", b"one"),
+            MsgAttachment("notes.txt", b"two"),
+            MsgAttachment(None, b"a,b\n1,2\n", short_name="PRICES.CSV"),  # 8.3 name only
+            MsgAttachment(None, b"%PDF-", short_name="", mime_type="application/pdf"),
+        ],
+    )
+
+
+def test_msg_attachments_keep_their_bytes_and_get_plain_unique_names(tmp_path: Path) -> None:
+    found = attachments(_outlook(tmp_path / "mail.msg"))
+
+    assert [(a.name, a.data) for a in found] == [
+        ("notes.txt", b"one"),
+        ("notes-2.txt", b"two"),
+        ("PRICES.CSV", b"a,b\n1,2\n"),
+        ("FILE~1.pdf", b"%PDF-"),  # no usable name: the MIME type gives the suffix
+    ]
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda data: data[: len(data) // 2], "cut short"),
+        (lambda data: data[:-700], "cut short"),  # only the last attachment's tail is gone
+        (lambda data: data[:1024], "structure is damaged"),
+        (lambda data: data[:1024] + b"\xff" * (len(data) - 1024), "not an Outlook message"),
+    ],
+)
+def test_a_damaged_msg_is_refused_before_it_reads_as_empty_or_partial(
+    tmp_path: Path, damage: Any, expected: str
+) -> None:
+    good = _outlook(tmp_path / "good.msg")
+    check_file(good, max_unzipped_mb=10, max_zip_ratio=100)
+    path = tmp_path / "bad.msg"
+    path.write_bytes(damage(good.read_bytes()))
+    with pytest.raises(IngestError, match=expected) as caught:
+        check_file(path, max_unzipped_mb=10, max_zip_ratio=100)
+    assert "Save the message from Outlook again" in caught.value.message
+
+
+def test_another_compound_file_named_msg_is_refused(tmp_path: Path) -> None:
+    from tests.msgfile import compound_file
+
+    path = tmp_path / "report.msg"
+    path.write_bytes(compound_file({"WordDocument": b"\0" * 600, "1Table": b"\0" * 80}))
+    with pytest.raises(IngestError, match="not an Outlook message"):
         check_file(path, max_unzipped_mb=10, max_zip_ratio=100)
