@@ -516,6 +516,12 @@ class Ingestor:
             started = time.perf_counter()
             count = self._remove(record.doc_id)
             yield FileResult(record.path, record.doc_id, "deleted", count, seconds=_since(started))
+        # A file that failed and is gone has nothing left to fix: forget its error too
+        # (an attachment's goes with its message's file).
+        for key, _, _ in self._manifest.failures(self._collection):
+            path = key.partition(ATTACHMENT_MARK)[0]
+            if Path(path).is_relative_to(root) and not os.path.lexists(path):
+                self._manifest.forget_failure(self._collection, key)
 
     def _remove(self, doc_id: str) -> int:
         ids = self._manifest.remove(self._collection, doc_id)
