@@ -59,6 +59,8 @@ def hostile_corpus(root: Path, outside: Path) -> dict[str, str]:
     """Write the corpus; returns file name -> a word its error line must contain."""
     from pypdf import PdfReader, PdfWriter
 
+    from tests.msgfile import MsgAttachment, msg_bytes
+
     pdf = (KB_DIR / "facilities-office-guide.pdf").read_bytes()
     root.mkdir()
     (root / "good.md").write_text("# Lobby\n\nThe lobby opens at 06:45.\n")
@@ -80,6 +82,9 @@ def hostile_corpus(root: Path, outside: Path) -> dict[str, str]:
     outside.write_text("# Secret\n\nOutside the ingest root.\n")
     (root / "escape.md").symlink_to(outside)
     (root / "new\nline.md").write_text("# Newline\n\nName with a newline.\n")
+    minutes = MsgAttachment("minutes.txt", b"Minutes of the meeting.\n" * 300)  # > 4 KB
+    whole = msg_bytes(subject="Minutes", body="Minutes attached.", attachments=[minutes])
+    (root / "cut.msg").write_bytes(whole[:-700])  # the end of its attachment is missing
     return {
         "empty.txt": "empty",
         "truncated.pdf": "truncated",
@@ -92,6 +97,7 @@ def hostile_corpus(root: Path, outside: Path) -> dict[str, str]:
         "binary.txt": "binary",
         "escape.md": "outside",
         "new\nline.md": "control characters",
+        "cut.msg": "cut short",
     }
 
 

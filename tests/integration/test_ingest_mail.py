@@ -199,3 +199,89 @@ def test_reindex_rebuilds_attachments_from_their_message(
         docs = list(manifest.documents(job.target))
     assert sorted(bool(d.parent) for d in docs) == [False, True]
     assert all(d.embedder.endswith("@v2") for d in docs)
+
+
+def write_outlook(path: Path, body: str, files: dict[str, bytes]) -> None:
+    from tests.msgfile import MsgAttachment, write_msg
+
+    write_msg(
+        path,
+        subject="Travel policy update",
+        body=body,
+        sender=("Finance Team", "finance@example.com"),
+        to=[("Staff", "staff@example.com")],
+        attachments=[MsgAttachment(name, data) for name, data in files.items()],
+    )
+
+
+def test_outlook_messages_and_their_attachments_are_documents_tied_together(
+    make_settings: Any, embedder: Any, tmp_path: Path
+) -> None:
+    root = tmp_path / "kb"
+    root.mkdir()
+    mail = root / "mail.msg"
+    files = {
+        "per-diem.md": b"# Per diem\n\nThe daily meal allowance abroad is 62 euros.\n",
+        "leave.docx": (KB_DIR / "hr-leave-policy.docx").read_bytes(),
+        "mileage.csv": b"vehicle,rate\ncar,0.30\nbicycle,0.10\n",
+    }
+    write_outlook(mail, "Please read the attached travel rules before booking.", files)
+    (root / "mail.msg.meta.json").write_text(json.dumps({"groups": ["finance"]}))
+    good = root / "other.md"
+    good.write_text("# Parking\n\nVisitor parking is on level two.\n")
+    cut = root / "cut.msg"  # a valid OLE header, the rest of the file cut off
+    cut.write_bytes(mail.read_bytes()[:3000])
+    ingestor = open_kb(make_settings(), embedder)
+    collection = ingestor._store.name
+
+    first = by_name(ingestor.sync(root))
+
+    assert {n: r.status for n, r in first.items()} == {
+        "mail.msg": "added",
+        "per-diem.md": "added",
+        "leave.docx": "added",
+        "mileage.csv": "added",
+        "other.md": "added",
+        "cut.msg": "failed",
+    }
+    error = first["cut.msg"].error or ""
+    assert "\n" not in error and error.startswith("cut.msg: ") and "damaged" in error
+    assert "Save the message from Outlook again" in error
+    parent = first["mail.msg"]
+    assert not parent.parent
+    children = {n for n, r in first.items() if r.parent == parent.doc_id}
+    assert children == {"per-diem.md", "leave.docx", "mileage.csv"}
+    chunks = ingestor._store.chunks_where(None)
+    family = [c for c in chunks if c.doc_id != first["other.md"].doc_id]
+    assert len({c.doc_id for c in family}) == 4
+    assert all(c.groups == ("finance",) for c in family)
+    mine = [c for c in family if c.doc_id == parent.doc_id]
+    text = " ".join(c.text for c in mine)
+    assert "Subject: Travel policy update" in text and "finance@example.com" in text
+    assert "attached travel rules" in text
+    assert "62 euros" not in text  # the attachments are documents of their own
+    per_diem = ingestor._store.document_chunks(first["per-diem.md"].doc_id)
+    assert per_diem[0].source == f"{mail}#attachment/per-diem.md"
+    assert per_diem[0].parent == parent.doc_id and "62 euros" in per_diem[0].text
+    assert any(
+        "0.30" in c.text for c in ingestor._store.document_chunks(first["mileage.csv"].doc_id)
+    )
+    manifest = ingestor.manifest
+    assert len(manifest.children(collection, parent.doc_id)) == 3
+    assert [Path(p).name for p, _, _ in manifest.failures(collection)] == ["cut.msg"]
+    assert "cut.msg" not in {Path(d.path).name for d in manifest.documents(collection)}
+    consistent(ingestor)
+
+    # Unchanged: skipped as a whole; the damaged file is tried again and fails again.
+    again = {n: r.status for n, r in by_name(ingestor.sync(root)).items()}
+    assert again == {"mail.msg": "unchanged", "other.md": "unchanged", "cut.msg": "failed"}
+
+    # The message's file is gone: sync deletes it with its attachments.
+    mail.unlink()
+    cut.unlink()
+    gone = {Path(r.path).name: r.status for r in ingestor.sync(root)}
+    assert gone == {"mail.msg": "deleted", "other.md": "unchanged"}
+    assert {c.doc_id for c in ingestor._store.chunks_where(None)} == {first["other.md"].doc_id}
+    assert manifest.stats(collection)["documents"] == 1
+    assert manifest.failures(collection) == []
+    consistent(ingestor)
