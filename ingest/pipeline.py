@@ -72,9 +72,11 @@ __all__ = [
 ]
 
 
-# Part of an e-mail's version: bumped when what is made of a message changes (attachments
-# became documents of their own), so messages ingested before are read again once.
-_MAIL_LAYOUT = "attachments-1"
+# Part of an e-mail's version: bumped when what is made of a message changes (1: attachments
+# became documents of their own; 2: attached Outlook items and 8.3-named .msg attachments
+# are kept, forwarded messages always get .eml names), so messages ingested before are read
+# again once.
+_MAIL_LAYOUT = "attachments-2"
 
 
 def embed_text(chunk: Chunk) -> str:

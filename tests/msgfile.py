@@ -11,8 +11,10 @@ Two layers, both following Microsoft's specifications:
   then 16-byte property entries), a ``__substg1.0_XXXXYYYY`` stream per variable-length
   property (PtypString as UTF-16LE without its terminator, PtypBinary as is), one
   ``__recip_version1.0_#NNNNNNNN`` storage per recipient, one
-  ``__attach_version1.0_#NNNNNNNN`` storage per attachment (attached by value), and the
-  named-property mapping storage ``__nameid_version1.0`` (empty).
+  ``__attach_version1.0_#NNNNNNNN`` storage per attachment (a file attached by value, or
+  an attached Outlook item: a message of its own in the attachment's
+  ``__substg1.0_3701000D`` storage, with a 24-byte header), and the named-property mapping
+  storage ``__nameid_version1.0`` (empty).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ _RED, _BLACK = 0, 1
 
 # Property types ([MS-OXCDATA] 2.11.1) and the ids used here ([MS-OXPROPS]).
 PT_LONG, PT_BOOLEAN, PT_SYSTIME = 0x0003, 0x000B, 0x0040
-PT_UNICODE, PT_BINARY = 0x001F, 0x0102
+PT_UNICODE, PT_BINARY, PT_OBJECT = 0x001F, 0x0102, 0x000D
 PR_MESSAGE_CLASS, PR_SUBJECT, PR_CLIENT_SUBMIT_TIME = 0x001A, 0x0037, 0x0039
 PR_SENT_REPRESENTING_NAME, PR_TRANSPORT_MESSAGE_HEADERS = 0x0042, 0x007D
 PR_SENDER_NAME, PR_SENDER_ADDRTYPE, PR_SENDER_EMAIL_ADDRESS = 0x0C1A, 0x0C1E, 0x0C1F
@@ -49,8 +51,8 @@ PR_ROWID, PR_DISPLAY_NAME, PR_ADDRTYPE, PR_EMAIL_ADDRESS = 0x3000, 0x3001, 0x300
 PR_STORE_SUPPORT_MASK, PR_SMTP_ADDRESS = 0x340D, 0x39FE
 PR_ATTACH_DATA_BIN, PR_ATTACH_EXTENSION, PR_ATTACH_FILENAME = 0x3701, 0x3703, 0x3704
 PR_ATTACH_METHOD, PR_ATTACH_LONG_FILENAME, PR_RENDERING_POSITION = 0x3705, 0x3707, 0x370B
-PR_ATTACH_MIME_TAG = 0x370E
-ATTACH_BY_VALUE, MAPI_TO, MSGFLAG_READ, MSGFLAG_HASATTACH = 1, 1, 0x01, 0x10
+PR_ATTACH_MIME_TAG, PR_ATTACH_DATA_OBJ = 0x370E, 0x3701
+ATTACH_BY_VALUE, ATTACH_EMBEDDED_MSG, MAPI_TO, MSGFLAG_READ, MSGFLAG_HASATTACH = 1, 5, 1, 0x01, 0x10
 STORE_UNICODE_OK = 0x00040000
 _READABLE_WRITABLE = 0x00000006
 _FILETIME_EPOCH = dt.datetime(1601, 1, 1, tzinfo=dt.UTC)
@@ -263,6 +265,8 @@ def _properties(header: bytes, props: Mapping[tuple[int, int], Value]) -> dict[s
                 data, size = value, len(value)
             streams[f"__substg1.0_{pid:04X}{ptype:04X}"] = data
             entries.append(tag + struct.pack("<II", size, 0))
+        elif ptype == PT_OBJECT:  # a storage beside this stream: no size ([MS-OXMSG] 2.4.2.2)
+            entries.append(tag + struct.pack("<II", 0xFFFFFFFF, 0))
         elif ptype == PT_SYSTIME:
             assert isinstance(value, dt.datetime)
             ticks = int((value - _FILETIME_EPOCH).total_seconds()) * 10_000_000
@@ -277,13 +281,29 @@ def _properties(header: bytes, props: Mapping[tuple[int, int], Value]) -> dict[s
 
 @dataclass(frozen=True, slots=True)
 class MsgAttachment:
-    """A file attached by value. ``long_name=None`` leaves out PR_ATTACH_LONG_FILENAME
-    (older clients write the 8.3 PR_ATTACH_FILENAME only)."""
+    """A file attached by value, or with ``item`` an attached Outlook item (an embedded
+    message: ``data`` is then ignored). ``long_name=None`` leaves out
+    PR_ATTACH_LONG_FILENAME (older clients write the 8.3 PR_ATTACH_FILENAME only)."""
 
     long_name: str | None
-    data: bytes
+    data: bytes = b""
     short_name: str = ""
     mime_type: str = ""
+    item: Mail | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """A message (class IPM.Note, Unicode strings); ``sender`` and each ``to`` item are
+    (display name, SMTP address)."""
+
+    subject: str
+    body: str
+    sender: tuple[str, str] = ("", "")
+    to: Sequence[tuple[str, str]] = ()
+    attachments: Sequence[MsgAttachment] = ()
+    sent: dt.datetime | None = None
+    transport_headers: str | None = None
 
 
 def _short(name: str) -> str:
@@ -302,37 +322,43 @@ def msg_bytes(
     sent: dt.datetime | None = None,
     transport_headers: str | None = None,
 ) -> bytes:
-    """A message (class IPM.Note, Unicode strings) as the bytes of a ``.msg`` file.
+    """The bytes of a ``.msg`` file holding the :class:`Mail` with these fields."""
+    mail = Mail(subject, body, sender, to, attachments, sent, transport_headers)
+    tree = _message(mail, embedded=False)
+    tree["__nameid_version1.0"] = {  # the named-property mapping: none used here
+        "__substg1.0_00020102": b"",
+        "__substg1.0_00030102": b"",
+        "__substg1.0_00040102": b"",
+    }
+    return compound_file(tree)
 
-    ``sender`` and each ``to`` item are (display name, SMTP address)."""
+
+def _message(mail: Mail, *, embedded: bool) -> dict[str, bytes | Tree]:
+    """A message's storage: the top level (32-byte properties header) or an attached item
+    (24 bytes, [MS-OXMSG] 2.4.1.2)."""
+    to, attachments = mail.to, mail.attachments
     props: dict[tuple[int, int], Value] = {
         (PR_MESSAGE_CLASS, PT_UNICODE): "IPM.Note",
-        (PR_SUBJECT, PT_UNICODE): subject,
-        (PR_BODY, PT_UNICODE): body,
+        (PR_SUBJECT, PT_UNICODE): mail.subject,
+        (PR_BODY, PT_UNICODE): mail.body,
         (PR_STORE_SUPPORT_MASK, PT_LONG): STORE_UNICODE_OK,
         (PR_MESSAGE_FLAGS, PT_LONG): MSGFLAG_READ | (MSGFLAG_HASATTACH if attachments else 0),
         (PR_DISPLAY_TO, PT_UNICODE): "; ".join(name or address for name, address in to),
     }
-    name, address = sender
+    name, address = mail.sender
     if name:
         props[(PR_SENDER_NAME, PT_UNICODE)] = name
         props[(PR_SENT_REPRESENTING_NAME, PT_UNICODE)] = name
     if address:
         props[(PR_SENDER_ADDRTYPE, PT_UNICODE)] = "SMTP"
         props[(PR_SENDER_EMAIL_ADDRESS, PT_UNICODE)] = address
-    if sent is not None:
-        props[(PR_CLIENT_SUBMIT_TIME, PT_SYSTIME)] = sent
-    if transport_headers is not None:
-        props[(PR_TRANSPORT_MESSAGE_HEADERS, PT_UNICODE)] = transport_headers
-    header = struct.pack("<8x4I8x", len(to), len(attachments), len(to), len(attachments))
-    tree: dict[str, bytes | Tree] = {
-        **_properties(header, props),
-        "__nameid_version1.0": {
-            "__substg1.0_00020102": b"",
-            "__substg1.0_00030102": b"",
-            "__substg1.0_00040102": b"",
-        },
-    }
+    if mail.sent is not None:
+        props[(PR_CLIENT_SUBMIT_TIME, PT_SYSTIME)] = mail.sent
+    if mail.transport_headers is not None:
+        props[(PR_TRANSPORT_MESSAGE_HEADERS, PT_UNICODE)] = mail.transport_headers
+    counts = (len(to), len(attachments), len(to), len(attachments))
+    header = struct.pack("<8x4I", *counts) + (b"" if embedded else b"\0" * 8)
+    tree: dict[str, bytes | Tree] = dict(_properties(header, props))
     for row, (rname, raddress) in enumerate(to):
         recipient: dict[tuple[int, int], Value] = {
             (PR_RECIPIENT_TYPE, PT_LONG): MAPI_TO,
@@ -344,24 +370,39 @@ def msg_bytes(
         }
         tree[f"__recip_version1.0_#{row:08X}"] = _properties(b"\0" * 8, recipient)
     for number, item in enumerate(attachments):
-        shown = item.long_name or item.short_name
-        attachment: dict[tuple[int, int], Value] = {
-            (PR_ATTACH_NUMBER, PT_LONG): number,
-            (PR_ATTACH_METHOD, PT_LONG): ATTACH_BY_VALUE,
-            (PR_ATTACH_SIZE, PT_LONG): len(item.data),
-            (PR_RENDERING_POSITION, PT_LONG): 0xFFFFFFFF,
-            (PR_ATTACH_DATA_BIN, PT_BINARY): item.data,
-            (PR_ATTACH_FILENAME, PT_UNICODE): item.short_name or _short(shown),
-            (PR_DISPLAY_NAME, PT_UNICODE): shown,
-        }
-        if item.long_name is not None:
-            attachment[(PR_ATTACH_LONG_FILENAME, PT_UNICODE)] = item.long_name
-        if "." in shown:
-            attachment[(PR_ATTACH_EXTENSION, PT_UNICODE)] = "." + shown.rpartition(".")[2]
-        if item.mime_type:
-            attachment[(PR_ATTACH_MIME_TAG, PT_UNICODE)] = item.mime_type
-        tree[f"__attach_version1.0_#{number:08X}"] = _properties(b"\0" * 8, attachment)
-    return compound_file(tree)
+        tree[f"__attach_version1.0_#{number:08X}"] = _attachment(number, item)
+    return tree
+
+
+def _attachment(number: int, item: MsgAttachment) -> dict[str, bytes | Tree]:
+    props: dict[tuple[int, int], Value] = {
+        (PR_ATTACH_NUMBER, PT_LONG): number,
+        (PR_RENDERING_POSITION, PT_LONG): 0xFFFFFFFF,
+    }
+    if item.item is not None:
+        props[(PR_ATTACH_METHOD, PT_LONG)] = ATTACH_EMBEDDED_MSG
+        props[(PR_DISPLAY_NAME, PT_UNICODE)] = item.long_name or item.item.subject
+        props[(PR_ATTACH_DATA_OBJ, PT_OBJECT)] = b""
+        tree: dict[str, bytes | Tree] = dict(_properties(b"\0" * 8, props))
+        tree[f"__substg1.0_{PR_ATTACH_DATA_OBJ:04X}{PT_OBJECT:04X}"] = _message(
+            item.item, embedded=True
+        )
+        return tree
+    shown = item.long_name or item.short_name
+    props |= {
+        (PR_ATTACH_METHOD, PT_LONG): ATTACH_BY_VALUE,
+        (PR_ATTACH_SIZE, PT_LONG): len(item.data),
+        (PR_ATTACH_DATA_BIN, PT_BINARY): item.data,
+        (PR_ATTACH_FILENAME, PT_UNICODE): item.short_name or _short(shown),
+        (PR_DISPLAY_NAME, PT_UNICODE): shown,
+    }
+    if item.long_name is not None:
+        props[(PR_ATTACH_LONG_FILENAME, PT_UNICODE)] = item.long_name
+    if "." in shown:
+        props[(PR_ATTACH_EXTENSION, PT_UNICODE)] = "." + shown.rpartition(".")[2]
+    if item.mime_type:
+        props[(PR_ATTACH_MIME_TAG, PT_UNICODE)] = item.mime_type
+    return dict(_properties(b"\0" * 8, props))
 
 
 def write_msg(path: Path, **fields: object) -> Path:

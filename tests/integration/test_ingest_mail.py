@@ -201,16 +201,17 @@ def test_reindex_rebuilds_attachments_from_their_message(
     assert all(d.embedder.endswith("@v2") for d in docs)
 
 
-def write_outlook(path: Path, body: str, files: dict[str, bytes]) -> None:
+def write_outlook(path: Path, body: str, files: dict[str, bytes], item: Any = None) -> None:
     from tests.msgfile import MsgAttachment, write_msg
 
+    attached = [MsgAttachment(name, data) for name, data in files.items()]
     write_msg(
         path,
         subject="Travel policy update",
         body=body,
         sender=("Finance Team", "finance@example.com"),
         to=[("Staff", "staff@example.com")],
-        attachments=[MsgAttachment(name, data) for name, data in files.items()],
+        attachments=attached + ([MsgAttachment(None, item=item)] if item else []),
     )
 
 
@@ -225,7 +226,14 @@ def test_outlook_messages_and_their_attachments_are_documents_tied_together(
         "leave.docx": (KB_DIR / "hr-leave-policy.docx").read_bytes(),
         "mileage.csv": b"vehicle,rate\ncar,0.30\nbicycle,0.10\n",
     }
-    write_outlook(mail, "Please read the attached travel rules before booking.", files)
+    from tests.msgfile import Mail
+
+    thread = Mail(  # an attached Outlook item ("attach as item")
+        subject="Re: train or plane?",
+        body="Trains are required for trips under four hours.",
+        sender=("Ana Lima", "ana@example.com"),
+    )
+    write_outlook(mail, "Please read the attached travel rules before booking.", files, thread)
     (root / "mail.msg.meta.json").write_text(json.dumps({"groups": ["finance"]}))
     good = root / "other.md"
     good.write_text("# Parking\n\nVisitor parking is on level two.\n")
@@ -241,6 +249,7 @@ def test_outlook_messages_and_their_attachments_are_documents_tied_together(
         "per-diem.md": "added",
         "leave.docx": "added",
         "mileage.csv": "added",
+        "Re: train or plane?.eml": "added",
         "other.md": "added",
         "cut.msg": "failed",
     }
@@ -250,10 +259,10 @@ def test_outlook_messages_and_their_attachments_are_documents_tied_together(
     parent = first["mail.msg"]
     assert not parent.parent
     children = {n for n, r in first.items() if r.parent == parent.doc_id}
-    assert children == {"per-diem.md", "leave.docx", "mileage.csv"}
+    assert children == {"per-diem.md", "leave.docx", "mileage.csv", "Re: train or plane?.eml"}
     chunks = ingestor._store.chunks_where(None)
     family = [c for c in chunks if c.doc_id != first["other.md"].doc_id]
-    assert len({c.doc_id for c in family}) == 4
+    assert len({c.doc_id for c in family}) == 5
     assert all(c.groups == ("finance",) for c in family)
     mine = [c for c in family if c.doc_id == parent.doc_id]
     text = " ".join(c.text for c in mine)
@@ -266,8 +275,10 @@ def test_outlook_messages_and_their_attachments_are_documents_tied_together(
     assert any(
         "0.30" in c.text for c in ingestor._store.document_chunks(first["mileage.csv"].doc_id)
     )
+    item = ingestor._store.document_chunks(first["Re: train or plane?.eml"].doc_id)
+    assert "Trains are required" in item[0].text and "ana@example.com" in item[0].text
     manifest = ingestor.manifest
-    assert len(manifest.children(collection, parent.doc_id)) == 3
+    assert len(manifest.children(collection, parent.doc_id)) == 4
     assert [Path(p).name for p, _, _ in manifest.failures(collection)] == ["cut.msg"]
     assert "cut.msg" not in {Path(d.path).name for d in manifest.documents(collection)}
     consistent(ingestor)

@@ -121,3 +121,51 @@ def test_another_compound_file_named_msg_is_refused(tmp_path: Path) -> None:
     path.write_bytes(compound_file({"WordDocument": b"\0" * 600, "1Table": b"\0" * 80}))
     with pytest.raises(IngestError, match="not an Outlook message"):
         check_file(path, max_unzipped_mb=10, max_zip_ratio=100)
+
+
+def test_an_attached_outlook_item_becomes_an_eml_with_its_headers_and_body(
+    tmp_path: Path,
+) -> None:
+    import datetime as dt
+    from email import message_from_bytes, policy
+
+    from tests.msgfile import Mail, MsgAttachment, write_msg
+
+    original = Mail(
+        subject="Re: budget v2.1",
+        body="The revised budget is 1.2 million. 预算已修订。\r\n",
+        sender=("Ana Lima", "ana@example.com"),
+        to=[("Finance", "finance@example.com")],
+        attachments=[MsgAttachment("inner.txt", b"not unpacked: one level only")],
+        sent=dt.datetime(2026, 2, 27, 16, 5, tzinfo=dt.UTC),
+    )
+    path = write_msg(
+        tmp_path / "fwd.msg",
+        subject="Fw: budget",
+        body="Forwarding the thread.",
+        attachments=[MsgAttachment(None, item=original), MsgAttachment("a.txt", b"file")],
+    )
+    check_file(path, max_unzipped_mb=10, max_zip_ratio=100)
+
+    found = attachments(path)
+
+    assert [a.name for a in found] == ["Re: budget v2.1.eml", "a.txt"]
+    eml = message_from_bytes(found[0].data, policy=policy.default)
+    assert eml["Subject"] == "Re: budget v2.1"
+    assert eml["From"] == "Ana Lima <ana@example.com>"
+    assert eml["To"] == "Finance <finance@example.com>"
+    assert eml["Date"] == "Fri, 27 Feb 2026 16:05:00 +0000"
+    assert "预算已修订" in eml.get_body().get_content()  # type: ignore[union-attr]
+    assert b"one level only" not in found[0].data
+
+
+def test_a_forwarded_eml_named_after_a_subject_with_a_dot_stays_an_eml(tmp_path: Path) -> None:
+    inner = EmailMessage()
+    inner["Subject"] = "Budget v2.1 / final"
+    inner.set_content("Forwarded body.")
+    msg = EmailMessage()
+    msg.set_content("See below.")
+    msg.add_attachment(inner)
+    path = tmp_path / "fwd.eml"
+    path.write_bytes(bytes(msg))
+    assert [a.name for a in attachments(path)] == ["Budget v2.1 - final.eml"]
