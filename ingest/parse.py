@@ -184,6 +184,12 @@ def parse_file(path: Path, *, pdf_strategy: str = "fast") -> ParsedDocument:
         if header is not None:
             elements.insert(0, header)
     if not any(e.text.strip() or e.html for e in elements):
+        if path.suffix.lower() in {".eml", ".msg"}:
+            # unstructured returns nothing at all for an encrypted message.
+            raise IngestError(
+                f"{path.name}: no text found (an empty or encrypted message). Save a "
+                "decrypted copy of the message and add that."
+            )
         raise IngestError(
             f"{path.name}: no text found (empty, or a scan without a text layer). "
             "Export it with text, or enable OCR (ingest.pdf_strategy: ocr_only) for scans."

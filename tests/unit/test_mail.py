@@ -1,4 +1,5 @@
-"""E-mail attachments: names made safe and unique, forwarded messages, .msg refusal."""
+"""E-mail attachments: names made safe and unique, forwarded messages and attached Outlook
+items; damaged, foreign and encrypted .msg files refused with a fix."""
 
 from __future__ import annotations
 
@@ -169,3 +170,19 @@ def test_a_forwarded_eml_named_after_a_subject_with_a_dot_stays_an_eml(tmp_path:
     path = tmp_path / "fwd.eml"
     path.write_bytes(bytes(msg))
     assert [a.name for a in attachments(path)] == ["Budget v2.1 - final.eml"]
+
+
+def test_an_encrypted_message_is_named_as_such_not_as_a_scan(tmp_path: Path) -> None:
+    from ingest.parse import parse_file
+    from tests.msgfile import write_msg
+
+    path = write_msg(
+        tmp_path / "secret.msg",
+        subject="Salaries",
+        body="",
+        transport_headers="Subject: Salaries\r\nContent-Type: multipart/encrypted; "
+        'protocol="application/pgp-encrypted"; boundary=b\r\n\r\n',
+    )
+    with pytest.raises(IngestError, match="encrypted message") as caught:
+        parse_file(path)
+    assert "OCR" not in caught.value.message
