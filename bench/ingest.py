@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,16 +36,52 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"
 sys.path.insert(0, str(REPO))
 
 
-def _peak_rss_mb() -> dict[str, float]:
-    """Peak RSS (main process, largest worker) and CPU seconds (process + workers)."""
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-    return {
-        "rss_main_mb": round(me.ru_maxrss / 1024, 1),
-        "rss_worker_mb": round(kids.ru_maxrss / 1024, 1),
-        "cpu_s": round(cpu, 1),
-    }
+class _Usage:
+    """Peak RSS and CPU seconds of this process and its workers, sampled twice a second.
+
+    ``getrusage(RUSAGE_CHILDREN)`` would miss the parse workers: the pool is shut down
+    without waiting, so they are never reaped by this process."""
+
+    def __init__(self) -> None:
+        import threading
+
+        import psutil
+
+        self._me = psutil.Process()
+        self._cpu: dict[int, float] = {}
+        self._rss: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        for proc in [self._me, *self._me.children(recursive=True)]:
+            try:
+                cpu = proc.cpu_times()
+                rss = proc.memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+            self._cpu[proc.pid] = cpu.user + cpu.system
+            self._rss[proc.pid] = max(self._rss.get(proc.pid, 0.0), rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self._sample()
+
+    def done(self) -> dict[str, float]:
+        """Peak RSS (main process, largest worker) and CPU seconds (process + workers)."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        me = self._me.pid
+        workers = [v for pid, v in self._rss.items() if pid != me]
+        return {
+            "rss_main_mb": round(self._rss.get(me, 0.0), 1),
+            "rss_worker_mb": round(max(workers, default=0.0), 1),
+            "cpu_s": round(sum(self._cpu.values()), 1),
+        }
 
 
 def _timed(fn: Any, totals: dict[str, float], name: str) -> Any:
@@ -71,6 +106,7 @@ def run_ours(
     from rag.offline import apply_offline_env
     from rag.store import ChromaStore
 
+    usage = _Usage()
     started = time.perf_counter()
     settings = load_settings(
         "dev",
@@ -106,7 +142,7 @@ def run_ours(
         "phases": phases,
         "embedder": settings.embedding.backend
         + (f" {settings.embedding.onnx_precision}" if settings.embedding.backend == "onnx" else ""),
-        **_peak_rss_mb(),
+        **usage.done(),
     }
 
 
@@ -119,6 +155,7 @@ def run_naive(corpus: Path, store: Path) -> dict[str, Any]:
 
     apply_offline_env(load_settings("dev"), in_process_engine=False)
     warnings.simplefilter("ignore")
+    usage = _Usage()
     started = time.perf_counter()
     from langchain_chroma import Chroma
     from langchain_community.document_loaders import UnstructuredFileLoader
@@ -153,7 +190,7 @@ def run_naive(corpus: Path, store: Path) -> dict[str, Any]:
         "chunks": len(chunks),
         "failed": failed,
         "phases": {k: round(v, 1) for k, v in phases.items()},
-        **_peak_rss_mb(),
+        **usage.done(),
     }
 
 

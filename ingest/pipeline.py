@@ -294,14 +294,16 @@ class Ingestor:
                         len(a.parsed.plans) for a in parsed.attachments
                     )
                     if batch_chunks >= self._settings.ingest.embed_batch_chunks or not queue:
-                        if embedding is not None:
-                            yield from self._store_batch(embedding)
-                        embedding = self._embed_batch(batch, embedder)
+                        # Queue this batch's embedding before storing the previous one's, so
+                        # the embedder never waits for the store.
+                        started, embedding = embedding, self._embed_batch(batch, embedder)
                         batch, batch_chunks = [], 0
+                        if started is not None:
+                            yield from self._store_batch(started)
                 if batch:
-                    if embedding is not None:
-                        yield from self._store_batch(embedding)
-                    embedding = self._embed_batch(batch, embedder)
+                    started, embedding = embedding, self._embed_batch(batch, embedder)
+                    if started is not None:
+                        yield from self._store_batch(started)
                 if embedding is not None:
                     yield from self._store_batch(embedding)
                     embedding = None

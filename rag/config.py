@@ -100,12 +100,18 @@ class EmbeddingSettings(_Section):
         description="sentence-transformers model: a local folder or builtin:all-minilm-l6-v2.",
     )
     device: str = Field("cpu", description="torch device for embeddings.")
-    batch_size: int = Field(32, ge=1, le=1024, description="Chunks per embedding batch.")
+    batch_size: int = Field(16, ge=1, le=1024, description="Chunks per embedding batch.")
     backend: Literal["torch", "onnx"] = Field(
         "onnx", description="onnx (onnxruntime, CPU) or torch (sentence-transformers)."
     )
     onnx_precision: Literal["fp32", "int8"] = Field(
         "int8", description="ONNX weights: int8 (faster) or fp32 (same vectors as torch)."
+    )
+    onnx_streams: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="ONNX: batches run side by side, one core each (0 = one per CPU core).",
     )
 
 

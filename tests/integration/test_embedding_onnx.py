@@ -47,3 +47,23 @@ def test_onnx_fp32_matches_torch_and_int8_is_close(make_settings: Any) -> None:
     stamp = marker.stat().st_mtime_ns
     assert ensure_onnx(settings.embedding, settings.paths) == folder
     assert marker.stat().st_mtime_ns == stamp
+
+
+def test_streams_keep_each_vector_with_its_text(make_settings: Any) -> None:
+    """Batches run side by side come back in the caller's order, the same vectors as one
+    stream gives (texts of different lengths, so sorting by length reorders them)."""
+    from rag.embedding import create_embedder
+
+    settings = make_settings(embedding={"backend": "onnx", "batch_size": 1})
+    base = settings.embedding
+    texts = [*TEXTS, *(f"Policy {n}: " + "word " * (n * 7) for n in range(9))]
+    one = create_embedder(base.model_copy(update={"onnx_streams": 1}), settings.paths)
+    three = create_embedder(base.model_copy(update={"onnx_streams": 3}), settings.paths)
+    single = one.embed_documents(texts)
+    side_by_side = three.embed_documents(texts)
+    assert len(side_by_side) == len(texts)
+    for got, want in zip(side_by_side, single, strict=True):
+        assert cosine(got, want) > 0.99999
+    # And each vector belongs to its own text, not to a neighbour in the sorted order.
+    for i, text in enumerate(texts):
+        assert cosine(three.embed_query(text), side_by_side[i]) > 0.99999
