@@ -12,9 +12,9 @@ compared without embedding anything again.
 Per query: dense = exact nearest chunks by the cached vectors (the HNSW index finds the same
 ones, recall >= 0.99), keyword = the scratch BM25 index, both rolled up to documents by their
 best chunk (:func:`rag.evaluation.roll_up_scored`) and fused by :func:`rag.retrieval.fuse`,
-the code the service runs. For each family (RRF over k and weights; convex over weights) the
-setting with the best train nDCG@10 is reported with its test figures: the test split is
-never used to choose.
+the code the service runs. For each family (RRF over k and weights; convex with min-max or
+max scaling over weights) the setting with the best train nDCG@10 is reported with its test
+figures: the test split is never used to choose.
 """
 
 from __future__ import annotations
@@ -83,7 +83,10 @@ def score(
         elif method == "keyword":
             run[qid] = [d for d, _ in kw]
         else:
-            run[qid] = ranked(fuse([(wd, dense), (wk, kw)], method, k))  # type: ignore[arg-type]
+            fusion, _, scale = str(method).partition("-")
+            run[qid] = ranked(
+                fuse([(wd, dense), (wk, kw)], fusion, k, scale or "minmax")  # type: ignore[arg-type]
+            )
     return score_run(run, {q: qrels[q] for q in cands})
 
 
@@ -122,7 +125,8 @@ def main() -> None:
     ]
     grid = {
         "rrf": [(1.0, wk, k) for k in (1, 5, 10, 20, 60) for wk in (0.5, 0.75, 1.0, 1.5, 2.0)],
-        "convex": [(a, 1 - a, 0.0) for a in np.arange(0.30, 0.71, 0.05).round(2)],
+        "convex-minmax": [(a, 1 - a, 0.0) for a in np.arange(0.30, 0.71, 0.05).round(2)],
+        "convex-max": [(a, 1 - a, 0.0) for a in np.arange(0.30, 0.81, 0.05).round(2)],
     }
     for method, settings_list in grid.items():
         best = max(settings_list, key=lambda s, m=method: both(m, *s)[0])
@@ -132,10 +136,9 @@ def main() -> None:
         )
         rows.append((label, *both(method, wd, wk, k)))
     rows.append(("rrf k=60, 1:1 (the default before convex)", *both("rrf", 1.0, 1.0, 60.0)))
-    configured = (
-        f"configured: {cfg.fusion} (w_dense {cfg.dense_weight:g}, w_kw {cfg.keyword_weight:g})"
-    )
-    rows.append((configured, *both(cfg.fusion, cfg.dense_weight, cfg.keyword_weight, cfg.rrf_k)))
+    method = cfg.fusion + (f"-{cfg.fusion_scale}" if cfg.fusion == "convex" else "")
+    configured = f"configured: {method} (w_dense {cfg.dense_weight:g}, w_kw {cfg.keyword_weight:g})"
+    rows.append((configured, *both(method, cfg.dense_weight, cfg.keyword_weight, cfg.rrf_k)))
     n_train, n_test = len(splits["train"][0]), len(splits["test"][0])
     print(
         f"{test.name}: {len(ids)} chunks; train {n_train} queries (choose), "

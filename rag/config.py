@@ -174,12 +174,17 @@ class RetrievalSettings(_Section):
         description="How hybrid search fuses the rankers: convex (weighted sum of min-max "
         "normalised scores) or rrf (reciprocal rank fusion).",
     )
+    fusion_scale: Literal["max", "minmax"] = Field(
+        "max",
+        description="convex: each ranker's scores divided by its best (max) or mapped "
+        "best..worst to 1..0 (minmax).",
+    )
     candidates: int = Field(
         50, ge=1, le=1000, description="Candidates each ranker returns before fusion."
     )
     rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant k.")
-    dense_weight: float = Field(1.0, ge=0, description="Fusion weight of dense search.")
-    keyword_weight: float = Field(1.0, ge=0, description="Fusion weight of BM25 search.")
+    dense_weight: float = Field(0.65, ge=0, description="Fusion weight of dense search.")
+    keyword_weight: float = Field(0.35, ge=0, description="Fusion weight of BM25 search.")
     bm25_k1: float = Field(1.2, gt=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
     stemming: bool = Field(True, description="Light English stemming for BM25 terms.")

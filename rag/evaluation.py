@@ -343,7 +343,14 @@ def evaluate(
         t2 = time.perf_counter()
         kw = roll_up_scored(index.keyword.search(text, candidates), bonus)
         t3 = time.perf_counter()
-        fused = fuse([(cfg.dense_weight, dense), (cfg.keyword_weight, kw)], cfg.fusion, cfg.rrf_k)
+        # Rolled up to documents, a ranking's length no longer says whether it was cut
+        # short: no depth (every ranking counts as cut short, as at SciFact's scale).
+        fused = fuse(
+            [(cfg.dense_weight, dense), (cfg.keyword_weight, kw)],
+            cfg.fusion,
+            cfg.rrf_k,
+            cfg.fusion_scale,
+        )
         hybrid = ranked(fused)
         t4 = time.perf_counter()
         if use_dense:

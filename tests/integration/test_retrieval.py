@@ -137,7 +137,8 @@ def test_hybrid_fuses_dense_and_keyword_and_finds_chinese(acl_kb: Any) -> None:
     finally:
         retriever.settings = configured
     assert top.chunk.chunk_id == "wifi:h:1"
-    assert top.score == pytest.approx(1 / 61 + 1 / 61)  # first in both rankings, k = 60
+    # First in both rankings, k = 60.
+    assert top.score == pytest.approx((configured.dense_weight + configured.keyword_weight) / 61)
 
 
 def test_filters_restrict_to_documents(acl_kb: Any) -> None:

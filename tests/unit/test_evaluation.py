@@ -81,6 +81,36 @@ def test_convex_fusion_weights_missing_keys_and_flat_rankings() -> None:
     assert convex([(1.0, [("a", 2.0), ("b", 2.0)])]) == {"a": 1.0, "b": 1.0}
 
 
+def test_max_scaled_fusion_keeps_how_far_a_list_sits_below_its_best() -> None:
+    # The keyword list is flat (all near its best), the dense one falls away steeply.
+    dense = [("a", 0.80), ("b", 0.40), ("c", 0.20)]
+    keyword = [("b", 10.0), ("c", 9.5), ("a", 9.0)]
+    fused = convex([(1.0, dense), (1.0, keyword)], "max")
+    assert fused["a"] == pytest.approx((1.0 + 0.9) / 2)
+    assert fused["b"] == pytest.approx((0.5 + 1.0) / 2)
+    assert fused["c"] == pytest.approx((0.25 + 0.95) / 2)
+    # Min-max stretches the flat list to 1..0 and lets it outvote the steep one.
+    assert ranked(convex([(1.0, dense), (1.0, keyword)], "minmax")) == ["b", "a", "c"]
+    assert ranked(fused) == ["a", "b", "c"]
+    # Negative scores count as 0; a list with nothing positive falls back to min-max.
+    assert convex([(1.0, [("a", 0.5), ("b", -0.2)])], "max") == {"a": 1.0, "b": 0.0}
+    assert convex([(1.0, [("a", -0.1), ("b", -0.3)])], "max") == pytest.approx(
+        {"a": 1.0, "b": 0.0}
+    )
+
+
+def test_max_scaled_fusion_floors_missing_keys_by_whether_the_list_was_cut_short() -> None:
+    dense = [("a", 0.9), ("b", 0.6)]
+    keyword = [("c", 4.0)]
+    # No depth: each list was cut short, so a key it lacks scored below its last entry.
+    fused = fuse([(1.0, dense), (1.0, keyword)], "convex", 60, "max")
+    assert fused == pytest.approx({"a": 1.0, "b": (2 / 3 + 1.0) / 2, "c": (2 / 3 + 1.0) / 2})
+    # Depth 2: the one-item keyword list is everything BM25 matched, so a and b get 0 there.
+    fused = fuse([(1.0, dense), (1.0, keyword)], "convex", 60, "max", depth=2)
+    assert fused == pytest.approx({"a": 0.5, "b": 1 / 3, "c": (2 / 3 + 1.0) / 2})
+    assert ranked(fused) == ["c", "a", "b"]
+
+
 def test_roll_up_scored_gives_each_document_its_best_chunk() -> None:
     chunks = [("d1:0", 0.9), ("d2:0", 0.8), ("d2:1", 0.7), ("d1:3", 0.1)]
     assert roll_up_scored(chunks, bonus=0.0) == [("d1", 0.9), ("d2", 0.8)]
