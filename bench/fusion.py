@@ -123,13 +123,13 @@ def main() -> None:
         ("dense alone", *both("dense", 1, 0, 0)),
         ("keyword alone", *both("keyword", 0, 1, 0)),
     ]
-    grid = {
+    grid: dict[str, list[tuple[float, float, float]]] = {
         "rrf": [(1.0, wk, k) for k in (1, 5, 10, 20, 60) for wk in (0.5, 0.75, 1.0, 1.5, 2.0)],
-        "convex-minmax": [(a, 1 - a, 0.0) for a in np.arange(0.30, 0.71, 0.05).round(2)],
-        "convex-max": [(a, 1 - a, 0.0) for a in np.arange(0.30, 0.81, 0.05).round(2)],
+        "convex-minmax": [(a, 1 - a, 0.0) for a in np.arange(0.30, 0.71, 0.05).round(2).tolist()],
+        "convex-max": [(a, 1 - a, 0.0) for a in np.arange(0.30, 0.81, 0.05).round(2).tolist()],
     }
     for method, settings_list in grid.items():
-        best = max(settings_list, key=lambda s, m=method: both(m, *s)[0])
+        best = max(settings_list, key=lambda s: both(method, *s)[0])
         wd, wk, k = best
         label = f"{method} best on train (w_dense {wd:g}, w_kw {wk:g}" + (
             f", k {k:g})" if method == "rrf" else ")"

@@ -94,9 +94,7 @@ def test_max_scaled_fusion_keeps_how_far_a_list_sits_below_its_best() -> None:
     assert ranked(fused) == ["a", "b", "c"]
     # Negative scores count as 0; a list with nothing positive falls back to min-max.
     assert convex([(1.0, [("a", 0.5), ("b", -0.2)])], "max") == {"a": 1.0, "b": 0.0}
-    assert convex([(1.0, [("a", -0.1), ("b", -0.3)])], "max") == pytest.approx(
-        {"a": 1.0, "b": 0.0}
-    )
+    assert convex([(1.0, [("a", -0.1), ("b", -0.3)])], "max") == pytest.approx({"a": 1.0, "b": 0.0})
 
 
 def test_max_scaled_fusion_floors_missing_keys_by_whether_the_list_was_cut_short() -> None:
