@@ -171,8 +171,8 @@ class RetrievalSettings(_Section):
     )
     fusion: Literal["convex", "rrf"] = Field(
         "convex",
-        description="How hybrid search fuses the rankers: convex (weighted sum of min-max "
-        "normalised scores) or rrf (reciprocal rank fusion).",
+        description="How hybrid search fuses the rankers: convex (weighted sum of normalised "
+        "scores, see fusion_scale) or rrf (reciprocal rank fusion).",
     )
     fusion_scale: Literal["max", "minmax"] = Field(
         "max",
