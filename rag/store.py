@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from rag.config import StoreSettings
@@ -261,18 +262,17 @@ class ChromaStore:
 
         for start in range(0, len(chunks), MAX_BATCH):
             part = chunks[start : start + MAX_BATCH]
-            try:
-                self._collection.upsert(
+            self._write(
+                "Writing to",
+                "the ingest",
+                partial(
+                    self._collection.upsert,
                     ids=[c.chunk_id for c in part],
                     embeddings=[list(v) for v in vectors[start : start + MAX_BATCH]],
                     documents=[c.text for c in part],
                     metadatas=[_metadata(c, hash_of(c)) for c in part],
-                )
-            except Exception as exc:
-                raise self._failure(exc) or StoreError(
-                    f"Writing to the store failed ({type(exc).__name__}: {exc}). "
-                    "Check free disk space and permissions, then run the ingest again."
-                ) from exc
+                ),
+            )
 
     def file_hash(self, doc_id: str) -> str | None:
         """The file hash stored with a document's chunks, or None when it is not indexed."""
@@ -292,12 +292,16 @@ class ChromaStore:
         self._delete(where={"doc_id": doc_id})
 
     def _delete(self, **which: Any) -> None:
+        self._write("Deleting from", "the command", lambda: self._collection.delete(**which))
+
+    def _write(self, action: str, rerun: str, call: Callable[[], object]) -> None:
+        """``call`` (a write to the collection), its failure as the typed error."""
         try:
-            self._collection.delete(**which)
+            call()
         except Exception as exc:
             raise self._failure(exc) or StoreError(
-                f"Deleting from the store failed ({type(exc).__name__}: {exc}). "
-                "Check free disk space and permissions, then run the command again."
+                f"{action} the store failed ({type(exc).__name__}: {exc}). "
+                f"Check free disk space and permissions, then run {rerun} again."
             ) from exc
 
     def _failure(self, exc: Exception) -> StoreError | None:

@@ -5,18 +5,11 @@ from __future__ import annotations
 import pytest
 
 from serving.capacity import AnswerSlots, BusyError
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import Clock
 
 
 def test_a_burst_admitted_before_any_answer_starts_is_capped() -> None:
-    slots = AnswerSlots(3, clock=Clock())
+    slots = AnswerSlots(3, clock=Clock(100.0))
     for _ in range(3):  # three streaming requests pass their dependencies at once
         slots.check()
     with pytest.raises(BusyError):
@@ -31,7 +24,7 @@ def test_a_burst_admitted_before_any_answer_starts_is_capped() -> None:
 
 
 def test_a_reservation_whose_answer_never_starts_lapses() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     slots = AnswerSlots(1, lease_s=5.0, clock=clock)
     slots.check()  # admitted, then refused by validation or the client left
     with pytest.raises(BusyError):
