@@ -213,3 +213,93 @@ def test_kill_9_at_every_step_then_rerun_leaves_a_consistent_index(tmp_path: Pat
     assert sorted(Path(p).name for p in docs) == ["a.md", "b.md"]
     stats = json.loads(cli(store, "stats", "--json").stdout)
     assert (stats["documents"], stats["chunks"], stats["store_chunks"]) == (2, 2, 2)
+
+
+def beir_folder(root: Path) -> Path:
+    """Six unrelated documents; each judged query has one clearly matching document, except
+    q4, whose only relevant document is missing from the corpus (so it scores 0)."""
+    docs = {
+        "d1": (
+            "Photosynthesis",
+            "Chlorophyll absorbs sunlight and turns carbon dioxide and "
+            "water into glucose and oxygen inside plant leaves.",
+        ),
+        "d2": (
+            "Volcanic eruptions",
+            "Magma rises through the crust and a volcano erupts, "
+            "throwing out lava, ash and hot gas.",
+        ),
+        "d3": (
+            "Medieval castles",
+            "Stone keeps, moats and drawbridges defended castles in the Middle Ages.",
+        ),
+        "d4": (
+            "Coral reefs",
+            "Coral polyps build reefs from calcium carbonate in warm, shallow tropical seas.",
+        ),
+        "d5": (
+            "Jet engines",
+            "A turbofan compresses air, burns kerosene and pushes the hot "
+            "exhaust backwards to make thrust.",
+        ),
+        "d6": (
+            "Sourdough bread",
+            "Wild yeast and lactobacilli in a sourdough starter leaven "
+            "the bread and give it a sour taste.",
+        ),
+    }
+    queries = {
+        "q1": "How do plants turn sunlight into glucose?",
+        "q2": "What does a volcano throw out when it erupts?",
+        "q3": "What leavens sourdough bread?",
+        "q4": "Who invented the printing press?",
+        "q5": "An unjudged query that is not scored.",
+    }
+    qrels = {"q1": "d1", "q2": "d2", "q3": "d6", "q4": "d9"}
+    root.mkdir()
+    (root / "qrels").mkdir()
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "title": t, "text": x}) + "\n" for k, (t, x) in docs.items())
+    )
+    (root / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "text": q}) + "\n" for k, q in queries.items())
+    )
+    (root / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels.items())
+    )
+    return root
+
+
+def test_eval_scores_a_hand_made_dataset_with_known_answers(tmp_path: Path) -> None:
+    data = beir_folder(tmp_path / "tiny")
+    work = tmp_path / "work"
+    proc = cli(tmp_path / "store", "eval", "--dataset", str(data), "--workdir", str(work), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["queries"], report["documents"], report["chunks"]) == (4, 6, 6)
+    for mode in ("dense", "keyword", "hybrid"):
+        row = report["modes"][mode]
+        # q1-q3 find their document first (1.0 each); q4's document is not in the corpus (0).
+        for metric in ("ndcg@10", "recall@10", "recall@100", "mrr@10"):
+            assert row[metric] == pytest.approx(0.75), (mode, metric, row)
+        assert 0.0 <= row["ndcg@10_ci_low"] < 0.75 < row["ndcg@10_ci_high"] == 1.0
+        assert row["p50_ms"] > 0
+    zero = {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    assert report["hybrid_minus"] == {"dense": zero, "keyword": zero}
+
+    # The second run reuses the scratch index and prints the table.
+    proc = cli(tmp_path / "store", "eval", "--dataset", str(data), "--workdir", str(work))
+    assert proc.returncode == 0, proc.stderr
+    assert "ndcg 95% CI" in proc.stdout
+    assert [line.split()[:2] for line in proc.stdout.splitlines()[2:5]] == [
+        ["dense", "0.75"],
+        ["keyword", "0.75"],
+        ["hybrid", "0.75"],
+    ]
+    assert "hybrid - dense: nDCG@10 +0.0000 (paired 95% CI" in proc.stdout
+    assert len(list(work.iterdir())) == 1
+
+    (data / "qrels" / "test.tsv").unlink()
+    proc = cli(tmp_path / "store", "eval", "--dataset", str(data), "--workdir", str(work))
+    assert proc.returncode != 0
+    assert "qrels/test.tsv" in proc.stderr and "Traceback" not in proc.stderr

@@ -10,9 +10,11 @@ import pytest
 
 from rag.errors import BadRequestError
 from rag.evaluation import (
+    bootstrap_ci,
     load_beir,
     mrr_at,
     ndcg_at,
+    ndcg_per_query,
     percentile,
     recall_at,
     roll_up,
@@ -129,3 +131,22 @@ def test_load_beir_reads_graded_qrels(tmp_path: Path) -> None:
     assert data.corpus == {"d1": ("T", "x")} and data.qrels == {"q1": {"d1": 2}}
     with pytest.raises(BadRequestError, match=r"qrels/dev\.tsv"):
         load_beir(tmp_path, "dev")
+
+
+def test_ndcg_per_query_follows_the_judged_queries_and_scores_missing_runs_zero() -> None:
+    qrels = {"q1": {"a": 1}, "q2": {"b": 0}, "q3": {"c": 1}}
+    assert ndcg_per_query({"q1": ["a"], "q2": ["b"]}, qrels) == [1.0, 0.0]  # q2 unjudged
+
+
+def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_queries() -> None:
+    assert bootstrap_ci([0.4] * 50) == pytest.approx((0.4, 0.4))
+    assert bootstrap_ci([]) == (0.0, 0.0)
+    few = [1.0, 0.0] * 10
+    many = [1.0, 0.0] * 500
+    lo, hi = bootstrap_ci(few)
+    assert 0.0 <= lo < 0.5 < hi <= 1.0
+    lo2, hi2 = bootstrap_ci(many)
+    assert lo < lo2 < 0.5 < hi2 < hi
+    # Binomial standard error at n=1000 is 0.0158: a 95% interval is about +-0.031.
+    assert hi2 - lo2 == pytest.approx(2 * 1.96 * math.sqrt(0.25 / 1000), rel=0.15)
+    assert bootstrap_ci(few) == (lo, hi)  # seeded: a rerun prints the same interval
