@@ -13,7 +13,10 @@ after the sentence-level check (rag/grounding.py):
 - citation precision: cited sources that come from the question's expected file (answerable
   questions); before = the model's valid ``[n]`` markers, legacy = the previous term-overlap
   guess (rag/citations.select), after = the checked citations;
-- facts right: the answer contains an expected string.
+- facts right: the answer contains an expected string; counted for the model's own text and
+  for the whole answer, which may end with a quoted source sentence (the quote fallback:
+  no model sentence supported, see rag/grounding.py). Sentence support counts the model's
+  sentences only; the quotes are reported on their own line.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ async def run(args: argparse.Namespace) -> None:
     totals: dict[str, list[int]] = {
         k: [0, 0] for k in ("support_before", "support_after", "p_before", "p_legacy", "p_after")
     }
-    facts = declined = 0
+    facts = facts_model = declined = quoted = quote_facts = 0
     started = time.perf_counter()
     try:
         for q in questions:
@@ -77,9 +80,17 @@ async def run(args: argparse.Namespace) -> None:
             declined += answer.declined
             if answer.declined:
                 continue
-            if q["expect"] and any(e.lower() in answer.answer.lower() for e in q["expect"]):
-                facts += 1
             sentences = done.sentences
+            if answer.quoted:
+                quoted += 1
+                sentences = sentences[:-1]  # the service's quote, not the model's
+            model_text = " ".join(s.text for s in sentences).lower()
+            expect = [e.lower() for e in q["expect"] or []]
+            facts += any(e in answer.answer.lower() for e in expect)
+            facts_model += any(e in model_text for e in expect)
+            quote_facts += answer.quoted and any(
+                e in done.sentences[-1].text.lower() for e in expect
+            )
             sources = {s.n: s for s in done.sources}
             for s in sentences:
                 totals["support_after"][0] += s.supported
@@ -113,7 +124,9 @@ async def run(args: argparse.Namespace) -> None:
         return f"{good}/{total} = {good / total:.0%}" if total else "0/0"
 
     print(f"{len(questions)} questions, {declined} declined, {time.perf_counter() - started:.0f} s")
-    print(f"facts right (expected string in the answer): {facts}")
+    print(f"facts right (expected string), model's text: {facts_model}")
+    print(f"facts right (expected string), whole answer: {facts}")
+    print(f"answers with a quoted source sentence:      {quoted} ({quote_facts} quote the fact)")
     print(f"sentences supported, model's own [n]:      {share('support_before')}")
     print(f"sentences supported, after the check:     {share('support_after')}")
     print(f"citation precision, model's own [n]:      {share('p_before')}")

@@ -27,7 +27,7 @@ from rag.config import Settings
 from rag.context import Packed, Packer, readable_by
 from rag.conversation import Conversations, standalone_query, trim_history
 from rag.errors import BadRequestError, EngineError, RagError
-from rag.grounding import Sentence, ground
+from rag.grounding import Sentence, ground, quote_for, with_quote
 from rag.health import EngineHealth
 from rag.retrieval import Retriever
 from rag.seams import Engine
@@ -91,6 +91,7 @@ class Counters:
     declined: int = 0
     unsupported_sentences: int = 0
     whole_kb: int = 0
+    quoted: int = 0
 
 
 class AnswerService:
@@ -278,21 +279,36 @@ class AnswerService:
             self._engine_failed(error)
             raise error from exc
         self.engine_health.succeeded()
-        text = "".join(parts).strip()
-        if not text:
+        cfg = self._settings.context
+        streamed = "".join(parts)
+        text = streamed.strip()
+        grounded = ground(text, sources, min_support=cfg.min_support)
+        quote = None
+        if cfg.quote_fallback and not any(s.citations for s in grounded.sentences):
+            quote = quote_for(query, sources, min_share=cfg.quote_min_share)
+        if quote is not None:
+            source, sentence = quote
+            line = prompt.quote_line(question, sentence, source.n)
+            addition = f"\n\n{line}" if text else line
+            text = (streamed + addition).strip()  # the answer is what was streamed
+            yield TextDelta(addition)
+            grounded = with_quote(grounded, source, line, sentence)
+            self.counters.quoted += 1
+        elif not text:
             text = prompt.NO_ANSWER_MESSAGE
             yield TextDelta(text)
-        grounded = ground(text, sources, min_support=self._settings.context.min_support)
+            grounded = ground(text, sources, min_support=cfg.min_support)
         unsupported = grounded.unsupported
         self.counters.unsupported_sentences += len(unsupported)
         clock.mark("total_ms")
         log.info(
-            "answered: sources=%d mode=%s context_tokens=%d sentences=%d unsupported=%d",
+            "answered: sources=%d mode=%s context_tokens=%d sentences=%d unsupported=%d quoted=%s",
             len(sources),
             packed.mode,
             packed.tokens,
             len(grounded.sentences),
             len(unsupported),
+            quote is not None,
         )
         self._remember(principal, conversation_id, question, text)
         answer = Answer(
@@ -302,6 +318,7 @@ class AnswerService:
             dict(clock.marks),
             unsupported=unsupported,
             top_score=_best_score(hits),
+            quoted=quote is not None,
         )
         yield DoneEvent(answer, grounded.sentences, list(sources))
 

@@ -248,6 +248,17 @@ class ContextSettings(_Section):
         le=1,
         description="Grounding: share of a sentence's key terms a source must contain.",
     )
+    quote_fallback: bool = Field(
+        True,
+        description="When no sentence of the model's answer is supported by a source, add "
+        "the source sentence that best matches the question, quoted and cited.",
+    )
+    quote_min_share: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Quote fallback: share of the question's key terms the sentence must hold.",
+    )
 
 
 class LLMSettings(_Section):

@@ -13,6 +13,12 @@ the source that supports it best; an uncited sentence gets the best-supporting s
 sentence that no source supports is marked ``supported: false``. Sentences without any
 term to check (greetings, "I don't know") are not claims and count as supported, uncited.
 Unknown ``[n]`` numbers are always dropped.
+
+When no sentence of an answer is supported by a source (a small model's non-answer such as
+"The answer to this question is:", or an invention), :func:`quote_for` picks the source
+sentence that shares most of the question's terms, and the service adds it to the answer as
+a quote, cited (:func:`with_quote`): the reader gets the passage that most likely answers the
+question, marked as a quote, beside the model's text (which stays marked unsupported).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rag.citations import SNIPPET_CHARS
-from rag.lexical import STOP_WORDS
+from rag.lexical import STOP_WORDS, analyze
 from rag.types import Citation, Source
 
 _MARKER = re.compile(r"\s*\[(\d{1,3})\]")
@@ -167,10 +173,117 @@ def support(sentence: str, source_text: str) -> float:
         return 0.0
     if not keys:
         return 1.0
-    stem_hay = hay
-    found = sum(1 for t in keys if t in stem_hay or (len(t) > 5 and t[:-2] in stem_hay))
-    share = found / len(keys)
+    share = _key_share(keys, hay)
     return min(1.0, share + (0.25 if crit else 0.0))
+
+
+def _key_share(keys: set[str], hay: str) -> float:
+    """Share of ``keys`` in the normalised ``hay`` (a long word may differ in its ending)."""
+    found = sum(1 for t in keys if t in hay or (len(t) > 5 and t[:-2] in hay))
+    return found / len(keys)
+
+
+# Chinese question words: a sentence that answers the question does not repeat them.
+_CJK_QUESTION_WORDS = frozenset(
+    [
+        "多少",
+        "什么",
+        "怎么",
+        "怎样",
+        "如何",
+        "哪里",
+        "哪儿",
+        "哪个",
+        "哪些",
+        "为什么",
+        "是否",
+        "是不是",
+        "几",
+        "吗",
+        "呢",
+        "谁",
+        "叫",
+        "请问",
+        "名字",
+        "名称",
+    ]
+)
+
+
+def question_terms(question: str) -> set[str]:
+    """What a sentence answering ``question`` should contain: its key terms, with Chinese
+    split into words (jieba) instead of bigrams, and question words left out."""
+    terms = {t for t in key_terms(question) if not _CJK.search(t)}
+    words = [w for w in analyze(question, stemming=False) if _CJK.search(w)]
+    words = [w for w in words if w not in _CJK_QUESTION_WORDS]
+    terms.update(w for w in words if len(w) > 1)
+    if not any(len(w) > 1 for w in words):
+        terms.update(words)
+    return terms
+
+
+def quote_for(
+    question: str, sources: Sequence[Source], *, min_share: float = 0.6
+) -> tuple[Source, str] | None:
+    """The source sentence sharing most of ``question``'s terms, with its source.
+
+    Questions in the sources (an FAQ's "Q: ...?") are skipped: they repeat the question
+    without answering it. A candidate must hold every critical term of the question and at
+    least ``min_share`` of its key terms; ties go to the better-ranked hit, then to the
+    shorter sentence. None when no sentence qualifies.
+    """
+    bare = _MARKER.sub("", question)
+    crit = {t.lower() for t in critical_terms(bare)}
+    keys = question_terms(bare)
+    if not keys and not crit:
+        return None
+    best: tuple[float, float, int] | None = None
+    found: tuple[Source, str] | None = None
+    for source in sources:
+        for m in _SOURCE_SENTENCE.finditer(source.hit.chunk.text):
+            sentence = " ".join(m.group().split())
+            if len(sentence) < 12 or sentence.endswith(("?", "？")):
+                continue
+            hay = _norm(sentence)
+            if any(not _contains(hay, t) for t in crit):
+                continue
+            share = _key_share(keys, hay) if keys else 1.0
+            if share < min_share:
+                continue
+            rank = (share, source.hit.score, -len(sentence))
+            if best is None or rank > best:
+                best, found = rank, (source, sentence)
+    return found
+
+
+def with_quote(grounded: Grounded, source: Source, line: str, sentence: str) -> Grounded:
+    """``grounded`` plus ``line`` (a quote of ``sentence`` from ``source``), cited."""
+    quote = Sentence(_MARKER.sub("", line).strip(), (source.n,), True)
+    citations = list(grounded.citations)
+    if all(c.n != source.n for c in citations):
+        citations.append(_citation(source, _snippet(sentence)))
+    return Grounded([*grounded.sentences, quote], citations)
+
+
+def _snippet(text: str) -> str:
+    snippet = " ".join(text.split())
+    if len(snippet) > SNIPPET_CHARS:
+        snippet = snippet[: SNIPPET_CHARS - 1].rstrip() + "…"
+    return snippet
+
+
+def _citation(source: Source, snippet: str) -> Citation:
+    chunk = source.hit.chunk
+    return Citation(
+        source.n,
+        chunk.doc_id,
+        chunk.title,
+        chunk.source,
+        chunk.page,
+        snippet,
+        section=chunk.section,
+        chunk_id=chunk.chunk_id,
+    )
 
 
 def best_snippet(source_text: str, sentence: str) -> str:
@@ -185,10 +298,7 @@ def best_snippet(source_text: str, sentence: str) -> str:
         score = sum(1 for t in wanted if t in low)
         if score > best_score:
             best, best_score = cand, score
-    snippet = " ".join((best or source_text).split())
-    if len(snippet) > SNIPPET_CHARS:
-        snippet = snippet[: SNIPPET_CHARS - 1].rstrip() + "…"
-    return snippet
+    return _snippet(best or source_text)
 
 
 def ground(answer: str, sources: Sequence[Source], *, min_support: float = 0.5) -> Grounded:
@@ -221,19 +331,4 @@ def ground(answer: str, sources: Sequence[Source], *, min_support: float = 0.5) 
     order: list[int] = []
     for s in sentences:
         order.extend(n for n in s.citations if n not in order)
-    cites = []
-    for n in order:
-        chunk = by_n[n].hit.chunk
-        cites.append(
-            Citation(
-                n,
-                chunk.doc_id,
-                chunk.title,
-                chunk.source,
-                chunk.page,
-                snippets[n],
-                section=chunk.section,
-                chunk_id=chunk.chunk_id,
-            )
-        )
-    return Grounded(sentences, cites)
+    return Grounded(sentences, [_citation(by_n[n], snippets[n]) for n in order])

@@ -135,3 +135,5 @@ class Answer:
     """Answer sentences no given source supports (see rag/grounding.py)."""
     top_score: float | None = None
     """The best retrieval similarity (dense cosine), kept with the feedback record."""
+    quoted: bool = False
+    """No sentence of the model's text was supported: a source sentence was quoted."""

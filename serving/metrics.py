@@ -152,6 +152,12 @@ class Metrics:
         self.ingested_chunks = Counter(
             "kb_ingest_chunks", "Chunks written by uploads to this service.", registry=r
         )
+        self.quotes = Counter(
+            "kb_answer_quotes",
+            "Answers in which no model sentence was supported by a source, so a source "
+            "sentence was quoted instead (see context.quote_fallback).",
+            registry=r,
+        )
         self.citations = Histogram(
             "kb_citations_per_answer",
             "Citations attached to an answer.",
@@ -169,6 +175,8 @@ class Metrics:
         if not answer.declined:
             self.prompt_tokens.observe(answer.usage.prompt_tokens)
             self.citations.observe(len(answer.citations))
+        if answer.quoted:
+            self.quotes.inc()
         self.tokens.labels("in").inc(answer.usage.prompt_tokens)
         self.tokens.labels("out").inc(answer.usage.completion_tokens)
         self.cached_tokens.inc(answer.usage.cached_tokens)

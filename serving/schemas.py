@@ -256,6 +256,12 @@ class AskResponse(BaseModel):
     unsupported: list[str] = Field(
         default_factory=list, description="Sentences no source supports: treat with care."
     )
+    quoted: bool = Field(
+        False,
+        description="True when no sentence of the model's text was supported, so the service "
+        "added the source sentence that best matches the question as a cited quote (the last "
+        "sentence of the answer).",
+    )
     conversation_id: str | None = Field(
         None, description="The conversation this answer belongs to, if one was given."
     )
@@ -284,6 +290,7 @@ class AskResponse(BaseModel):
             ),
             timings=a.timings,
             declined=a.declined,
+            quoted=a.quoted,
         )
 
 

@@ -165,9 +165,16 @@ async def test_planted_document_stays_plain_user_text_between_the_delimiters(
         expected = final.feed(completion)
     except EngineError:
         expected = final.final_text
-    assert "".join(streamed) in (expected, expected + prompt.NO_ANSWER_MESSAGE)
+    # After the model's text the service may add a message of its own: "no answer", or a
+    # quote of a source sentence that matches the question (never the planted instruction).
+    joined = "".join(streamed)
+    assert joined.startswith(expected)
+    added = joined[len(expected) :].strip()
+    if added and added != prompt.NO_ANSWER_MESSAGE:
+        assert added.startswith('The sources say: "') and "PWNED" not in added
+        assert done is not None and done.answer.quoted
     if failed is None:
         assert done is not None
-        assert done.answer.answer == (expected.strip() or prompt.NO_ANSWER_MESSAGE)
+        assert done.answer.answer == (joined.strip() or prompt.NO_ANSWER_MESSAGE)
     else:
         assert "not valid harmony" in failed.message

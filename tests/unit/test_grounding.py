@@ -3,13 +3,14 @@ marked unsupported, unknown numbers dropped."""
 
 from __future__ import annotations
 
-from rag.grounding import ground, split_sentences
+from rag import prompt
+from rag.grounding import ground, question_terms, quote_for, split_sentences, with_quote
 from rag.types import Chunk, Hit, Source
 
 
-def _source(n: int, text: str, title: str = "Doc") -> Source:
+def _source(n: int, text: str, title: str = "Doc", score: float = 0.5) -> Source:
     chunk = Chunk(f"c{n}", f"d{n}", text, f"/kb/{n}.md", title)
-    return Source(n, Hit(chunk, 0.5))
+    return Source(n, Hit(chunk, score))
 
 
 SOURCES = [
@@ -57,3 +58,60 @@ def test_split_sentences_keeps_markers_with_their_sentence() -> None:
         "三是3。",
         "四",
     ]
+
+
+FAQ = [
+    _source(
+        1,
+        "Q: What is the name of the shared print queue?\n"
+        "A: All offices use one shared follow-me print queue called NW-Follow-Me.\n"
+        "Q: How long are print jobs held?\n"
+        "A: Unreleased print jobs are held for 36 hours and then deleted.",
+        "Printing FAQ",
+    ),
+    _source(2, "The print room is on floor 2. Toner is ordered with form IT-12.", score=0.4),
+    _source(3, "一线城市出差时，住宿费用每晚不得超过人民币650元。餐补每日180元。", "差旅"),
+]
+
+
+def test_quote_for_finds_the_answering_sentence_not_the_faq_question() -> None:
+    found = quote_for("What is the shared print queue called?", FAQ)
+    assert found is not None
+    source, sentence = found
+    assert source.n == 1
+    assert sentence == "A: All offices use one shared follow-me print queue called NW-Follow-Me."
+    found = quote_for("How long are print jobs held?", FAQ)
+    assert found is not None and "36 hours" in found[1]
+
+
+def test_quote_for_needs_the_question_terms() -> None:
+    # A code in the question must be in the sentence; too few key terms is no quote.
+    found = quote_for("Which form orders toner?", FAQ)
+    assert found is not None and found[0].n == 2
+    assert quote_for("Is form IT-99 for toner?", FAQ) is None
+    assert quote_for("What colour is the car park barrier?", FAQ) is None
+    assert quote_for("Is it?", FAQ) is None  # nothing to match on
+    assert quote_for("How long are print jobs held?", FAQ, min_share=1.0) is None  # "long"
+
+
+def test_quote_for_reads_chinese_as_words() -> None:
+    assert question_terms("一线城市出差住宿每晚的上限是多少？") >= {"住宿", "每晚", "上限"}
+    assert "多少" not in question_terms("一线城市出差住宿每晚的上限是多少？")
+    found = quote_for("一线城市出差住宿每晚的上限是多少？", FAQ)
+    assert found is not None and found[0].n == 3 and "650" in found[1]
+    assert prompt.quote_line("住宿上限是多少？", found[1], 3).startswith("资料原文：“一线城市")
+
+
+def test_with_quote_adds_a_supported_cited_sentence() -> None:
+    g = ground("The queue is called PrintHub.", FAQ)
+    assert g.unsupported == ["The queue is called PrintHub."] and g.citations == []
+    source, sentence = FAQ[0], "A: Unreleased print jobs are held for 36 hours and then deleted."
+    line = prompt.quote_line("How long are print jobs held?", sentence, 1)
+    assert line == f'The sources say: "{sentence}" [1]'
+    quoted = with_quote(g, source, line, sentence)
+    assert quoted.unsupported == g.unsupported  # the model's invention stays marked
+    assert quoted.sentences[-1].text == f'The sources say: "{sentence}"'
+    assert quoted.sentences[-1].citations == (1,) and quoted.sentences[-1].supported
+    assert [(c.n, c.snippet) for c in quoted.citations] == [(1, sentence)]
+    again = with_quote(quoted, source, line, sentence)
+    assert len(again.citations) == 1  # one citation per source

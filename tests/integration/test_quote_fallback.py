@@ -1,0 +1,132 @@
+"""When the model's answer has no supported sentence, the service quotes the source sentence
+that best matches the question, cited (context.quote_fallback).
+
+The real app, retriever and SmolLM2 engine; the engine's text is replaced at the engine seam
+by a fixed reply, so each test knows what "the model" said: a non-answer, an invention, a
+correct answer, nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rag.types import GenerationRequest, HistoryTurn, TextDelta
+from tests.asgi import ready_client
+
+pytestmark = pytest.mark.slow
+
+
+class Scripted:
+    """The real engine (prompt, usage, finish), but the text it streams is ``reply``."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self.reply = ""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    async def stream(
+        self, request: GenerationRequest, history: Sequence[HistoryTurn] = ()
+    ) -> AsyncGenerator[Any, None]:
+        for word in self.reply.split(" ") if self.reply else []:
+            yield TextDelta(word + " ")
+        async with contextlib.aclosing(self._engine.stream(request, history)) as events:
+            async for event in events:
+                if not isinstance(event, TextDelta):
+                    yield event
+
+
+@pytest.fixture(scope="module")
+async def world(
+    sample_kb: Any, smol_engine: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, Scripted]]:
+    from serving.app import create_app
+
+    engine = Scripted(smol_engine)
+    settings = sample_kb.model_copy(
+        update={"llm": sample_kb.llm.model_copy(update={"max_tokens": 4})}
+    )
+    async with ready_client(create_app(settings, engine=engine)) as client:
+        yield client, engine
+
+
+async def ask(world: tuple[httpx.AsyncClient, Scripted], question: str, reply: str) -> Any:
+    client, engine = world
+    engine.reply = reply
+    resp = await client.post("/v1/ask", json={"question": question})
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+QUEUE = "A: All offices use one shared follow-me print queue called NW-Follow-Me."
+
+
+async def test_a_non_answer_gets_the_answering_sentence_quoted_and_cited(world: Any) -> None:
+    body = await ask(world, "What is the shared print queue called?", "The answer is:")
+    n = next(c["n"] for c in body["citations"] if c["source"].endswith("faq-printing.txt"))
+    parts = [p.strip() for p in body["answer"].split("\n\n")]
+    assert parts == ["The answer is:", f'The sources say: "{QUEUE}" [{n}]']
+    assert body["quoted"] is True and body["unsupported"] == []
+    last = body["sentences"][-1]
+    assert last == {"text": f'The sources say: "{QUEUE}"', "citations": [n], "supported": True}
+    assert [c["snippet"] for c in body["citations"]] == [QUEUE]
+
+
+async def test_an_invention_stays_marked_and_the_quote_follows(world: Any) -> None:
+    body = await ask(world, "What is the shared print queue called?", "It is called PrintHub.")
+    assert body["unsupported"] == ["It is called PrintHub."]
+    assert body["quoted"] is True and "NW-Follow-Me" in body["answer"].split("\n\n")[1]
+    assert [s["supported"] for s in body["sentences"]] == [False, True]
+
+
+async def test_a_supported_answer_is_left_alone(world: Any) -> None:
+    reply = "The shared print queue is called NW-Follow-Me."
+    body = await ask(world, "What is the shared print queue called?", reply)
+    assert body["answer"] == reply and body["quoted"] is False
+    assert [Path(c["source"]).name for c in body["citations"]] == ["faq-printing.txt"]
+
+
+async def test_chinese_question_gets_a_chinese_quote(world: Any) -> None:
+    body = await ask(world, "一线城市出差住宿每晚的上限是多少？", "")
+    assert body["quoted"] is True
+    assert body["answer"].startswith("资料原文：“") and "650" in body["answer"]
+    assert body["citations"][0]["source"].endswith("finance-expense-policy-zh.md")
+
+
+async def test_no_matching_sentence_means_no_quote(world: Any) -> None:
+    from rag import prompt
+
+    body = await ask(world, "What is the shared print queue called?", "")
+    assert body["quoted"] is True  # control: the same question with an empty reply
+    body = await ask(world, "Which printer model and firmware do the printers run?", "")
+    assert body["quoted"] is False
+    assert body["answer"] in (prompt.NO_ANSWER_MESSAGE, prompt.DECLINE_MESSAGE)
+
+
+async def test_streamed_quote_is_the_last_delta_and_counted(world: Any) -> None:
+    client, engine = world
+    engine.reply = "Sorry."
+    payload = {"question": "How long are print jobs held?", "stream": True}
+    events = []
+    async with client.stream("POST", "/v1/ask", json=payload) as resp:
+        event = None
+        async for line in resp.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                events.append((event, json.loads(line[6:])))
+    deltas = [d["text"] for e, d in events if e == "delta"]
+    done = events[-1][1]
+    assert done["quoted"] is True and "36 hours" in deltas[-1]
+    assert done["answer"] == "".join(deltas).strip()
+    metrics = (await client.get("/metrics")).text
+    line = next(x for x in metrics.splitlines() if x.startswith("kb_answer_quotes_total"))
+    assert float(line.split()[-1]) >= 1
