@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,3 +23,18 @@ async def ready_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
                     break
                 await asyncio.sleep(0.1)
             yield client
+
+
+async def sse(client: httpx.AsyncClient, payload: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``POST /v1/ask`` with ``payload`` (``stream: true``): the SSE events, as (name, data)."""
+    events: list[tuple[str, Any]] = []
+    name = ""
+    async with client.stream("POST", "/v1/ask", json=payload) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        async for line in resp.aiter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[6:])))
+    return events

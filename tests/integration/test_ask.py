@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.asgi import ready_client
+from tests.asgi import ready_client, sse
 
 pytestmark = pytest.mark.slow
 
@@ -49,16 +48,7 @@ async def test_smoke_questions_answered_with_the_right_citation(
 
 async def test_streaming_sends_citations_deltas_then_done(client: httpx.AsyncClient) -> None:
     payload = {"question": "What is the guest Wi-Fi password?", "stream": True}
-    async with client.stream("POST", "/v1/ask", json=payload) as resp:
-        assert resp.status_code == 200
-        assert resp.headers["content-type"].startswith("text/event-stream")
-        events = []
-        event = None
-        async for line in resp.aiter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                events.append((event, json.loads(line[6:])))
+    events = await sse(client, payload)
     names = [e for e, _ in events]
     assert names[0] == "citations" and names[-1] == "done"
     assert names.count("delta") >= 2

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from rag.types import EngineEvent, GenerationRequest, HistoryTurn, TextDelta
-from tests.asgi import ready_client
+from tests.asgi import ready_client, sse
 
 pytestmark = pytest.mark.slow
 
@@ -61,19 +61,6 @@ async def world(
     app = create_app(settings, engine=engine)  # type: ignore[arg-type]
     async with ready_client(app) as client:
         yield client, engine, app
-
-
-async def sse(client: httpx.AsyncClient, payload: dict[str, Any]) -> list[tuple[str, Any]]:
-    events: list[tuple[str, Any]] = []
-    name = ""
-    async with client.stream("POST", "/v1/ask", json=payload) as resp:
-        assert resp.status_code == 200
-        async for line in resp.aiter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line[6:])))
-    return events
 
 
 async def idle(engine: Any) -> bool:

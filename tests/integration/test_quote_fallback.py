@@ -9,7 +9,6 @@ correct answer, nothing.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from rag.types import GenerationRequest, HistoryTurn, TextDelta
-from tests.asgi import ready_client
+from tests.asgi import ready_client, sse
 
 pytestmark = pytest.mark.slow
 
@@ -114,15 +113,7 @@ async def test_no_matching_sentence_means_no_quote(world: Any) -> None:
 async def test_streamed_quote_is_the_last_delta_and_counted(world: Any) -> None:
     client, engine = world
     engine.reply = "Sorry."
-    payload = {"question": "How long are print jobs held?", "stream": True}
-    events = []
-    async with client.stream("POST", "/v1/ask", json=payload) as resp:
-        event = None
-        async for line in resp.aiter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                events.append((event, json.loads(line[6:])))
+    events = await sse(client, {"question": "How long are print jobs held?", "stream": True})
     deltas = [d["text"] for e, d in events if e == "delta"]
     done = events[-1][1]
     assert done["quoted"] is True and "36 hours" in deltas[-1]
