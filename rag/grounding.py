@@ -228,9 +228,9 @@ def quote_for(
     """The source sentence sharing most of ``question``'s terms, with its source.
 
     Questions in the sources (an FAQ's "Q: ...?") are skipped: they repeat the question
-    without answering it. A candidate must hold every critical term of the question and at
-    least ``min_share`` of its key terms; ties go to the better-ranked hit, then to the
-    shorter sentence. None when no sentence qualifies.
+    without answering it; so are headings and short labels. A candidate must hold every
+    critical term of the question and at least ``min_share`` of its key terms; ties go to
+    the better-ranked hit, then to the shorter sentence. None when no sentence qualifies.
     """
     bare = _MARKER.sub("", question)
     crit = {t.lower() for t in critical_terms(bare)}
@@ -242,7 +242,7 @@ def quote_for(
     for source in sources:
         for m in _SOURCE_SENTENCE.finditer(source.hit.chunk.text):
             sentence = " ".join(m.group().split())
-            if len(sentence) < 12 or sentence.endswith(("?", "？")):
+            if not _statement(sentence):
                 continue
             hay = _norm(sentence)
             if any(not _contains(hay, t) for t in crit):
@@ -254,6 +254,16 @@ def quote_for(
             if best is None or rank > best:
                 best, found = rank, (source, sentence)
     return found
+
+
+def _statement(line: str) -> bool:
+    """A line that can answer something: not a question, a heading or a bare label (a
+    sentence, a table row, or a line of six words or more)."""
+    if len(line) < 12 or line.endswith(("?", "？")) or line.startswith("#"):
+        return False
+    if line.endswith((".", "!", "。", "！", ";", "；")) or "|" in line:
+        return True
+    return len(line.split()) >= 6 or len("".join(_CJK.findall(line))) >= 12
 
 
 def with_quote(grounded: Grounded, source: Source, line: str, sentence: str) -> Grounded:

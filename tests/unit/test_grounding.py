@@ -70,7 +70,8 @@ FAQ = [
         "Printing FAQ",
     ),
     _source(2, "The print room is on floor 2. Toner is ordered with form IT-12.", score=0.4),
-    _source(3, "一线城市出差时，住宿费用每晚不得超过人民币650元。餐补每日180元。", "差旅"),
+    _source(3, "## 三、住宿与餐补标准\n一线城市出差时，住宿费用每晚不得超过人民币650元。", "差旅"),
+    _source(4, "# Print queue\nPrint queue name", score=0.9),
 ]
 
 
@@ -79,6 +80,7 @@ def test_quote_for_finds_the_answering_sentence_not_the_faq_question() -> None:
     assert found is not None
     source, sentence = found
     assert source.n == 1
+    # Not the heading or the label of source 4, though they hold the terms and rank higher.
     assert sentence == "A: All offices use one shared follow-me print queue called NW-Follow-Me."
     found = quote_for("How long are print jobs held?", FAQ)
     assert found is not None and "36 hours" in found[1]
@@ -99,6 +101,8 @@ def test_quote_for_reads_chinese_as_words() -> None:
     assert "多少" not in question_terms("一线城市出差住宿每晚的上限是多少？")
     found = quote_for("一线城市出差住宿每晚的上限是多少？", FAQ)
     assert found is not None and found[0].n == 3 and "650" in found[1]
+    found = quote_for("住宿标准是什么？", FAQ, min_share=0.5)  # the heading holds both words
+    assert found is not None and found[1].startswith("一线城市")
     assert prompt.quote_line("住宿上限是多少？", found[1], 3).startswith("资料原文：“一线城市")
 
 
