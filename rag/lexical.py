@@ -25,6 +25,13 @@ _RUN = re.compile(
     re.UNICODE,
 )
 _LATIN_WORD = re.compile(r"^[a-z0-9]+$")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def has_han(text: str) -> bool:
+    """Whether ``text`` holds Chinese characters (CJK ideographs)."""
+    return _HAN.search(text) is not None
+
 
 STOP_WORDS = frozenset(
     [

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
+from rag.lexical import has_han
 from rag.types import Source
 
 INSTRUCTIONS = """\
@@ -34,12 +34,11 @@ DECLINE_MESSAGE = (
 NO_ANSWER_MESSAGE = (
     "The model returned no answer for this question. Please try again or rephrase it."
 )
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 def quote_line(question: str, sentence: str, n: int) -> str:
     """The fallback's quote of a source sentence, cited, in the question's language."""
-    if _CJK.search(question):
+    if has_han(question):
         return f"资料原文：“{sentence}” [{n}]"
     return f'The sources say: "{sentence}" [{n}]'
 
