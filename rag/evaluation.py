@@ -110,7 +110,7 @@ def score_run(run: Run, qrels: Qrels) -> dict[str, float]:
         return {"ndcg@10": 0.0, "recall@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0}
     n = len(queries)
     return {
-        "ndcg@10": sum(ndcg_at(run.get(q, []), qrels[q]) for q in queries) / n,
+        "ndcg@10": sum(ndcg_per_query(run, qrels)) / n,
         "recall@10": sum(recall_at(run.get(q, []), qrels[q], 10) for q in queries) / n,
         "recall@100": sum(recall_at(run.get(q, []), qrels[q], 100) for q in queries) / n,
         "mrr@10": sum(mrr_at(run.get(q, []), qrels[q]) for q in queries) / n,
