@@ -3,10 +3,11 @@
     PYTHONPATH=. .venv/bin/python bench/fusion.py --dataset /work/shared/eval/scifact \
         --workdir /tmp/eval4
 
-Reuses the scratch index that ``rag-ingest eval --workdir DIR`` built (same settings; built
+Reuses the scratch index that ``rag-ingest eval --workdir DIR`` built (same settings and
+embedder: ``--profile test`` is torch fp32, ``--profile dev`` the shipped ONNX int8; built
 here if missing, which embeds the whole corpus). The first run caches the chunk vectors
 (read back from the scratch Chroma) and every query's vector in
-``DIR/<dataset>-fusion-cache.npz``; later runs take seconds, so fusion settings can be
+``DIR/<dataset>-fusion-cache-<model>.npz``; later runs take seconds, so fusion settings can be
 compared without embedding anything again.
 
 Per query: dense = exact nearest chunks by the cached vectors (the HNSW index finds the same
@@ -97,16 +98,17 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--profile", default="test")
     args = parser.parse_args()
-    from rag.embedding import SentenceTransformerEmbedder
+    from rag.embedding import create_embedder
     from rag.offline import OFFLINE_ENV
 
     os.environ.update(OFFLINE_ENV)
     settings = load_settings(args.profile)
-    embedder = SentenceTransformerEmbedder(settings.embedding)
+    embedder = create_embedder(settings.embedding, settings.paths)
     test, train = load_beir(args.dataset, "test"), load_beir(args.dataset, "train")
     index = build_index(test, settings, embedder, args.workdir)
     ids = sorted(index.store.all_ids())
-    cache = args.workdir / f"{test.name}-fusion-cache.npz"
+    model = "".join(c if c.isalnum() else "-" for c in embedder.model_id)
+    cache = args.workdir / f"{test.name}-fusion-cache-{model}.npz"
     x, qvec = cached_vectors(cache, ids, test, index.store.vectors, embedder.embed_documents)
     splits = {}
     for name, data in (("train", train), ("test", test)):

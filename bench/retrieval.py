@@ -207,15 +207,15 @@ def main() -> None:
     for label, values in parts.items():
         med = np.median(np.asarray(values), axis=0)
         print(f"{label:<36} " + " ".join(f"{x:>8.1f}" for x in med))
-    from rag.embedding import SentenceTransformerEmbedder
+    from rag.embedding import create_embedder
 
-    embedder = SentenceTransformerEmbedder(settings.embedding)
+    embedder = create_embedder(settings.embedding, settings.paths)
     embedder.embed_query("warm up")
     runs = []
     for text, _ in queries[:50]:
         timed(lambda text=text: embedder.embed_query(text), runs)
     print(
-        f"\nquery embedding (MiniLM, torch CPU): p50 {pct(runs, 0.5):.1f} ms, "
+        f"\nquery embedding ({embedder.model_id}, CPU): p50 {pct(runs, 0.5):.1f} ms, "
         f"p99 {pct(runs, 0.99):.1f} ms"
     )
     print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")

@@ -486,7 +486,7 @@ def eval_(
     """Retrieval quality on a BEIR dataset: dense, keyword and hybrid (nDCG@10, recall, MRR)."""
     try:
         settings = _settings(profile)
-        from rag.embedding import SentenceTransformerEmbedder
+        from rag.embedding import create_embedder
         from rag.errors import BadRequestError
         from rag.evaluation import MODES, build_index, evaluate, load_beir
 
@@ -494,7 +494,8 @@ def eval_(
         if set(modes) - set(MODES):
             raise BadRequestError(f"--mode takes {', '.join(MODES)}; got {', '.join(modes)}.")
         data = load_beir(dataset, split)
-        embedder = SentenceTransformerEmbedder(settings.embedding)
+        # The configured backend (ONNX int8 by default), so eval scores what ingest ships.
+        embedder = create_embedder(settings.embedding, settings.paths)
         folder = workdir or settings.paths.data_dir / "eval"
         index = build_index(data, settings, embedder, folder, embed=modes != ["keyword"])
         report = evaluate(

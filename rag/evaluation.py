@@ -315,10 +315,13 @@ class Report:
     modes: dict[str, ModeResult]
     hybrid_minus: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     """Paired nDCG@10 difference, hybrid minus each single mode: (mean, 95% low, high)."""
+    embedder: str = ""
+    """The embedder's model id (``...@onnx-int8`` for the shipped ONNX int8 backend)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "dataset": self.dataset,
+            "embedder": self.embedder,
             "queries": self.queries,
             "documents": self.documents,
             "chunks": self.chunks,
@@ -334,8 +337,8 @@ class Report:
     def table(self) -> str:
         head = (
             f"{self.dataset}: {self.queries} queries, {self.documents} documents, "
-            f"{self.chunks} chunks (query embedding p50 {self.embed_query_ms_p50:.1f} ms, "
-            "not in the latencies below)"
+            f"{self.chunks} chunks, embedder {self.embedder} (query embedding p50 "
+            f"{self.embed_query_ms_p50:.1f} ms, not in the latencies below)"
         )
         cols = ["ndcg@10", "recall@10", "recall@100", "mrr@10", "p50_ms", "p99_ms"]
         ci = "ndcg 95% CI"
@@ -430,4 +433,5 @@ def evaluate(
         embed_query_ms_p50=statistics.median(embed_ms) if embed_ms else 0.0,
         modes=results,
         hybrid_minus=hybrid_minus,
+        embedder=embedder.model_id,
     )

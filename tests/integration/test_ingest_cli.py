@@ -270,12 +270,7 @@ def beir_folder(root: Path) -> Path:
     return root
 
 
-def test_eval_scores_a_hand_made_dataset_with_known_answers(tmp_path: Path) -> None:
-    data = beir_folder(tmp_path / "tiny")
-    work = tmp_path / "work"
-    proc = cli(tmp_path / "store", "eval", "--dataset", str(data), "--workdir", str(work), "--json")
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+def assert_known_answers(report: dict[str, Any]) -> None:
     assert (report["queries"], report["documents"], report["chunks"]) == (4, 6, 6)
     for mode in ("dense", "keyword", "hybrid"):
         row = report["modes"][mode]
@@ -286,6 +281,16 @@ def test_eval_scores_a_hand_made_dataset_with_known_answers(tmp_path: Path) -> N
         assert row["p50_ms"] > 0
     zero = {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0}
     assert report["hybrid_minus"] == {"dense": zero, "keyword": zero}
+
+
+def test_eval_scores_a_hand_made_dataset_with_known_answers(tmp_path: Path) -> None:
+    data = beir_folder(tmp_path / "tiny")
+    work = tmp_path / "work"
+    proc = cli(tmp_path / "store", "eval", "--dataset", str(data), "--workdir", str(work), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["embedder"] == "builtin:all-minilm-l6-v2"  # the test profile's torch
+    assert_known_answers(report)
 
     # The second run reuses the scratch index and prints the table.
     proc = cli(tmp_path / "store", "eval", "--dataset", str(data), "--workdir", str(work))
@@ -298,6 +303,17 @@ def test_eval_scores_a_hand_made_dataset_with_known_answers(tmp_path: Path) -> N
     ]
     assert "hybrid - dense: nDCG@10 +0.0000 (paired 95% CI" in proc.stdout
     assert len(list(work.iterdir())) == 1
+
+    # Eval embeds with the configured backend (the shipped default is ONNX int8), in a
+    # scratch index of its own: its vectors differ from torch's.
+    int8 = {"RAG_EMBEDDING__BACKEND": "onnx", "RAG_EMBEDDING__ONNX_PRECISION": "int8"}
+    args = ("eval", "--dataset", str(data), "--workdir", str(work), "--json")
+    proc = cli(tmp_path / "store", *args, **int8)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["embedder"] == "builtin:all-minilm-l6-v2@onnx-int8"
+    assert_known_answers(report)
+    assert len(list(work.iterdir())) == 2
 
     (data / "qrels" / "test.tsv").unlink()
     proc = cli(tmp_path / "store", "eval", "--dataset", str(data), "--workdir", str(work))
