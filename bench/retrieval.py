@@ -115,7 +115,7 @@ def main() -> None:
         for s in range(0, len(chunks), 5000):
             store.upsert(chunks[s : s + 5000], vectors[s : s + 5000].tolist())
         print(f"stored {len(chunks)} chunks in {time.perf_counter() - started:.0f} s")
-    if len(keyword) != len(chunks):
+    if len(keyword) != len(chunks) or keyword.unplaced():
         started = time.perf_counter()
         keyword.on_upsert(chunks)
         keyword.commit()

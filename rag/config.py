@@ -127,7 +127,11 @@ class GroupRule(_Section):
 
 class IngestSettings(_Section):
     chunk_tokens: int = Field(
-        200, ge=32, le=8192, description="Target chunk size in embedding-model tokens."
+        128,
+        ge=32,
+        le=8192,
+        description="Target chunk size in embedding-model tokens (MiniLM was trained on "
+        "128-token inputs; SciFact dense nDCG@10 0.691 at 128 vs 0.671 at 200).",
     )
     chunk_overlap: int = Field(32, ge=0, description="Overlap between split chunks, tokens.")
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are refused.")
@@ -159,7 +163,7 @@ class IngestSettings(_Section):
 
 
 class RetrievalSettings(_Section):
-    top_k: int = Field(6, ge=1, le=200, description="Chunks retrieved per question.")
+    top_k: int = Field(9, ge=1, le=200, description="Chunks retrieved per question.")
     min_score: float = Field(
         0.25,
         ge=-1.0,
@@ -188,6 +192,13 @@ class RetrievalSettings(_Section):
     bm25_k1: float = Field(1.2, gt=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
     stemming: bool = Field(True, description="Light English stemming for BM25 terms.")
+    keyword_window: int = Field(
+        1,
+        ge=0,
+        le=4,
+        description="BM25 reads each chunk with this many neighbouring chunks of its document "
+        "each side (what context packing shows around a hit); 0: the chunk alone.",
+    )
     keyword_dir: Path | None = Field(
         None, description="BM25 index folder; default: keyword/<collection> beside the store."
     )

@@ -244,7 +244,13 @@ def build_index(
     )
     store = ChromaStore(store_settings, embedder_id=embedder.model_id, dimension=embedder.dimension)
     cfg = settings.retrieval
-    keyword = KeywordIndex(folder / "keyword", k1=cfg.bm25_k1, b=cfg.bm25_b, stemming=cfg.stemming)
+    keyword = KeywordIndex(
+        folder / "keyword",
+        k1=cfg.bm25_k1,
+        b=cfg.bm25_b,
+        stemming=cfg.stemming,
+        window=cfg.keyword_window,
+    )
     done = folder / ".complete"
     if embed and (not done.is_file() or store.count() != len(chunks)):
         # Resumable: chunks already stored by an interrupted run are not embedded again.
@@ -256,10 +262,11 @@ def build_index(
             part = todo[start : start + batch]
             store.upsert(part, embedder.embed_documents([_embed_text(c) for c in part]))
         done.write_text(str(len(chunks)), encoding="utf-8")
-    if len(keyword) != len(chunks) or keyword.table_ids() != {c.chunk_id for c in chunks}:
+    ids = {c.chunk_id for c in chunks}
+    if len(keyword) != len(chunks) or keyword.table_ids() != ids or keyword.unplaced():
         keyword.on_delete(sorted(keyword.table_ids()))
         keyword.on_upsert(chunks)
-        keyword.commit()
+    keyword.commit()  # also rebuilds when only the BM25 settings (k1, b, window) changed
     return Index(store, keyword, len(chunks), time.perf_counter() - started)
 
 

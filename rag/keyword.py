@@ -2,14 +2,24 @@
 
 ``bm25s`` has no incremental update, so the index is kept in two layers in one folder:
 
-- ``terms.sqlite``: one row per chunk (id, document, source, groups, analysed terms), written
-  at once by :meth:`KeywordIndex.on_upsert` / :meth:`KeywordIndex.on_delete` (the ingest
-  pipeline's :class:`rag.seams.IndexListener` calls),
+- ``terms.sqlite``: one row per chunk (id, document, source, groups, position in its
+  document, analysed heading terms, analysed text terms), written at once by
+  :meth:`KeywordIndex.on_upsert` / :meth:`KeywordIndex.on_delete` (the ingest pipeline's
+  :class:`rag.seams.IndexListener` calls),
 - ``index-<generation>/``: the bm25s matrices plus ``meta.json`` (chunk ids, documents,
   sources, groups in index order), rebuilt from the table by :meth:`KeywordIndex.commit`
   when anything changed, written to a new folder and switched to by an atomic rename of the
   ``CURRENT`` pointer. Readers memory-map it and notice a newer generation on their next
   search, so a server sees what another process ingested without restarting.
+
+BM25 reads each chunk as a window: its title and heading, its own text counted twice, and
+the text of ``window`` neighbouring chunks of the same document and access groups each side
+(the text context packing shows around a hit). A term in the chunk itself outweighs one its
+neighbour holds, so the chunk that has the words ranks first, and a term split across a
+chunk boundary still matches. Windows are built when the index is rebuilt from the table,
+so an update or delete of one chunk changes its neighbours' windows too. Chosen on
+SciFact's train queries (see README): with 128-token chunks, fused nDCG@10 0.749 against
+0.739 for 200-token chunks read alone.
 
 A crash between the store write and the listener call leaves the table behind the store:
 :meth:`KeywordIndex.reconcile` (run when the service starts) adds the store's missing chunks,
@@ -51,17 +61,42 @@ CREATE TABLE IF NOT EXISTS chunks (
     doc_id   TEXT NOT NULL,
     source   TEXT NOT NULL,
     groups   TEXT NOT NULL,
-    terms    TEXT NOT NULL
+    terms    TEXT NOT NULL,
+    position INTEGER NOT NULL DEFAULT -1,
+    head     TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _SEP = "|"
+_OWN = 2
+"""How many times a window counts the chunk's own text (neighbours count once)."""
 
 
-def index_text(chunk: Chunk) -> str:
-    """What BM25 reads: title, heading path and text (titles carry much of a topic)."""
-    head = chunk.title if not chunk.section else f"{chunk.title}\n{chunk.section}"
-    return f"{head}\n{chunk.text}"
+def index_head(chunk: Chunk) -> str:
+    """The title and heading path BM25 reads with a chunk (titles carry much of a topic)."""
+    return chunk.title if not chunk.section else f"{chunk.title}\n{chunk.section}"
+
+
+def windows(rows: Sequence[tuple[str, int, str, str, str]], window: int) -> list[list[str]]:
+    """Per row ``(doc_id, position, groups, head terms, text terms)``: the window's terms,
+    i.e. the row's head, its own text twice (so the chunk that holds a term outranks the
+    neighbours that merely see it) and the text of the rows ``window`` positions either side
+    in its document with the same access groups (a reader's ranking never depends on text
+    they may not read). A row at position -1 (a table written before windows) stands alone."""
+    text = {(d, p, g): t for d, p, g, _, t in rows if p >= 0}
+    out: list[list[str]] = []
+    for doc_id, position, groups, head, terms in rows:
+        if position < 0 or window == 0:
+            out.append(f"{head} {terms}".split())
+            continue
+        parts = [head]
+        for at in range(position - window, position + window + 1):
+            if at == position:
+                parts += [terms] * _OWN
+            elif part := text.get((doc_id, at, groups)):
+                parts.append(part)
+        out.append(" ".join(parts).split())
+    return out
 
 
 @dataclass
@@ -106,12 +141,19 @@ class KeywordIndex:
     """A persistent BM25 index that follows the vector store; see the module docstring."""
 
     def __init__(
-        self, folder: Path, *, k1: float = 1.2, b: float = 0.75, stemming: bool = True
+        self,
+        folder: Path,
+        *,
+        k1: float = 1.2,
+        b: float = 0.75,
+        stemming: bool = True,
+        window: int = 1,
     ) -> None:
         self._folder = folder
         self._k1 = k1
         self._b = b
         self._stemming = stemming
+        self._window = window
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
         self._dirty = False
@@ -128,6 +170,13 @@ class KeywordIndex:
                     self._folder / "terms.sqlite", check_same_thread=False, timeout=30
                 )
                 db.executescript(_SCHEMA)
+                columns = {str(r[1]) for r in db.execute("PRAGMA table_info(chunks)")}
+                if "position" not in columns:
+                    # A table from before windows: its rows still work alone (position -1);
+                    # reconcile() re-reads them from the store to give them windows.
+                    db.execute("ALTER TABLE chunks ADD COLUMN position INTEGER NOT NULL DEFAULT -1")
+                    db.execute("ALTER TABLE chunks ADD COLUMN head TEXT NOT NULL DEFAULT ''")
+                    db.commit()
             except (OSError, sqlite3.Error) as exc:
                 raise StoreError(
                     f"Cannot open the keyword index at {self._folder} ({exc}). Check the "
@@ -152,12 +201,19 @@ class KeywordIndex:
                 c.doc_id,
                 c.source,
                 _SEP.join(c.groups),
-                " ".join(analyze(index_text(c), stemming=self._stemming)),
+                " ".join(analyze(c.text, stemming=self._stemming)),
+                c.index,
+                " ".join(analyze(index_head(c), stemming=self._stemming)),
             )
             for c in chunks
         ]
         with self._lock, self._conn() as db:
-            db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany(
+                "INSERT OR REPLACE INTO chunks "
+                "(chunk_id, doc_id, source, groups, terms, position, head) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             self._set_state("dirty", "1")
             self._dirty = True
 
@@ -179,7 +235,15 @@ class KeywordIndex:
 
     def publish(self) -> bool:
         """Rebuild and publish the index when the table changed; True when it did."""
-        params = json.dumps({"k1": self._k1, "b": self._b, "stemming": self._stemming})
+        params = json.dumps(
+            {
+                "k1": self._k1,
+                "b": self._b,
+                "stemming": self._stemming,
+                "window": self._window,
+                "own": _OWN,
+            }
+        )
         with self._lock:
             unchanged = not self._dirty and self._state("dirty") != "1"
             if unchanged and self._current() is not None and self._state("params") == params:
@@ -200,7 +264,7 @@ class KeywordIndex:
         Returns ``(added, removed)``; rebuilds the index when anything changed.
         """
         with self._lock:
-            if self._state("stemming") not in (None, str(self._stemming)):
+            if self._state("stemming") not in (None, str(self._stemming)) or self.unplaced():
                 self._reanalyze()
             have = self.table_ids()
             wanted = set(store_ids)
@@ -218,9 +282,15 @@ class KeywordIndex:
                 )
             return len(missing), len(extra)
 
+    def unplaced(self) -> bool:
+        """Whether the table holds rows written before windows (no position in a document)."""
+        found = self._conn().execute("SELECT 1 FROM chunks WHERE position < 0 LIMIT 1")
+        return found.fetchone() is not None
+
     def _reanalyze(self) -> None:
-        """Terms were analysed with other settings: analysing needs the text, which the
-        table does not keep, so the table is emptied and refilled from the store."""
+        """Terms were analysed with other settings (or before windows): analysing needs the
+        text, which the table does not keep, so the table is emptied and refilled from the
+        store."""
         with self._conn() as db:
             db.execute("DELETE FROM chunks")
         log.warning("keyword analysis settings changed: the index is rebuilt from the store")
@@ -230,19 +300,22 @@ class KeywordIndex:
 
         started = time.perf_counter()
         rows = self._conn().execute(
-            "SELECT chunk_id, doc_id, source, groups, terms FROM chunks ORDER BY chunk_id"
+            "SELECT chunk_id, doc_id, source, groups, position, head, terms FROM chunks "
+            "ORDER BY chunk_id"
         )
         ids: list[str] = []
         doc_ids: list[str] = []
         sources: list[str] = []
         groups: list[str] = []
-        corpus: list[list[str]] = []
-        for chunk_id, doc_id, source, grp, terms in rows:
+        texts: list[tuple[str, int, str, str, str]] = []
+        for chunk_id, doc_id, source, grp, position, head, terms in rows:
             ids.append(chunk_id)
             doc_ids.append(doc_id)
             sources.append(source)
             groups.append(grp)
-            corpus.append(terms.split())
+            texts.append((doc_id, int(position), grp, head, terms))
+        corpus = windows(texts, self._window)
+        del texts
         generation = f"index-{time.time_ns():x}-{uuid.uuid4().hex[:6]}"
         target = self._folder / generation
         tmp = self._folder / f".{generation}.tmp"

@@ -25,7 +25,13 @@ class KnowledgeBase:
 def build_keyword_index(settings: Settings) -> KeywordIndex:
     cfg = settings.retrieval
     folder = keyword_folder(settings.store.path, settings.store.collection, cfg.keyword_dir)
-    return KeywordIndex(folder, k1=cfg.bm25_k1, b=cfg.bm25_b, stemming=cfg.stemming)
+    return KeywordIndex(
+        folder,
+        k1=cfg.bm25_k1,
+        b=cfg.bm25_b,
+        stemming=cfg.stemming,
+        window=cfg.keyword_window,
+    )
 
 
 def build_knowledge_base(settings: Settings) -> KnowledgeBase:
