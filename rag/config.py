@@ -196,8 +196,9 @@ class RetrievalSettings(_Section):
         1,
         ge=0,
         le=4,
-        description="BM25 reads each chunk with this many neighbouring chunks of its document "
-        "each side (what context packing shows around a hit); 0: the chunk alone.",
+        description="BM25 reads each chunk (its own text twice) with this many neighbouring "
+        "chunks of the same document and access groups each side (what context packing "
+        "shows around a hit); 0: the chunk alone.",
     )
     keyword_dir: Path | None = Field(
         None, description="BM25 index folder; default: keyword/<collection> beside the store."
