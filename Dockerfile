@@ -60,7 +60,7 @@ COPY ingest/ ingest/
 COPY serving/ serving/
 COPY configs/ configs/
 RUN pip install --no-deps . \
- && python -c "from pathlib import Path; from rag import vocab; from rag.assets import asset_paths; \
+ && python -c "from pathlib import Path; from rag.deploy import vocab; from rag.deploy.assets import asset_paths; \
 p = asset_paths(Path('/opt/rag/assets')); \
 vocab.install_tiktoken_cache(vocab.build_o200k_vocab(p.vocab_dir), p.tiktoken_cache_dir)"
 

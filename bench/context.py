@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from rag.answering.context import Packer
+from rag.answering.prompt import INSTRUCTIONS, render_sources
 from rag.config import ContextSettings
-from rag.context import Packer
 from rag.engines.harmony import HarmonyCodec
-from rag.prompt import INSTRUCTIONS, render_sources
 from rag.types import Chunk, GenerationRequest, Hit
 
 BLOCK = 16
@@ -206,8 +206,8 @@ def main() -> None:
     args = parser.parse_args()
     import os
 
-    from rag.offline import OFFLINE_ENV
-    from rag.vocab import offline_tokenizer_env
+    from rag.deploy.offline import OFFLINE_ENV
+    from rag.deploy.vocab import offline_tokenizer_env
 
     os.environ.update(OFFLINE_ENV)
     os.environ.update(offline_tokenizer_env(Path("var/assets")))

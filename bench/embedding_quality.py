@@ -64,9 +64,9 @@ def main() -> None:
     import numpy as np
 
     from rag.config import EmbeddingSettings, load_settings
-    from rag.embedding import SentenceTransformerEmbedder
-    from rag.embedding_onnx import OnnxEmbedder
-    from rag.offline import apply_offline_env
+    from rag.deploy.offline import apply_offline_env
+    from rag.index.embedding import SentenceTransformerEmbedder
+    from rag.index.embedding_onnx import OnnxEmbedder
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", type=Path, required=True)

@@ -12,7 +12,7 @@ compared without embedding anything again.
 
 Per query: dense = exact nearest chunks by the cached vectors (the HNSW index finds the same
 ones, recall >= 0.99), keyword = the scratch BM25 index, both rolled up to documents by their
-best chunk (:func:`rag.evaluation.roll_up_scored`) and fused by :func:`rag.retrieval.fuse`,
+best chunk (:func:`rag.eval.beir.roll_up_scored`) and fused by :func:`rag.retrieval.hybrid.fuse`,
 the code the service runs. For each family (RRF over k and weights; convex with min-max or
 max scaling over weights) the setting with the best train nDCG@10 is reported with its test
 figures: the test split is never used to choose.
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import load_settings
-from rag.evaluation import Dataset, Run, build_index, load_beir, roll_up_scored, score_run
-from rag.keyword import KeywordIndex
-from rag.retrieval import Fusion, fuse, ranked
+from rag.eval.beir import Dataset, Run, build_index, load_beir, roll_up_scored, score_run
+from rag.index.keyword import KeywordIndex
+from rag.retrieval.hybrid import Fusion, fuse, ranked
 
 Scored = list[tuple[str, float]]
 
@@ -98,8 +98,8 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--profile", default="test")
     args = parser.parse_args()
-    from rag.embedding import create_embedder
-    from rag.offline import OFFLINE_ENV
+    from rag.deploy.offline import OFFLINE_ENV
+    from rag.index.embedding import create_embedder
 
     os.environ.update(OFFLINE_ENV)
     settings = load_settings(args.profile)

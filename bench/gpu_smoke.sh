@@ -5,7 +5,7 @@
 #   e.g. bench/gpu_smoke.sh gpu-120b /models/gpt-oss-120b
 #
 # Needs: the GPU environment (pip install -e '.[gpu]'), the weights in MODEL_DIR, the offline
-# assets (python -m rag.assets --dir var/assets), and a free port (PORT, default 8011).
+# assets (python -m rag.deploy.assets --dir var/assets), and a free port (PORT, default 8011).
 #
 # 1. `rag-serve --check` for the profile: refuses before loading when it cannot fit;
 # 2. ingests examples/kb into a temporary store, starts the service, waits for /readyz;

@@ -95,7 +95,7 @@ def long_question(target_tokens: int) -> str:
     """The short question followed by the sample documents, repeated, cut to ``target_tokens``
     o200k tokens (the same vocabulary harmony uses), read offline like the service does."""
     from rag.config import load_settings
-    from rag.offline import apply_offline_env
+    from rag.deploy.offline import apply_offline_env
 
     apply_offline_env(load_settings(), in_process_engine=False)
     import tiktoken

@@ -5,17 +5,17 @@
 (with ``-m``: run as a script, ``bench/ingest.py`` would shadow the ``ingest`` package)
 
 Ingests examples/kb into a scratch store, asks the first N questions of
-examples/questions.yaml through :class:`rag.answer.AnswerService` and reports, before and
-after the sentence-level check (rag/grounding.py):
+examples/questions.yaml through :class:`rag.answering.answer.AnswerService` and reports, before and
+after the sentence-level check (rag/answering/grounding.py):
 
 - supported sentences: before = sentences whose own ``[n]`` marker names a source that
   supports them; after = sentences some given source supports (citation attached);
 - citation precision: cited sources that come from the question's expected file (answerable
   questions); before = the model's valid ``[n]`` markers, legacy = the previous term-overlap
-  guess (rag/citations.select), after = the checked citations;
+  guess (rag/answering/citations.select), after = the checked citations;
 - facts right: the answer contains an expected string; counted for the model's own text and
   for the whole answer, which may end with a quoted source sentence (the quote fallback:
-  no model sentence supported, see rag/grounding.py). Sentence support counts the model's
+  no model sentence supported, see rag/answering/grounding.py). Sentence support counts the model's
   sentences only; the quotes are reported on their own line.
 """
 
@@ -39,11 +39,11 @@ def _precision(cited: list[str], expected: str) -> tuple[int, int]:
 
 async def run(args: argparse.Namespace) -> None:
     from ingest.pipeline import Ingestor
-    from rag import citations
-    from rag.answer import AnswerService
+    from rag.answering import citations
+    from rag.answering.answer import AnswerService
+    from rag.answering.grounding import support
     from rag.config import load_settings
     from rag.engines import start_engine
-    from rag.grounding import support
     from rag.services import build_knowledge_base, build_retriever
     from rag.types import Principal
 
@@ -140,8 +140,8 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=40)
     parser.add_argument("--profile", default="test")
     args = parser.parse_args()
-    from rag.offline import OFFLINE_ENV
-    from rag.vocab import offline_tokenizer_env
+    from rag.deploy.offline import OFFLINE_ENV
+    from rag.deploy.vocab import offline_tokenizer_env
 
     os.environ.update(OFFLINE_ENV)
     os.environ.update(offline_tokenizer_env(REPO / "var" / "assets"))

@@ -102,9 +102,9 @@ def run_ours(
 ) -> dict[str, Any]:
     from ingest.pipeline import Ingestor, discover
     from rag.config import load_settings
-    from rag.embedding import create_embedder
-    from rag.offline import apply_offline_env
-    from rag.store import ChromaStore
+    from rag.deploy.offline import apply_offline_env
+    from rag.index.embedding import create_embedder
+    from rag.index.store import ChromaStore
 
     usage = _Usage()
     started = time.perf_counter()
@@ -150,8 +150,8 @@ def run_naive(corpus: Path, store: Path) -> dict[str, Any]:
     import warnings
 
     from rag.config import load_settings
-    from rag.embedding import builtin_minilm_dir
-    from rag.offline import apply_offline_env
+    from rag.deploy.offline import apply_offline_env
+    from rag.index.embedding import builtin_minilm_dir
 
     apply_offline_env(load_settings("dev"), in_process_engine=False)
     warnings.simplefilter("ignore")

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import load_settings
-from rag.keyword import KeywordIndex
-from rag.retrieval import Filters, Retriever, SearchStats
-from rag.store import ChromaStore
+from rag.index.keyword import KeywordIndex
+from rag.index.store import ChromaStore
+from rag.retrieval.hybrid import Filters, Retriever, SearchStats
 from rag.types import Chunk, Principal
 
 DIM = 384
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/rag-bench-retrieval"))
     args = parser.parse_args()
-    from rag.offline import OFFLINE_ENV
+    from rag.deploy.offline import OFFLINE_ENV
 
     os.environ.update(OFFLINE_ENV)
     settings = load_settings(
@@ -207,7 +207,7 @@ def main() -> None:
     for label, values in parts.items():
         med = np.median(np.asarray(values), axis=0)
         print(f"{label:<36} " + " ".join(f"{x:>8.1f}" for x in med))
-    from rag.embedding import create_embedder
+    from rag.index.embedding import create_embedder
 
     embedder = create_embedder(settings.embedding, settings.paths)
     embedder.embed_query("warm up")

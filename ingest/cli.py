@@ -31,7 +31,7 @@ ProfileOpt = Annotated[
 
 
 def _settings(profile: str | None) -> Settings:
-    from rag.offline import apply_offline_env
+    from rag.deploy.offline import apply_offline_env
 
     settings = load_settings(profile)
     apply_offline_env(settings, in_process_engine=False)
@@ -56,8 +56,8 @@ def index_listeners(settings: Settings) -> list[Any]:
 
 def _ingestor(settings: Settings) -> Any:
     from ingest.pipeline import Ingestor
-    from rag.embedding import create_embedder
-    from rag.store import ChromaStore
+    from rag.index.embedding import create_embedder
+    from rag.index.store import ChromaStore
 
     embedder = create_embedder(settings.embedding, settings.paths)
     store = ChromaStore(
@@ -190,8 +190,8 @@ def delete(
 ) -> None:
     """Remove documents from the index (the files are not touched)."""
     from ingest.pipeline import Ingestor
-    from rag.embedding import create_embedder
-    from rag.store import ChromaStore
+    from rag.index.embedding import create_embedder
+    from rag.index.store import ChromaStore
 
     failed = 0
     try:
@@ -220,7 +220,7 @@ def delete(
 
 
 def _manifest(settings: Settings) -> Any:
-    from rag.manifest import Manifest
+    from rag.index.manifest import Manifest
 
     return Manifest(settings.store.manifest_path())
 
@@ -251,7 +251,7 @@ def list_(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
 @app.command()
 def stats(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
     """How many documents and chunks the index holds, and with which model."""
-    from rag.store import ChromaStore
+    from rag.index.store import ChromaStore
 
     try:
         settings = _settings(profile)
@@ -275,7 +275,7 @@ def reindex(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
     """Rebuild the index with the configured embedding model, beside the old one, and
     switch to it only when complete (queries keep working meanwhile)."""
     from ingest.reindex import Reindex
-    from rag.embedding import create_embedder
+    from rag.index.embedding import create_embedder
 
     try:
         settings = _settings(profile)
@@ -339,9 +339,9 @@ def report(
     """Helpdesk report: questions per day, answer rate, unanswered questions, thumbs-down."""
     try:
         settings = _settings(profile)
-        from rag.analytics import build_report, render_html
-        from rag.embedding import create_embedder
-        from rag.feedback import FeedbackStore
+        from rag.index.embedding import create_embedder
+        from rag.state.analytics import build_report, render_html
+        from rag.state.feedback import FeedbackStore
 
         path = settings.paths.data_dir / "feedback.sqlite3"
         if not path.exists():
@@ -385,7 +385,7 @@ app.add_typer(keys_app, name="keys")
 
 
 def _keystore(profile: str | None) -> Any:
-    from rag.apikeys import KeyStore
+    from rag.state.apikeys import KeyStore
 
     settings = _settings(profile)
     return KeyStore(settings.paths.data_dir / "keys.sqlite3")
@@ -486,9 +486,9 @@ def eval_(
     """Retrieval quality on a BEIR dataset: dense, keyword and hybrid (nDCG@10, recall, MRR)."""
     try:
         settings = _settings(profile)
-        from rag.embedding import create_embedder
         from rag.errors import BadRequestError
-        from rag.evaluation import MODES, build_index, evaluate, load_beir
+        from rag.eval.beir import MODES, build_index, evaluate, load_beir
+        from rag.index.embedding import create_embedder
 
         modes = mode or list(MODES)
         if set(modes) - set(MODES):
@@ -514,7 +514,7 @@ def eval_(
 
 
 def main() -> None:
-    from rag.netguard import install_from_env
+    from rag.deploy.netguard import install_from_env
 
     install_from_env()
     try:

@@ -1,6 +1,6 @@
 """The ingest pipeline: find files -> check -> parse (process pool) -> embed (batched) -> store.
 
-Incremental and crash-safe, with the SQLite manifest (:mod:`rag.manifest`) as the record:
+Incremental and crash-safe, with the SQLite manifest (:mod:`rag.index.manifest`) as the record:
 
 - A document's id is derived from its resolved path; its *version* is the hash of its bytes
   plus its metadata (groups, title, link). A file whose version is recorded as done is
@@ -52,12 +52,12 @@ from ingest.targets import (
 )
 from ingest.work import Parsed, ParseJob, ParsePool, Pending
 from rag.config import CRASH_ENV, Settings
-from rag.embedding import tokenizer_file
 from rag.errors import IngestError, RagError, StoreError, storage_failure
-from rag.hashing import sha256_file
-from rag.manifest import DocRecord, Manifest
+from rag.index.embedding import tokenizer_file
+from rag.index.hashing import sha256_file
+from rag.index.manifest import DocRecord, Manifest
+from rag.index.store import ChromaStore
 from rag.seams import Embedder, IndexListener
-from rag.store import ChromaStore
 from rag.types import Chunk
 
 __all__ = [

@@ -16,9 +16,9 @@ from pathlib import Path
 from ingest.pipeline import FileResult, Ingestor, Target
 from rag.config import Settings
 from rag.errors import EmbedderMismatchError
-from rag.manifest import PREVIOUS_KEY, REINDEX_KEY, Manifest
+from rag.index.manifest import PREVIOUS_KEY, REINDEX_KEY, Manifest
+from rag.index.store import ChromaStore
 from rag.seams import Embedder, IndexListener
-from rag.store import ChromaStore
 
 
 class Reindex:

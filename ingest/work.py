@@ -21,8 +21,8 @@ from ingest.chunk import ChunkPlan, plan_chunks
 from ingest.guard import check_file, shown
 from ingest.mail import MAIL_SUFFIXES, attachments
 from ingest.parse import SUPPORTED_SUFFIXES, parse_file
-from rag.embedding import count_tokens_with
 from rag.errors import RagError
+from rag.index.embedding import count_tokens_with
 
 
 @dataclass(frozen=True, slots=True)

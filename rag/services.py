@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rag.config import Settings
-from rag.embedding import create_embedder
-from rag.keyword import KeywordIndex
-from rag.retrieval import Retriever, keyword_folder
+from rag.index.embedding import create_embedder
+from rag.index.keyword import KeywordIndex
+from rag.index.store import ChromaStore
+from rag.retrieval.hybrid import Retriever, keyword_folder
 from rag.seams import Embedder, IndexListener
-from rag.store import ChromaStore
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     declined: bool = False
     unsupported: list[str] = field(default_factory=list)
-    """Answer sentences no given source supports (see rag/grounding.py)."""
+    """Answer sentences no given source supports (see rag/answering/grounding.py)."""
     top_score: float | None = None
     """The best retrieval similarity (dense cosine), kept with the feedback record."""
     quoted: bool = False

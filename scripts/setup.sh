@@ -48,4 +48,4 @@ else
   echo "setup: .venv ready in $(( $(date +%s) - t0 )) s"
 fi
 
-"$VENV/bin/python" -m rag.assets --dir "${RAG_PATHS__ASSETS_DIR:-var/assets}"
+"$VENV/bin/python" -m rag.deploy.assets --dir "${RAG_PATHS__ASSETS_DIR:-var/assets}"

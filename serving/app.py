@@ -21,15 +21,15 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from rag.answer import AnswerService, DoneEvent, SourcesEvent
-from rag.apikeys import KeyStore
+from rag.answering.answer import AnswerService, DoneEvent, SourcesEvent
 from rag.config import Settings
 from rag.errors import BadRequestError, EngineNotReadyError, RagError
-from rag.feedback import FeedbackStore
-from rag.ratelimit import RateLimiter
-from rag.retrieval import Filters, Retriever, SearchStats
+from rag.index.store import ChromaStore
+from rag.retrieval.hybrid import Filters, Retriever, SearchStats
 from rag.seams import Engine, RemoteReachability
-from rag.store import ChromaStore
+from rag.state.apikeys import KeyStore
+from rag.state.feedback import FeedbackStore
+from rag.state.ratelimit import RateLimiter
 from rag.types import Answer, Principal, TextDelta
 from serving import apidocs, documents, feedback, openai_compat, widget
 from serving import metrics as metrics_mod

@@ -63,7 +63,7 @@ def serve(
         typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(exc.exit_code) from exc
 
-    from rag.apikeys import KeyStore
+    from rag.state.apikeys import KeyStore
 
     try:
         active = KeyStore(settings.paths.data_dir / "keys.sqlite3").active_count()
@@ -85,7 +85,7 @@ def serve(
             fg=typer.colors.YELLOW,
             err=True,
         )
-    from rag.offline import apply_offline_env
+    from rag.deploy.offline import apply_offline_env
 
     apply_offline_env(settings, in_process_engine=settings.llm.backend == "vllm")
     logging.basicConfig(
@@ -125,8 +125,8 @@ def _check(
     context_tokens: int | None,
     json_output: bool,
 ) -> None:
+    from rag.deploy.profile_check import check_profile, render_report
     from rag.errors import ConfigError
-    from rag.profile_check import check_profile, render_report
 
     try:
         settings = load_settings(profile)
@@ -147,7 +147,7 @@ def _check(
     if not report.ok:
         raise typer.Exit(ConfigError.exit_code)
     if settings.llm.backend != "vllm":
-        from rag.offline import apply_offline_env
+        from rag.deploy.offline import apply_offline_env
 
         apply_offline_env(settings, in_process_engine=False)
         code = _probe_remote(settings)
@@ -191,7 +191,7 @@ def _probe_remote(settings: Settings) -> int:
 
 
 def main() -> None:
-    from rag.netguard import install_from_env
+    from rag.deploy.netguard import install_from_env
 
     install_from_env()
     cli()

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from rag.answer import AnswerService
+from rag.answering.answer import AnswerService
 from rag.errors import EngineNotReadyError, EngineUnavailableError
 from rag.seams import RemoteReachability
 

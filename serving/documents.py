@@ -27,8 +27,8 @@ from rag.errors import (
     IngestError,
     NotFoundError,
 )
-from rag.manifest import DocRecord, Manifest
-from rag.store import ChromaStore
+from rag.index.manifest import DocRecord, Manifest
+from rag.index.store import ChromaStore
 from rag.types import Principal
 from serving.apidocs import route_error
 from serving.principal import Reader, can_read, require

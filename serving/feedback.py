@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag.errors import EngineNotReadyError
-from rag.feedback import MAX_COMMENT_CHARS, FeedbackStore
+from rag.state.feedback import MAX_COMMENT_CHARS, FeedbackStore
 from rag.types import Principal
 from serving.apidocs import route_error
 from serving.principal import Reader, require
@@ -219,7 +219,7 @@ def router() -> APIRouter:
     ) -> Any:
         """The same report as `rag-ingest report`. Needs a key with the `admin` scope.
         Question text appears only when `feedback.store_questions` is on."""
-        from rag.analytics import build_report, render_html
+        from rag.state.analytics import build_report, render_html
 
         kb = request.app.state.rag.kb
         embed = kb.embedder.embed_documents if kb is not None else None

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from rag.manifest import Manifest
+from rag.index.manifest import Manifest
 from rag.types import Answer
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -21,7 +21,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.answer import AnswerOptions, DoneEvent
+from rag.answering.answer import AnswerOptions, DoneEvent
 from rag.config import Settings
 from rag.errors import BadRequestError, NotFoundError, RagError
 from rag.types import Answer, HistoryTurn, Principal, TextDelta

@@ -14,11 +14,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from rag.apikeys import PREFIX as KEY_PREFIX
-from rag.apikeys import SCOPES, KeyStore
 from rag.config import Settings
 from rag.errors import AuthError, ForbiddenError, RagError
-from rag.ratelimit import RateLimiter, retry_after
+from rag.state.apikeys import PREFIX as KEY_PREFIX
+from rag.state.apikeys import SCOPES, KeyStore
+from rag.state.ratelimit import RateLimiter, retry_after
 from rag.types import Principal
 from serving.widget_auth import widget_principal
 

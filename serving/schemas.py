@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.grounding import Sentence
+from rag.answering.grounding import Sentence
 from rag.types import Answer, Citation, Hit
 
 CITATION_EXAMPLE: dict[str, Any] = {

@@ -24,8 +24,8 @@ pytest_plugins = ["tests.chroma_server"]  # the chroma_server fixture: a real `c
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from rag.offline import OFFLINE_ENV
-    from rag.vocab import offline_tokenizer_env
+    from rag.deploy.offline import OFFLINE_ENV
+    from rag.deploy.vocab import offline_tokenizer_env
 
     os.environ.update(OFFLINE_ENV)
     os.environ.update(offline_tokenizer_env(ASSETS))
@@ -35,7 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
         del os.environ[key]
     # Every connection this process and its subprocesses (servers, CLIs) attempt to a
     # non-loopback address is recorded; the session fails if there is any.
-    from rag.netguard import AUDIT_ENV, install
+    from rag.deploy.netguard import AUDIT_ENV, install
 
     audit = Path(config.rootpath) / "test-artifacts" / "outbound-connections.jsonl"
     audit.parent.mkdir(exist_ok=True)
@@ -45,7 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    from rag.netguard import AUDIT_ENV, read_log
+    from rag.deploy.netguard import AUDIT_ENV, read_log
 
     attempts = read_log(Path(os.environ.get(AUDIT_ENV, "/nonexistent")))
     if attempts:
@@ -57,7 +57,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(scope="session")
 def assets() -> Any:
-    from rag.assets import ensure_assets
+    from rag.deploy.assets import ensure_assets
 
     return ensure_assets(ASSETS)
 
@@ -112,7 +112,7 @@ def smol_engine(make_settings: SettingsFactory, assets: Any) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def tiny_gptoss_dir(assets: Any) -> Path:
-    from rag.modelprep import build_tiny_gptoss
+    from rag.deploy.modelprep import build_tiny_gptoss
 
     return build_tiny_gptoss(ASSETS / "test-models" / "tiny-gptoss", assets.vocab_file)
 

@@ -25,7 +25,7 @@ def resolve_model_dir(settings: Settings) -> Path:
         if not (path / ".complete").is_file():
             raise AssetError(
                 f"The built-in model {name} is not prepared at {path}. Run `make setup` "
-                f"(or `python -m rag.assets --dir {settings.paths.assets_dir}`)."
+                f"(or `python -m rag.deploy.assets --dir {settings.paths.assets_dir}`)."
             )
         return path
     path = Path(model).expanduser()

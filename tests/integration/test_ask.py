@@ -75,7 +75,7 @@ async def test_bad_requests_get_clear_messages(client: httpx.AsyncClient) -> Non
 async def test_question_below_the_relevance_threshold_is_declined(
     sample_kb: Any, smol_engine: Any
 ) -> None:
-    from rag.answer import AnswerService
+    from rag.answering.answer import AnswerService
     from rag.services import build_knowledge_base, build_retriever
     from rag.types import Principal
 

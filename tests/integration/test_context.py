@@ -55,10 +55,10 @@ def _text(rng: random.Random, words: int) -> str:
 
 @pytest.fixture(scope="module")
 def packing(make_settings: Any, assets: Any) -> Any:
-    from rag.answer import AnswerService
-    from rag.retrieval import Retriever
+    from rag.answering.answer import AnswerService
+    from rag.index.store import ChromaStore
+    from rag.retrieval.hybrid import Retriever
     from rag.services import build_keyword_index
-    from rag.store import ChromaStore
 
     settings = make_settings(  # no context cap: the test profile's is for the CPU model
         llm={"max_model_len": 131072, "max_tokens": 2048}, context={"max_tokens": None}
@@ -135,7 +135,7 @@ def test_configured_cap_limits_the_sources(packing: Any) -> None:
     capped = settings.model_copy(
         update={"context": settings.context.model_copy(update={"max_tokens": 16384})}
     )
-    from rag.answer import AnswerService
+    from rag.answering.answer import AnswerService
 
     small = AnswerService(capped, service.retriever, engine)
     packed, request = small.pack("q", _hits(chunks, ["d1:x:10"]), WIDE)
@@ -160,7 +160,7 @@ def test_whole_knowledge_base_when_it_fits_and_only_what_the_caller_may_read(
 
 def test_consecutive_questions_share_a_prompt_prefix_in_canonical_order(packing: Any) -> None:
     settings, service, engine, chunks = packing
-    from rag.answer import AnswerService
+    from rag.answering.answer import AnswerService
 
     def prefix_tokens(order: str) -> int:
         cfg = settings.context.model_copy(
@@ -182,7 +182,7 @@ def test_consecutive_questions_share_a_prompt_prefix_in_canonical_order(packing:
 
 
 def test_per_request_options_reach_the_engine_request(packing: Any) -> None:
-    from rag.answer import AnswerOptions
+    from rag.answering.answer import AnswerOptions
 
     settings, service, _, chunks = packing
     hits = _hits(chunks, ["d1:x:10"])

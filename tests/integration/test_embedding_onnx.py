@@ -22,8 +22,8 @@ def cosine(a: list[float], b: list[float]) -> float:
 
 
 def test_onnx_fp32_matches_torch_and_int8_is_close(make_settings: Any) -> None:
-    from rag.embedding import SentenceTransformerEmbedder, create_embedder
-    from rag.embedding_onnx import ensure_onnx
+    from rag.index.embedding import SentenceTransformerEmbedder, create_embedder
+    from rag.index.embedding_onnx import ensure_onnx
 
     settings = make_settings(embedding={"backend": "onnx"})
     fp32 = create_embedder(settings.embedding, settings.paths)
@@ -52,7 +52,7 @@ def test_onnx_fp32_matches_torch_and_int8_is_close(make_settings: Any) -> None:
 def test_streams_keep_each_vector_with_its_text(make_settings: Any) -> None:
     """Batches run side by side come back in the caller's order, the same vectors as one
     stream gives (texts of different lengths, so sorting by length reorders them)."""
-    from rag.embedding import create_embedder
+    from rag.index.embedding import create_embedder
 
     settings = make_settings(embedding={"backend": "onnx", "batch_size": 1})
     base = settings.embedding

@@ -133,8 +133,8 @@ def test_hostile_files_each_get_one_clear_line_and_the_rest_is_ingested(tmp_path
 def check_consistent(store: Path) -> dict[str, list[str]]:
     """Store and manifest agree: every chunk once, no orphans, each doc complete."""
     from rag.config import StoreSettings
-    from rag.manifest import Manifest
-    from rag.store import ChromaStore
+    from rag.index.manifest import Manifest
+    from rag.index.store import ChromaStore
 
     settings = StoreSettings(path=store)
     chroma = ChromaStore(settings, embedder_id=None)
@@ -153,8 +153,8 @@ def check_consistent(store: Path) -> dict[str, list[str]]:
 
 def store_and_manifest(store: Path) -> tuple[set[str], set[str], int]:
     from rag.config import StoreSettings
-    from rag.manifest import Manifest
-    from rag.store import ChromaStore
+    from rag.index.manifest import Manifest
+    from rag.index.store import ChromaStore
 
     settings = StoreSettings(path=store)
     ids = set(ChromaStore(settings, embedder_id=None).all_ids())

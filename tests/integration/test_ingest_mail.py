@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("assets")
 
 @pytest.fixture(scope="module")
 def embedder(make_settings: Any) -> Any:
-    from rag.embedding import SentenceTransformerEmbedder
+    from rag.index.embedding import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(make_settings().embedding)
 
@@ -180,7 +180,7 @@ def test_reindex_rebuilds_attachments_from_their_message(
     make_settings: Any, embedder: Any, tmp_path: Path
 ) -> None:
     from ingest.reindex import Reindex
-    from rag.manifest import Manifest
+    from rag.index.manifest import Manifest
     from tests.integration.test_ingest_sync import Renamed
 
     root = tmp_path / "kb"

@@ -48,7 +48,7 @@ class Renamed:
 
 @pytest.fixture(scope="module")
 def embedder(make_settings: Any) -> Any:
-    from rag.embedding import SentenceTransformerEmbedder
+    from rag.index.embedding import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(make_settings().embedding)
     assert embedder.dimension == 384
@@ -57,7 +57,7 @@ def embedder(make_settings: Any) -> Any:
 
 def open_kb(settings: Any, embedder: Any, listeners: Sequence[Any] = ()) -> Any:
     from ingest.pipeline import Ingestor
-    from rag.store import ChromaStore
+    from rag.index.store import ChromaStore
 
     store = ChromaStore(settings.store, embedder_id=embedder.model_id, dimension=384)
     return Ingestor(settings, embedder, store, listeners=listeners)
@@ -154,8 +154,8 @@ def test_another_model_is_refused_and_reindex_switches_when_complete(
 ) -> None:
     from ingest.reindex import Reindex
     from rag.errors import EmbedderMismatchError
-    from rag.manifest import Manifest, active_collection
-    from rag.store import ChromaStore
+    from rag.index.manifest import Manifest, active_collection
+    from rag.index.store import ChromaStore
 
     root = tmp_path / "kb"
     root.mkdir()
@@ -192,7 +192,7 @@ def test_a_process_pool_parses_the_same_chunks_as_in_process(
     make_settings: Any, embedder: Any
 ) -> None:
     from ingest.work import ParseJob, prepare
-    from rag.embedding import tokenizer_file
+    from rag.index.embedding import tokenizer_file
     from tests.conftest import KB_DIR
 
     settings = make_settings(ingest={"workers": 2})

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from rag import prompt
-from rag.answer import DoneEvent
+from rag.answering import prompt
+from rag.answering.answer import DoneEvent
 from rag.errors import EngineError
 from rag.types import Principal, TextDelta
 
@@ -112,7 +112,7 @@ def messages(codec: Any, ids: list[int]) -> list[tuple[str, list[int]]]:
 async def test_planted_document_stays_plain_user_text_between_the_delimiters(
     planted_kb: Any, tiny_engine: Any, recorder: RecordingLLM
 ) -> None:
-    from rag.answer import AnswerService
+    from rag.answering.answer import AnswerService
     from rag.engines.harmony import HarmonyCodec
 
     settings, retriever = planted_kb

@@ -101,7 +101,7 @@ async def test_chinese_question_gets_a_chinese_quote(world: Any) -> None:
 
 
 async def test_no_matching_sentence_means_no_quote(world: Any) -> None:
-    from rag import prompt
+    from rag.answering import prompt
 
     body = await ask(world, "What is the shared print queue called?", "")
     assert body["quoted"] is True  # control: the same question with an empty reply

@@ -196,7 +196,7 @@ async def test_smollm2_server_gives_the_in_process_answer(
     sample_kb: Any, smol_server: VllmServer, smol_engine: Any
 ) -> None:
     """Same model, same chat template, greedy: remote and in-process answers agree."""
-    from rag.answer import AnswerService
+    from rag.answering.answer import AnswerService
     from rag.services import build_knowledge_base, build_retriever
 
     settings = remote(sample_kb, base_url=smol_server.base_url, model=SMOL_NAME)

@@ -67,7 +67,7 @@ PATHS = {
 @pytest.mark.parametrize("mode", ["dense", "keyword", "hybrid"])
 @pytest.mark.parametrize("path", list(PATHS))
 def test_a_caller_never_sees_another_groups_chunks(acl_kb: Any, mode: str, path: str) -> None:
-    from rag.retrieval import SearchStats
+    from rag.retrieval.hybrid import SearchStats
 
     settings, _, retriever = acl_kb
     retriever.settings = settings.retrieval.model_copy(update=PATHS[path])
@@ -143,7 +143,7 @@ def test_hybrid_fuses_dense_and_keyword_and_finds_chinese(acl_kb: Any) -> None:
 
 def test_filters_restrict_to_documents(acl_kb: Any) -> None:
     from rag.errors import BadRequestError
-    from rag.retrieval import Filters
+    from rag.retrieval.hybrid import Filters
 
     _, _, retriever = acl_kb
     only = Filters.parse({"doc_id": "pay-faq"})
@@ -157,7 +157,7 @@ def test_filters_restrict_to_documents(acl_kb: Any) -> None:
 def test_keyword_index_heals_after_a_crash_and_other_processes_see_updates(
     acl_kb: Any, tmp_path: Any
 ) -> None:
-    from rag.keyword import KeywordIndex
+    from rag.index.keyword import KeywordIndex
 
     _, kb, _ = acl_kb
     folder = tmp_path / "kw"
@@ -218,7 +218,7 @@ async def test_ask_and_retrieve_never_leak_another_groups_text(
 
 
 def test_langchain_retriever_returns_documents_the_principal_may_read(acl_kb: Any) -> None:
-    from rag.langchain_retriever import KnowledgeRetriever
+    from rag.retrieval.langchain_retriever import KnowledgeRetriever
 
     _, _, retriever = acl_kb
     lc = KnowledgeRetriever(retriever=retriever, principal=EVERYONE, k=4)

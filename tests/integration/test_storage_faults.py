@@ -95,8 +95,8 @@ def test_chroma_and_sqlite_messages_map_to_typed_errors() -> None:
 def snapshot(store: Path) -> tuple[list[tuple[str, str, int]], list[str]]:
     """The manifest's documents and the store's chunk ids."""
     from rag.config import StoreSettings
-    from rag.manifest import Manifest
-    from rag.store import ChromaStore
+    from rag.index.manifest import Manifest
+    from rag.index.store import ChromaStore
 
     settings = StoreSettings(path=store)
     chroma = ChromaStore(settings, embedder_id=None)

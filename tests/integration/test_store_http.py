@@ -18,7 +18,7 @@ import pytest
 
 from rag.config import StoreSettings, load_settings
 from rag.errors import ConfigError, EmbedderMismatchError, StoreError
-from rag.store import ChromaStore, auth_headers
+from rag.index.store import ChromaStore, auth_headers
 from rag.types import Chunk
 from tests.chroma_server import ChromaServer, free_port
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from rag.analytics import build_report, cluster_questions, percentile, render_html
-from rag.feedback import FeedbackStore
+from rag.state.analytics import build_report, cluster_questions, percentile, render_html
+from rag.state.feedback import FeedbackStore
 
 NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC).timestamp()
 DAY = 86400.0
@@ -22,7 +22,7 @@ DAY = 86400.0
 @pytest.fixture(scope="module")
 def embed(assets: Any) -> Any:
     from rag.config import EmbeddingSettings
-    from rag.embedding import SentenceTransformerEmbedder
+    from rag.index.embedding import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(EmbeddingSettings()).embed_documents
 

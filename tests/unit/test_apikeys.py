@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.apikeys import KeyStore
 from rag.config import load_settings
 from rag.errors import BadRequestError, ConfigError, NotFoundError
-from rag.ratelimit import RateLimiter, retry_after
+from rag.state.apikeys import KeyStore
+from rag.state.ratelimit import RateLimiter, retry_after
 
 
 def test_create_verify_revoke(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rag import assets, modelprep, vocab
+from rag.deploy import assets, modelprep, vocab
 from rag.errors import AssetError
 
 SAMPLES = [
@@ -126,7 +126,7 @@ def test_tiktoken_cache_uses_tiktokens_key(tiktoken_cache: Path, vocab_file: Pat
 def test_tiktoken_cache_refuses_a_corrupt_vocab(tmp_path: Path) -> None:
     bad = tmp_path / vocab.O200K_FILENAME
     bad.write_bytes(b"bad")
-    with pytest.raises(AssetError, match=r"rag\.assets"):
+    with pytest.raises(AssetError, match=r"rag\.deploy\.assets"):
         vocab.install_tiktoken_cache(bad, tmp_path / "cache")
 
 
@@ -202,7 +202,7 @@ def test_tiny_gptoss_build_is_idempotent(tiny_gptoss: Path, vocab_file: Path) ->
 
 
 def test_tiny_gptoss_needs_the_vocab(tmp_path: Path) -> None:
-    with pytest.raises(AssetError, match=r"rag\.assets"):
+    with pytest.raises(AssetError, match=r"rag\.deploy\.assets"):
         modelprep.build_tiny_gptoss(tmp_path / "m", tmp_path / "missing.tiktoken")
 
 

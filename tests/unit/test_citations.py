@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from rag.citations import select
+from rag.answering.citations import select
 from rag.types import Chunk, Hit, Source
 
 

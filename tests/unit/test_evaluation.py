@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rag.errors import BadRequestError
-from rag.evaluation import (
+from rag.eval.beir import (
     bootstrap_ci,
     load_beir,
     mrr_at,
@@ -21,7 +21,7 @@ from rag.evaluation import (
     roll_up_scored,
     score_run,
 )
-from rag.retrieval import convex, fuse, ranked, rrf
+from rag.retrieval.hybrid import convex, fuse, ranked, rrf
 
 
 def test_ndcg_recall_mrr_match_hand_computed_values() -> None:

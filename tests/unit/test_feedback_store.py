@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rag.errors import BadRequestError, NotFoundError
-from rag.feedback import FeedbackStore
+from rag.state.feedback import FeedbackStore
 
 
 def test_feedback_is_stored_replaced_and_survives_reopening(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@ marked unsupported, unknown numbers dropped."""
 
 from __future__ import annotations
 
-from rag import prompt
-from rag.grounding import ground, question_terms, quote_for, split_sentences, with_quote
+from rag.answering import prompt
+from rag.answering.grounding import ground, question_terms, quote_for, split_sentences, with_quote
 from rag.types import Chunk, Hit, Source
 
 

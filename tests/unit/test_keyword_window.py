@@ -7,8 +7,8 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from rag.keyword import KeywordIndex, windows
-from rag.lexical import analyze
+from rag.index.keyword import KeywordIndex, windows
+from rag.index.lexical import analyze
 from rag.types import Chunk
 
 

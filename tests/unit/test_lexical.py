@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.lexical import analyze, stem
+from rag.index.lexical import analyze, stem
 
 
 def test_chinese_is_segmented_into_words_not_one_token_per_line() -> None:

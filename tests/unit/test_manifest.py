@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rag.errors import StoreError
-from rag.manifest import DocRecord, Manifest
+from rag.index.manifest import DocRecord, Manifest
 
 
 def record(doc_id: str, version: str = "v1") -> DocRecord:

@@ -11,8 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rag.config import LLMSettings, load_settings
-from rag.engines.vllm_engine import engine_arguments
-from rag.memory_model import (
+from rag.deploy.memory_model import (
     GIB,
     GPT_OSS_20B,
     GPT_OSS_120B,
@@ -26,7 +25,8 @@ from rag.memory_model import (
     shape_from_config,
     weight_bytes,
 )
-from rag.profile_check import check_llm, check_profile
+from rag.deploy.profile_check import check_llm, check_profile
+from rag.engines.vllm_engine import engine_arguments
 from serving.cli import cli
 from tests.conftest import ASSETS
 
@@ -289,7 +289,7 @@ def test_the_check_imports_neither_vllm_nor_torch() -> None:
 
     code = (
         "import sys; from rag.config import load_settings; "
-        "from rag.profile_check import check_profile; "
+        "from rag.deploy.profile_check import check_profile; "
         "r = check_profile(load_settings('gpu-120b', environ={})); "
         "assert r.ok; print(sorted(m for m in ('vllm', 'torch', 'chromadb') if m in sys.modules))"
     )

@@ -22,7 +22,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from rag.retrieval import Filters, Retriever
+from rag.retrieval.hybrid import Filters, Retriever
 from rag.types import Hit, Principal
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import AssetError
-from rag.hashing import sha256_file
+from rag.index.hashing import sha256_file
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -267,14 +267,14 @@ def _check_tokenizer_ids(tokenizer: Any) -> None:
     if len(tokenizer) != HARMONY_VOCAB_SIZE:
         raise AssetError(
             f"The gpt-oss tokenizer has {len(tokenizer)} tokens, expected "
-            f"{HARMONY_VOCAB_SIZE}. Rebuild the vocabulary with `python -m rag.assets`."
+            f"{HARMONY_VOCAB_SIZE}. Rebuild the vocabulary with `python -m rag.deploy.assets`."
         )
     for token_id, name in _HARMONY_NAMED.items():
         if tokenizer.convert_tokens_to_ids(name) != token_id:
             raise AssetError(
                 f"The gpt-oss tokenizer maps {name} to "
                 f"{tokenizer.convert_tokens_to_ids(name)}, expected {token_id}. "
-                "Rebuild the vocabulary with `python -m rag.assets`."
+                "Rebuild the vocabulary with `python -m rag.deploy.assets`."
             )
 
 
@@ -326,11 +326,12 @@ def _write_tiny_gptoss(vocab_file: Path, out: Path) -> None:
 def build_tiny_gptoss(dest: Path, vocab_file: Path) -> Path:
     """Build a tiny random-weight gpt-oss folder at ``dest``; a no-op when complete.
 
-    ``vocab_file`` is the official ``o200k_base.tiktoken`` (see :mod:`rag.vocab`).
+    ``vocab_file`` is the official ``o200k_base.tiktoken`` (see :mod:`rag.deploy.vocab`).
     """
     if not vocab_file.is_file():
         raise AssetError(
-            f"{vocab_file} is missing. Build it first with `python -m rag.assets --dir <dir>`."
+            f"{vocab_file} is missing. Build it first with "
+            "`python -m rag.deploy.assets --dir <dir>`."
         )
     source_key = f"{TINY_GPTOSS_RECIPE} {sha256_file(vocab_file)}"
     if is_complete(dest, source_key):

@@ -2,7 +2,7 @@
 
 ::
 
-    python -m rag.assets --dir var/assets [--tiny-gptoss]
+    python -m rag.deploy.assets --dir var/assets [--tiny-gptoss]
 
 Layout under ``--dir``::
 
@@ -98,7 +98,7 @@ def _fingerprint(path: Path) -> tuple[int, int] | None:
 
 def ensure_assets(assets_dir: Path, report: Reporter | None = None) -> AssetPaths:
     """Build (or check) the vocabulary, tiktoken's cache and SmolLM2 under ``assets_dir``."""
-    from rag import modelprep, vocab
+    from rag.deploy import modelprep, vocab
 
     paths = asset_paths(assets_dir)
     vocab_file = _tracked(
@@ -121,7 +121,7 @@ def ensure_assets(assets_dir: Path, report: Reporter | None = None) -> AssetPath
 
 def ensure_tiny_gptoss(assets_dir: Path, report: Reporter | None = None) -> Path:
     """Build (or check) the tiny random gpt-oss under ``assets_dir`` (needs the vocab)."""
-    from rag import modelprep, vocab
+    from rag.deploy import modelprep, vocab
 
     paths = asset_paths(assets_dir)
     vocab_file = _tracked(  # unreported: ensure_assets reports it; a quick check once built
@@ -153,7 +153,7 @@ def _tracked(name: str, expected: Path, build: Callable[[], Path], report: Repor
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m rag.assets",
+        prog="python -m rag.deploy.assets",
         description="Build the offline vocabulary and local models (idempotent).",
     )
     parser.add_argument("--dir", type=Path, required=True, help="Assets folder to fill.")

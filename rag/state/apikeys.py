@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import BadRequestError, NotFoundError, StoreError
-from rag.sqlitedb import session
+from rag.state.sqlitedb import session
 
 SCOPES = ("ask", "ingest", "admin")
 PREFIX = "kb_"

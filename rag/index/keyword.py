@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import StoreError
-from rag.lexical import analyze
+from rag.index.lexical import analyze
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ Access control: a chunk is readable by a caller when the chunk's groups and the 
 groups share one. Both rankers only ever rank readable chunks:
 
 - BM25 zeroes the scores of unreadable chunks before taking its top candidates
-  (:meth:`rag.keyword.KeywordIndex.search`);
+  (:meth:`rag.index.keyword.KeywordIndex.search`);
 - dense search takes one of three paths, all giving the ranking of a search among the
   readable chunks only:
 
@@ -46,9 +46,9 @@ import numpy as np
 
 from rag.config import RetrievalSettings
 from rag.errors import BadRequestError
-from rag.keyword import KeywordIndex
+from rag.index.keyword import KeywordIndex
+from rag.index.store import ChromaStore, acl_where
 from rag.seams import Embedder, Reranker
-from rag.store import ChromaStore, acl_where
 from rag.types import Chunk, Hit, Principal
 
 log = logging.getLogger(__name__)

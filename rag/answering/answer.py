@@ -21,17 +21,17 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rag import prompt, tokens
-from rag.citations import to_citation
+from rag.answering import prompt, tokens
+from rag.answering.citations import to_citation
+from rag.answering.context import Packed, Packer, readable_by
+from rag.answering.conversation import Conversations, standalone_query, trim_history
+from rag.answering.grounding import Sentence, ground, quote_for, with_quote
+from rag.answering.health import EngineHealth
 from rag.config import Settings
-from rag.context import Packed, Packer, readable_by
-from rag.conversation import Conversations, standalone_query, trim_history
 from rag.errors import BadRequestError, EngineError, RagError
-from rag.grounding import Sentence, ground, quote_for, with_quote
-from rag.health import EngineHealth
-from rag.retrieval import Retriever
+from rag.index.store import acl_where
+from rag.retrieval.hybrid import Retriever
 from rag.seams import Engine
-from rag.store import acl_where
 from rag.types import (
     Answer,
     Chunk,

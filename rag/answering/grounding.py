@@ -27,8 +27,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rag.citations import SNIPPET_CHARS
-from rag.lexical import STOP_WORDS, analyze
+from rag.answering.citations import SNIPPET_CHARS
+from rag.index.lexical import STOP_WORDS, analyze
 from rag.types import Citation, Source
 
 _MARKER = re.compile(r"\s*\[(\d{1,3})\]")

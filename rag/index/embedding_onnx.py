@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import EmbeddingSettings, PathsSettings
-from rag.embedding import BUILTIN_PREFIX, resolve_model_path
 from rag.errors import AssetError
+from rag.index.embedding import BUILTIN_PREFIX, resolve_model_path
 
 _MARKER = ".complete"
 # Part of the marker: bumped when the export itself changes, so older exports are rebuilt

@@ -23,8 +23,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from rag.answering.prompt import SOURCES_CLOSE, SOURCES_OPEN, render_block
 from rag.config import ContextSettings
-from rag.prompt import SOURCES_CLOSE, SOURCES_OPEN, render_block
 from rag.types import Chunk, Hit, Source
 
 CountTokens = Callable[[str], int]

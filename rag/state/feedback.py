@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from rag.errors import BadRequestError, NotFoundError, StoreError
-from rag.sqlitedb import session
+from rag.state.sqlitedb import session
 
 Rating = Literal["up", "down"]
 MAX_COMMENT_CHARS = 2000

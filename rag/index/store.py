@@ -192,7 +192,7 @@ class ChromaStore:
         dimension: int | Callable[[], int] = 0,
         collection: str | None = None,
     ) -> None:
-        from rag.manifest import active_collection
+        from rag.index.manifest import active_collection
 
         self._settings = settings
         self._client = _client(settings)

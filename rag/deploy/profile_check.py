@@ -1,7 +1,7 @@
 """``rag-serve --check``: validate a profile without loading weights.
 
 Resolves the settings as :func:`rag.engines.start_engine` would, prints the exact vLLM engine
-arguments, and judges the memory estimate of :mod:`rag.memory_model` against the GPUs given
+arguments, and judges the memory estimate of :mod:`rag.deploy.memory_model` against the GPUs given
 (``llm.gpu_memory_gib`` or ``--gpu-memory-gib``; on CPU against ``llm.kv_cache_space_gib``).
 Impossible settings are refused with what to change (e.g. gpt-oss-120b on one 24 GB card:
 use 4 GPUs of that size). Imports no vLLM and reads no weights.
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import LLMSettings, Settings
-from rag.memory_model import (
+from rag.deploy.memory_model import (
     DEFAULT_BATCHED_TOKENS,
     TYPICAL_RAG_TOKENS,
     MemoryEstimate,

@@ -1,7 +1,7 @@
 """The o200k_harmony tokenizer (gpt-oss's), offline: the only importer of ``tiktoken``.
 
 tiktoken finds the vocabulary through ``TIKTOKEN_CACHE_DIR`` (set by
-:func:`rag.vocab.offline_tokenizer_env`), so nothing is downloaded. Document text is
+:func:`rag.deploy.vocab.offline_tokenizer_env`), so nothing is downloaded. Document text is
 encoded as ordinary tokens: special-token spellings in a document are not special.
 """
 

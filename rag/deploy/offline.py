@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from rag.config import Settings
-from rag.vocab import offline_tokenizer_env
+from rag.deploy.vocab import offline_tokenizer_env
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",

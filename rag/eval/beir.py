@@ -9,7 +9,7 @@ each chunk), embedded and stored in a scratch Chroma collection plus a scratch B
 dense, keyword and hybrid search over chunks; chunk scores roll up to documents (best chunk;
 an optional bonus per further matching chunk: on SciFact any bonus hurt, 0.1 cost 0.07
 dense nDCG@10), and hybrid fuses the two scored document rankings the way the service fuses
-chunks (``retrieval.fusion`` and its weights, :func:`rag.retrieval.fuse`).
+chunks (``retrieval.fusion`` and its weights, :func:`rag.retrieval.hybrid.fuse`).
 
 Metrics (BEIR conventions: linear gains, relevant = grade > 0): nDCG@10, Recall@10,
 Recall@100, MRR@10, and search latency p50/p99 in milliseconds (query embedding reported
@@ -35,10 +35,10 @@ from typing import Any
 
 from rag.config import Settings
 from rag.errors import BadRequestError
-from rag.keyword import KeywordIndex
-from rag.retrieval import fuse, ranked
+from rag.index.keyword import KeywordIndex
+from rag.index.store import ChromaStore
+from rag.retrieval.hybrid import fuse, ranked
 from rag.seams import Embedder
-from rag.store import ChromaStore
 from rag.types import Chunk
 
 Qrels = dict[str, dict[str, int]]

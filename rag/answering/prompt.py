@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rag.lexical import has_han
+from rag.index.lexical import has_han
 from rag.types import Source
 
 INSTRUCTIONS = """\
@@ -16,7 +16,7 @@ You answer staff questions using only the numbered sources in the user's message
 - Answer briefly, in the language of the question."""
 
 # Small chat models (the CPU demo) echo long rule lists back and invent [n] markers, so they
-# get the short form; the service attaches citations itself (rag/citations.py).
+# get the short form; the service attaches citations itself (rag/answering/citations.py).
 SHORT_INSTRUCTIONS = """\
 Answer the question in one or two sentences, using only the sources below.
 Copy names, numbers and codes exactly as written in the sources.

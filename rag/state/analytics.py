@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rag.feedback import FeedbackStore
+from rag.state.feedback import FeedbackStore
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
 

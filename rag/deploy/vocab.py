@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rag.errors import AssetError
-from rag.hashing import sha256_file
+from rag.index.hashing import sha256_file
 
 O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 O200K_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
@@ -111,7 +111,7 @@ def install_tiktoken_cache(vocab_file: Path, cache_dir: Path) -> Path:
     if not _is_valid(vocab_file):
         raise AssetError(
             f"{vocab_file} is missing or is not the official o200k vocabulary. "
-            "Rebuild it with `python -m rag.assets --dir <assets dir>`."
+            "Rebuild it with `python -m rag.deploy.assets --dir <assets dir>`."
         )
     cached = cache_dir / tiktoken_cache_key()
     if cached.resolve() == vocab_file.resolve() or _is_valid(cached):

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from rag.lexical import analyze
+from rag.index.lexical import analyze
 from rag.types import HistoryTurn
 
 _FOLLOW_UP = re.compile(

@@ -14,7 +14,7 @@ the built-in gpt-oss shapes when the weights are not on this machine). Per GPU, 
   attention) keeps only its window, so it barely counts at 128K.
 
 vLLM itself refuses to start when one ``max_model_len`` sequence does not fit in the KV
-cache; :mod:`rag.profile_check` says so before minutes of loading, and what to change.
+cache; :mod:`rag.deploy.profile_check` says so before minutes of loading, and what to change.
 These are estimates: vLLM measures the real figures when it starts (and logs them).
 """
 

@@ -140,7 +140,7 @@ def count_tokens_with(tokenizer_json: str, text: str) -> int:
 def create_embedder(settings: EmbeddingSettings, paths: PathsSettings | None = None) -> Embedder:
     """The configured embedder: sentence-transformers on torch, or the ONNX runtime."""
     if settings.backend == "onnx":
-        from rag.embedding_onnx import OnnxEmbedder
+        from rag.index.embedding_onnx import OnnxEmbedder
 
         return OnnxEmbedder(settings, paths)
     return SentenceTransformerEmbedder(settings)

@@ -1,0 +1,1 @@
+"""Answering: history, context packing, prompts, grounding and citations around one engine call."""

@@ -1,0 +1,1 @@
+"""Deployment tooling: offline assets, profile checks, the no-network guard."""

@@ -1,0 +1,1 @@
+"""What the service remembers about its callers: API keys, answers and feedback, rate limits."""
