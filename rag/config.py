@@ -403,6 +403,16 @@ class FeedbackSettings(_Section):
     )
 
 
+class StateSettings(_Section):
+    url: str | None = Field(
+        None,
+        min_length=1,
+        description="SQLAlchemy URL of the state database (API keys, answers, feedback). "
+        "null: sqlite:///<paths.data_dir>/state.sqlite3. A password belongs in the "
+        "environment (RAG_STATE__URL), never in YAML.",
+    )
+
+
 class WidgetToken(_Section):
     token: str = Field(
         ...,
@@ -446,6 +456,7 @@ class Settings(_Section):
     widget: WidgetSettings = Field(default_factory=WidgetSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
 
     @model_validator(mode="after")
     def _auth_off_only_for_development(self) -> Settings:
@@ -456,6 +467,16 @@ class Settings(_Section):
                 "create)."
             )
         return self
+
+
+STATE_FILE = "state.sqlite3"
+
+
+def state_url(settings: Settings) -> str:
+    """``state.url``, or the SQLite file ``state.sqlite3`` in ``paths.data_dir``."""
+    if settings.state.url:
+        return settings.state.url
+    return f"sqlite:///{(settings.paths.data_dir / STATE_FILE).resolve()}"
 
 
 def default_config_dir() -> Path:

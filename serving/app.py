@@ -14,8 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -23,13 +22,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from rag.answering.answer import AnswerService, DoneEvent, SourcesEvent
 from rag.config import Settings
-from rag.errors import BadRequestError, EngineNotReadyError, RagError
-from rag.index.store import ChromaStore
+from rag.errors import BadRequestError, RagError
 from rag.retrieval.hybrid import Filters, Retriever, SearchStats
 from rag.seams import Engine, RemoteReachability
-from rag.state.apikeys import KeyStore
-from rag.state.feedback import FeedbackStore
-from rag.state.ratelimit import RateLimiter
+from rag.services import Services
 from rag.types import Answer, Principal, TextDelta
 from serving import apidocs, documents, feedback, openai_compat, widget
 from serving import metrics as metrics_mod
@@ -48,33 +44,9 @@ from serving.schemas import (
     RetrieveRequest,
     RetrieveResponse,
 )
-
-if TYPE_CHECKING:
-    from rag.services import KnowledgeBase
+from serving.state import HttpState
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class AppState:
-    settings: Settings
-    engine: Engine | None = None
-    answers: AnswerService | None = None
-    store: ChromaStore | None = None
-    feedback: FeedbackStore | None = None
-    metrics: metrics_mod.Metrics | None = None
-    keys: KeyStore | None = None
-    limiter: RateLimiter | None = None
-    slots: AnswerSlots = field(init=False)
-    retriever: Retriever | None = None
-    kb: KnowledgeBase | None = None
-    status: str = "loading"
-    detail: str | None = None
-    owns_engine: bool = True
-    loader: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        self.slots = AnswerSlots(self.settings.server.max_concurrent_answers)
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Any:
@@ -97,68 +69,32 @@ ASK_STREAM_EXAMPLE = "".join(  # documentation only; built from the JSON example
 )
 
 
-async def _load(state: AppState) -> None:
-    from rag.engines import start_engine
-    from rag.services import build_knowledge_base, build_retriever
-
-    try:
-        feedback_path = state.settings.paths.data_dir / "feedback.sqlite3"
-        state.feedback = await asyncio.to_thread(
-            lambda: FeedbackStore(
-                feedback_path,
-                store_questions=state.settings.feedback.store_questions,
-                retention_days=state.settings.feedback.retention_days,
-            )
-        )
-        kb = await asyncio.to_thread(build_knowledge_base, state.settings)
-        state.kb = kb
-        state.store = kb.store
-        state.retriever = await asyncio.to_thread(build_retriever, state.settings, kb)
-        if state.engine is None:
-            state.engine = await asyncio.to_thread(start_engine, state.settings)
-        state.answers = AnswerService(state.settings, state.retriever, state.engine)
-        state.status = "ready"
-        log.info("service ready")
-    except RagError as exc:
-        state.status, state.detail = "failed", exc.message
-        log.error("start-up failed: %s", exc.message)
-    except Exception as exc:
-        state.status, state.detail = "failed", f"{type(exc).__name__}: {exc}"
-        log.exception("start-up failed")
-
-
 def get_retriever(request: Request) -> Retriever:
     """The retriever (ready before the engine is), or a 503 that says why not."""
-    state: AppState = request.app.state.rag
-    if state.retriever is None:
-        if state.status == "failed":
-            raise EngineNotReadyError(
-                f"The service failed to start: {state.detail}. Fix the cause and restart."
-            )
-        raise EngineNotReadyError("The knowledge base is still opening. Retry in a moment.")
-    return state.retriever
+    services: Services = request.app.state.rag
+    return services.part(services.retriever, "knowledge base")
 
 
 Searcher = Annotated[Retriever, Depends(get_retriever)]
 
 
-def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
-    state = AppState(settings, engine=engine, owns_engine=engine is None)
-    state.keys = KeyStore(settings.paths.data_dir / "keys.sqlite3")
-    state.limiter = RateLimiter(settings.auth.rate_per_minute, settings.auth.burst)
+def create_app(
+    settings: Settings, *, engine: Engine | None = None, services: Services | None = None
+) -> FastAPI:
+    state = services or Services(settings, engine=engine)
+    http = HttpState(AnswerSlots(settings.server.max_concurrent_answers))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.loader = asyncio.create_task(_load(state))
+        loader = asyncio.create_task(state.open())
         try:
             yield
         finally:
-            if state.loader is not None and not state.loader.done():
-                state.loader.cancel()
+            if not loader.done():
+                loader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await state.loader
-            if state.owns_engine and state.engine is not None:
-                await state.engine.close()
+                    await loader
+            await state.close()
 
     app = FastAPI(
         title="Private knowledge Q&A",
@@ -171,6 +107,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.rag = state
+    app.state.http = http
     app.include_router(widget.router(settings))
     app.include_router(feedback.router())
     app.include_router(documents.router(settings))
@@ -179,9 +116,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             settings,
             lambda: state.engine.name if state.engine is not None else None,
             lambda answer_id, question, caller, answer: _record(
-                state, answer_id, question, caller, answer
+                state, http, answer_id, question, caller, answer
             ),
-            state.slots,
+            http.slots,
         )
     )
 
@@ -205,7 +142,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     widget.install_cors(app, settings)
     apidocs.install(app, settings)
-    state.metrics = metrics_mod.install(app, state)
+    http.metrics = metrics_mod.install(app, state, http)
 
     @app.middleware("http")
     async def body_limit(
@@ -318,12 +255,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         answer_id = uuid.uuid4().hex
         cid = body.conversation_id
         if not body.stream:
-            with state.slots:
+            with http.slots:
                 done = await service.ask_full(body.question, caller, conversation_id=cid)
-            await _record(state, answer_id, body.question, caller, done.answer)
+            await _record(state, http, answer_id, body.question, caller, done.answer)
             return AskResponse.of(done.answer, answer_id, done.sentences, cid)
         return StreamingResponse(
-            _stream_events(state, service, body.question, answer_id, caller, cid),
+            _stream_events(state, http, service, body.question, answer_id, caller, cid),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -369,11 +306,16 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
 
 async def _record(
-    state: AppState, answer_id: str, question: str, caller: Principal, answer: Answer
+    state: Services,
+    http: HttpState,
+    answer_id: str,
+    question: str,
+    caller: Principal,
+    answer: Answer,
 ) -> None:
     """Count the answer and remember it (not its text) for feedback; never fail the answer."""
-    if state.metrics is not None:
-        state.metrics.observe_answer(answer)
+    if http.metrics is not None:
+        http.metrics.observe_answer(answer)
     if state.feedback is None:
         return
     try:
@@ -392,7 +334,8 @@ async def _record(
 
 
 async def _stream_events(
-    state: AppState,
+    state: Services,
+    http: HttpState,
     service: AnswerService,
     question: str,
     answer_id: str,
@@ -400,7 +343,7 @@ async def _stream_events(
     conversation_id: str | None,
 ) -> AsyncIterator[str]:
     try:
-        with state.slots:
+        with http.slots:
             stream = service.stream(question, caller, conversation_id=conversation_id)
             async with contextlib.aclosing(stream) as events:
                 async for event in events:
@@ -410,7 +353,7 @@ async def _stream_events(
                     elif isinstance(event, TextDelta):
                         yield _sse("delta", {"text": event.text})
                     elif isinstance(event, DoneEvent):
-                        await _record(state, answer_id, question, caller, event.answer)
+                        await _record(state, http, answer_id, question, caller, event.answer)
                         body = AskResponse.of(
                             event.answer, answer_id, event.sentences, conversation_id
                         )

@@ -63,10 +63,11 @@ def serve(
         typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(exc.exit_code) from exc
 
-    from rag.state.apikeys import KeyStore
+    from rag.services import Services
 
     try:
-        active = KeyStore(settings.paths.data_dir / "keys.sqlite3").active_count()
+        services = Services(settings)
+        active = services.keys.active_count()
     except RagError as exc:
         typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(exc.exit_code) from exc
@@ -110,7 +111,7 @@ def serve(
         file=sys.stderr,
     )
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, services=services),
         host=settings.server.host,
         port=settings.server.port,
         log_level="info",

@@ -7,20 +7,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from rag.answering.answer import AnswerService
-from rag.errors import EngineNotReadyError, EngineUnavailableError
+from rag.errors import EngineUnavailableError
 from rag.seams import RemoteReachability
 
 
 async def get_answers(request: Request) -> AnswerService:
     """The answer service, or a 503 that says why it is not there (yet)."""
     state = request.app.state.rag
-    answers: AnswerService | None = state.answers
-    if answers is None:
-        if state.status == "failed":
-            raise EngineNotReadyError(
-                f"The service failed to start: {state.detail}. Fix the cause and restart."
-            )
-        raise EngineNotReadyError("The model is still loading. Retry in a few seconds.")
+    answers: AnswerService = state.part(state.answers, "model")
     if isinstance(state.engine, RemoteReachability):
         # A model server that went away: fail fast and clearly; recovers when it is back.
         reason = await state.engine.unreachable_reason()

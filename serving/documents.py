@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from rag.config import Settings
 from rag.errors import (
     BadRequestError,
-    EngineNotReadyError,
     ForbiddenError,
     IngestError,
     NotFoundError,
@@ -198,8 +197,7 @@ class DeleteResult(BaseModel):
 
 def _state(request: Request) -> Any:
     state = request.app.state.rag
-    if state.store is None or state.kb is None:
-        raise EngineNotReadyError("The knowledge base is still loading. Retry in a few seconds.")
+    state.part(state.kb, "knowledge base")
     return state
 
 
@@ -212,7 +210,7 @@ def _records(settings: Settings, collection: str) -> list[DocRecord]:
 
 
 def _visible(state: Any, caller: Principal, doc_id: str) -> DocRecord:
-    for record in _records(state.settings, state.store.name):
+    for record in _records(state.settings, state.kb.store.name):
         if record.doc_id == doc_id and can_read(caller, record.groups):
             return record
     raise NotFoundError(
@@ -246,7 +244,7 @@ def router(settings: Settings) -> APIRouter:
     ) -> DocumentPage:
         """Only documents in the caller's access groups are listed or counted."""
         state = _state(request)
-        records = await asyncio.to_thread(_records, settings, state.store.name)
+        records = await asyncio.to_thread(_records, settings, state.kb.store.name)
         mine = [r for r in records if can_read(caller, r.groups)]
         page = [DocumentOut.of(r) for r in mine[offset : offset + limit]]
         return DocumentPage(documents=page, total=len(mine), offset=offset, limit=limit)
@@ -282,7 +280,7 @@ def router(settings: Settings) -> APIRouter:
     ) -> DocumentSource:
         """What the widget shows when a citation is opened. Access-checked passage by
         passage: a document outside the caller's groups is a 404."""
-        store: ChromaStore = _state(request).store
+        store: ChromaStore = _state(request).kb.store
         chunks = await asyncio.to_thread(store.document_chunks, doc_id)
         visible = [c for c in chunks if can_read(caller, c.groups)]
         if not visible:
@@ -356,8 +354,8 @@ def router(settings: Settings) -> APIRouter:
                     error=f"Part {n} of `files` is text, not a file. Send it as a file with "
                     "its name (curl: -F files=@report.pdf).",
                 )
-                if state.metrics is not None:
-                    state.metrics.observe_ingest("failed", 0)
+                if request.app.state.http.metrics is not None:
+                    request.app.state.http.metrics.observe_ingest("failed", 0)
                 continue
             try:
                 name = safe_filename(item.filename)
@@ -365,15 +363,15 @@ def router(settings: Settings) -> APIRouter:
             except (BadRequestError, IngestError) as exc:
                 label = item.filename or "?"
                 outcomes[label] = FileOutcome(filename=label, status="failed", error=exc.message)
-                if state.metrics is not None:
-                    state.metrics.observe_ingest("failed", 0)
+                if request.app.state.http.metrics is not None:
+                    request.app.state.http.metrics.observe_ingest("failed", 0)
                 continue
             saved.append(path)
         if saved:
             results = await asyncio.to_thread(_ingest, state, saved)
-            if state.metrics is not None:
+            if request.app.state.http.metrics is not None:
                 for result in results:
-                    state.metrics.observe_ingest(result.status, result.chunks)
+                    request.app.state.http.metrics.observe_ingest(result.status, result.chunks)
             for path, result in zip(saved, results, strict=True):
                 outcomes[path.name] = FileOutcome(
                     filename=path.name,
@@ -441,11 +439,9 @@ def _save(item: UploadFile, target: Path, settings: Settings, groups: list[str])
 
 
 def _ingestor(state: Any) -> Any:
-    from ingest.pipeline import Ingestor
+    from ingest.pipeline import build_ingestor
 
-    kb = state.kb
-    listeners = [kb.keyword] if kb.keyword is not None else []
-    return Ingestor(state.settings, kb.embedder, kb.store, listeners=listeners)
+    return build_ingestor(state.settings, state.kb)
 
 
 def _ingest(state: Any, paths: list[Path]) -> list[Any]:

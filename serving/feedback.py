@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.errors import EngineNotReadyError
 from rag.state.feedback import MAX_COMMENT_CHARS, FeedbackStore
 from rag.types import Principal
 from serving.apidocs import route_error
@@ -164,9 +163,8 @@ class AnalyticsReport(BaseModel):
 
 
 def get_feedback_store(request: Request) -> FeedbackStore:
-    store: FeedbackStore | None = request.app.state.rag.feedback
-    if store is None:
-        raise EngineNotReadyError("The service is still starting. Retry in a few seconds.")
+    state = request.app.state.rag
+    store: FeedbackStore = state.part(state.feedback, "feedback store")
     return store
 
 

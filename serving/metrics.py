@@ -37,8 +37,9 @@ _TOKENS = (64, 256, 1024, 4096, 16384, 32768, 65536, 131072)
 class _StateCollector(Collector):
     """Values read at scrape time: engine queue depth, readiness, store size."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: Any, http: Any) -> None:
         self._state = state
+        self._http = http
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         state = self._state
@@ -60,7 +61,7 @@ class _StateCollector(Collector):
             )
             failures.add_metric([], float(answers.engine_health.failures))
             yield failures
-        metrics = state.metrics
+        metrics = self._http.metrics
         if metrics is not None:
             total, cached = metrics.prompt_seen, metrics.cached_seen
             rate = GaugeMetricFamily(
@@ -71,7 +72,7 @@ class _StateCollector(Collector):
             rate.add_metric([], cached / total if total else 0.0)
             yield rate
         yield from _index_stats(state)
-        store = state.store
+        store = state.kb.store if state.kb is not None else None
         if store is not None:
             chunks = GaugeMetricFamily("kb_store_chunks", "Chunks in the vector store.")
             try:
@@ -84,7 +85,8 @@ class _StateCollector(Collector):
 def _index_stats(state: Any) -> Iterator[GaugeMetricFamily]:
     """What the ingest manifest records for the served collection, whoever ingested it
     (`rag-ingest` or uploads): documents, chunks, and files that failed to ingest."""
-    store, path = state.store, state.settings.store.manifest_path()
+    store = state.kb.store if state.kb is not None else None
+    path = state.settings.store.manifest_path()
     if store is None or not path.is_file():
         return
     try:
@@ -190,9 +192,9 @@ class Metrics:
             self.ingested_chunks.inc(chunks)
 
 
-def install(app: FastAPI, state: Any) -> Metrics:
+def install(app: FastAPI, state: Any, http: Any) -> Metrics:
     metrics = Metrics()
-    metrics.registry.register(_StateCollector(state))
+    metrics.registry.register(_StateCollector(state, http))
 
     @app.middleware("http")
     async def count(

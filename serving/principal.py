@@ -124,7 +124,7 @@ def asking(request: Request, caller: Annotated[Principal, Depends(require("ask")
             f"{seconds} s.",
             seconds,
         )
-    request.app.state.rag.slots.check()
+    request.app.state.http.slots.check()
     return caller
 
 

@@ -24,7 +24,7 @@ from typing import Literal
 from rag.answering import prompt, tokens
 from rag.answering.citations import to_citation
 from rag.answering.context import Packed, Packer, readable_by
-from rag.answering.conversation import Conversations, standalone_query, trim_history
+from rag.answering.conversation import standalone_query, trim_history
 from rag.answering.grounding import Sentence, ground, quote_for, with_quote
 from rag.answering.health import EngineHealth
 from rag.config import Settings
@@ -32,6 +32,7 @@ from rag.errors import BadRequestError, EngineError, RagError
 from rag.index.store import acl_where
 from rag.retrieval.hybrid import Retriever
 from rag.seams import Engine
+from rag.state.conversations import Conversations, ConversationStore
 from rag.types import (
     Answer,
     Chunk,
@@ -101,13 +102,13 @@ class AnswerService:
         retriever: Retriever,
         engine: Engine,
         *,
-        conversations: Conversations | None = None,
+        conversations: ConversationStore | None = None,
     ) -> None:
         self._settings = settings
         self._retriever = retriever
         self._engine = engine
         # Only the newest ``history_turns`` turns are ever sent: keep no more than that.
-        self._conversations = conversations or Conversations(
+        self._conversations: ConversationStore = conversations or Conversations(
             max_turns=max(2, settings.context.history_turns)
         )
         counter: Callable[[str], int] | None = getattr(engine, "count_text_tokens", None)
