@@ -379,6 +379,17 @@ class ServerSettings(_Section):
         min_length=1,
         description="Model id of the OpenAI-compatible API (GET /v1/models).",
     )
+    sse_keepalive_s: float = Field(
+        15,
+        ge=0,
+        description="A streamed answer sends a ': keep-alive' comment after this many silent "
+        "seconds, so proxies keep the connection through a long prefill (0: never).",
+    )
+    upload_wait_s: float = Field(
+        120,
+        gt=0,
+        description="How long an upload waits for the one being indexed before it gets 409.",
+    )
 
 
 class AuthSettings(_Section):

@@ -72,6 +72,11 @@ class EmbedderMismatchError(StoreError):
     code = "embedder_mismatch"
 
 
+class IndexBusyError(StoreError):
+    http_status = 409
+    code = "index_busy"
+
+
 class StoreReadOnlyError(StoreError):
     code = "store_read_only"
 

@@ -137,3 +137,5 @@ class Answer:
     """The best retrieval similarity (dense cosine), kept with the feedback record."""
     quoted: bool = False
     """No sentence of the model's text was supported: a source sentence was quoted."""
+    finish_reason: str = "stop"
+    """Why the engine stopped: ``stop``, or ``length`` at the token cap."""

@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rag.index.manifest import Manifest
 from rag.types import Answer
+
+if TYPE_CHECKING:
+    from rag.services import Services
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METRICS_EXAMPLE = (
@@ -37,9 +40,9 @@ _TOKENS = (64, 256, 1024, 4096, 16384, 32768, 65536, 131072)
 class _StateCollector(Collector):
     """Values read at scrape time: engine queue depth, readiness, store size."""
 
-    def __init__(self, state: Any, http: Any) -> None:
+    def __init__(self, state: Services, metrics: Metrics) -> None:
         self._state = state
-        self._http = http
+        self._metrics = metrics
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         state = self._state
@@ -61,16 +64,14 @@ class _StateCollector(Collector):
             )
             failures.add_metric([], float(answers.engine_health.failures))
             yield failures
-        metrics = self._http.metrics
-        if metrics is not None:
-            total, cached = metrics.prompt_seen, metrics.cached_seen
-            rate = GaugeMetricFamily(
-                "kb_prefix_cache_hit_ratio",
-                "Share of prompt tokens served from the engine's prefix cache since start "
-                "(0 when the engine does not report it).",
-            )
-            rate.add_metric([], cached / total if total else 0.0)
-            yield rate
+        total, cached = self._metrics.prompt_seen, self._metrics.cached_seen
+        rate = GaugeMetricFamily(
+            "kb_prefix_cache_hit_ratio",
+            "Share of prompt tokens served from the engine's prefix cache since start "
+            "(0 when the engine does not report it).",
+        )
+        rate.add_metric([], cached / total if total else 0.0)
+        yield rate
         yield from _index_stats(state)
         store = state.kb.store if state.kb is not None else None
         if store is not None:
@@ -105,7 +106,10 @@ def _index_stats(state: Any) -> Iterator[GaugeMetricFamily]:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """One registry per app: request counts and latencies, answer and ingest outcomes, and
+    what the service's parts report at scrape time."""
+
+    def __init__(self, services: Services) -> None:
         self.registry = CollectorRegistry()
         self.prompt_seen = 0
         self.cached_seen = 0
@@ -166,6 +170,7 @@ class Metrics:
             buckets=(0, 1, 2, 3, 5, 8, 13),
             registry=r,
         )
+        r.register(_StateCollector(services, self))
 
     def observe_answer(self, answer: Answer) -> None:
         self.answers.labels("declined" if answer.declined else "answered").inc()
@@ -192,38 +197,35 @@ class Metrics:
             self.ingested_chunks.inc(chunks)
 
 
-def install(app: FastAPI, state: Any, http: Any) -> Metrics:
-    metrics = Metrics()
-    metrics.registry.register(_StateCollector(state, http))
+async def count_requests(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Middleware: requests and latency per route template (never the raw path)."""
+    started = time.perf_counter()
+    response = await call_next(request)
+    metrics: Metrics = request.app.state.http.metrics
+    route = request.scope.get("route")
+    name = getattr(route, "path", None) or "unmatched"
+    metrics.requests.labels(name, request.method, str(response.status_code)).inc()
+    metrics.latency.labels(name).observe(time.perf_counter() - started)
+    return response
 
-    @app.middleware("http")
-    async def count(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", None) or "unmatched"
-        metrics.requests.labels(name, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(name).observe(time.perf_counter() - started)
-        return response
 
-    api = APIRouter(tags=["ops"])
+router = APIRouter(tags=["ops"])
 
-    @api.get(
-        "/metrics",
-        summary="Prometheus metrics (text format).",
-        response_class=Response,
-        response_description="Prometheus text exposition format.",
-        responses={200: {"content": {CONTENT_TYPE: {"example": METRICS_EXAMPLE}}}},
-    )
-    async def scrape() -> Response:
-        """For Prometheus to scrape: request counts and latencies per route, retrieval
-        time, time to first token, tokens in and out, engine queue depth, declined answers,
-        citations per answer, prefix-cache hits, ingest counts. No key needed; labels never
-        carry question or document text."""
-        body = await asyncio.to_thread(generate_latest, metrics.registry)
-        return Response(body, media_type=CONTENT_TYPE)
 
-    app.include_router(api)
-    return metrics
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text format).",
+    response_class=Response,
+    response_description="Prometheus text exposition format.",
+    responses={200: {"content": {CONTENT_TYPE: {"example": METRICS_EXAMPLE}}}},
+)
+async def scrape(request: Request) -> Response:
+    """For Prometheus to scrape: request counts and latencies per route, retrieval
+    time, time to first token, tokens in and out, engine queue depth, declined answers,
+    citations per answer, prefix-cache hits, ingest counts. No key needed; labels never
+    carry question or document text."""
+    metrics: Metrics = request.app.state.http.metrics
+    body = await asyncio.to_thread(generate_latest, metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE)

@@ -4,7 +4,8 @@ A caller is, in order: an API key (``Authorization: Bearer kb_...`` or ``X-API-K
 widget (``X-Widget-Token`` + the page's ``Origin``, optionally a signed
 ``X-Widget-Identity``), or, only when ``auth.required`` is off (dev), anonymous with
 ``retrieval.anonymous_groups``. ``require(scope)`` adds the scope check; ``asking`` adds
-the rate limit and the capacity check.
+the rate limit and the capacity check. The ``Annotated`` aliases routes use (``Asker``,
+``Reader``, ...) are in :mod:`serving.deps`.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def _api_key(request: Request) -> str | None:
 
 
 def get_principal(request: Request) -> Principal:
+    """Runs in FastAPI's threadpool: an API key is looked up in the state database."""
     state = request.app.state.rag
     settings: Settings = state.settings
     keys: KeyStore = state.keys
@@ -126,10 +128,6 @@ def asking(request: Request, caller: Annotated[Principal, Depends(require("ask")
         )
     request.app.state.http.slots.check()
     return caller
-
-
-Asker = Annotated[Principal, Depends(asking)]
-Reader = Annotated[Principal, Depends(require("ask"))]
 
 
 def can_read(principal: Principal, groups: tuple[str, ...]) -> bool:

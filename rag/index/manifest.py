@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Any
 
 from rag.config import StoreSettings
-from rag.errors import StoreError, storage_failure
+from rag.errors import IndexBusyError, StoreError, storage_failure
 from rag.migrations import Migration, add_columns, migrate_sqlite
 
 ACTIVE_KEY = "active_collection"
@@ -192,9 +192,9 @@ class Manifest:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
-            raise StoreError(
+            raise IndexBusyError(
                 "Another rag-ingest is writing to this index. Wait for it to finish "
-                "(or stop it), then run the command again."
+                "(or stop it), then retry."
             ) from exc
         self._lock_fd = fd
 
