@@ -80,10 +80,22 @@ class Engine(Protocol):
     def stream(
         self, request: GenerationRequest, history: Sequence[HistoryTurn] = ()
     ) -> AsyncGenerator[EngineEvent, None]:
-        """Yield answer text deltas, then one ``Finished``; cancelling aborts the request."""
+        """Yield answer text deltas, then one ``Finished``; cancelling aborts the request.
+        ``request.prompt_ids``, when set, is the prompt as this engine renders it."""
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class PromptRenderer(Protocol):
+    """An engine that takes its prompt as token ids (the in-process vLLM engine). The answer
+    service renders the prompt once, to count it while packing, and hands the ids on in
+    ``GenerationRequest.prompt_ids``."""
+
+    def render(self, request: GenerationRequest, history: Sequence[HistoryTurn] = ()) -> list[int]:
+        """The prompt's token ids, history included."""
+        ...
 
 
 @runtime_checkable

@@ -96,6 +96,9 @@ class GenerationRequest:
     max_tokens: int
     temperature: float
     reasoning_effort: Literal["low", "medium", "high"] = "low"
+    prompt_ids: tuple[int, ...] = ()
+    """The prompt as the engine's own ``render`` made it (history included), when the answer
+    service rendered it already to count it; empty: the engine renders it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from rag.config import Settings
 from rag.errors import AuthError, ForbiddenError, RagError
 from rag.state.apikeys import PREFIX as KEY_PREFIX
 from rag.state.apikeys import SCOPES, KeyStore
-from rag.state.ratelimit import RateLimiter, retry_after
+from rag.state.ratelimit import RateLimits, retry_after
 from rag.types import Principal
 from serving.widget_auth import widget_principal
 
@@ -111,10 +111,13 @@ def require(scope: str) -> Callable[[Principal], Principal]:
     return check
 
 
-def asking(request: Request, caller: Annotated[Principal, Depends(require("ask"))]) -> Principal:
+async def asking(
+    request: Request, caller: Annotated[Principal, Depends(require("ask"))]
+) -> Principal:
     """The ``ask`` scope, the per-caller question rate limit, and the service's capacity
-    (checked last: a refused request must not hold a place)."""
-    limiter: RateLimiter = request.app.state.rag.limiter
+    (checked last: a refused request must not hold a place). Async on purpose: the rate
+    limiter and the answer slots are used on the event loop only, so they need no lock."""
+    limiter: RateLimits = request.app.state.rag.limiter
     who = caller.subject
     if caller.anonymous:  # anonymous widget visitors share a subject: tell them apart by IP
         who += "|" + (request.client.host if request.client else "?")

@@ -18,20 +18,20 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from rag.answering import prompt, tokens
 from rag.answering.citations import to_citation
 from rag.answering.context import Packed, Packer, readable_by
 from rag.answering.conversation import standalone_query, trim_history
-from rag.answering.grounding import Sentence, ground, quote_for, with_quote
+from rag.answering.grounding import Grounded, Sentence, ground, quote_for, with_quote
 from rag.answering.health import EngineHealth
 from rag.config import Settings
 from rag.errors import BadRequestError, EngineError, RagError
 from rag.index.store import acl_where
 from rag.retrieval.hybrid import Retriever
-from rag.seams import Engine
+from rag.seams import Engine, PromptRenderer
 from rag.state.conversations import Conversations, ConversationStore
 from rag.types import (
     Answer,
@@ -85,14 +85,23 @@ class _Clock:
 
 
 @dataclass
-class Counters:
-    """Events worth counting (exported by the metrics issue; logged here)."""
+class _Generated:
+    """What the engine produced for one answer."""
 
-    questions: int = 0
-    declined: int = 0
-    unsupported_sentences: int = 0
-    whole_kb: int = 0
-    quoted: int = 0
+    parts: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    finish: str = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class _Final:
+    """The grounded answer: its text, the checked citations, and what was added to the
+    streamed text (a quote, or the no-answer message)."""
+
+    text: str
+    grounded: Grounded
+    addition: str | None = None
+    quoted: bool = False
 
 
 class AnswerService:
@@ -115,15 +124,11 @@ class AnswerService:
         self._count = counter or tokens.count
         self._packer = Packer(settings.context, self._count)
         self._corpus_cache: dict[tuple[frozenset[str], str], list[Chunk]] = {}
-        self.counters = Counters()
         self.engine_health = EngineHealth()
 
     @property
     def retriever(self) -> Retriever:
         return self._retriever
-
-    def retrieve(self, question: str, principal: Principal, k: int | None = None) -> list[Hit]:
-        return self._retriever.search(question, principal, k)
 
     def _request(
         self,
@@ -173,7 +178,8 @@ class AnswerService:
         request_id: str = "",
         options: AnswerOptions | None = None,
     ) -> tuple[Packed, GenerationRequest]:
-        """Sources for ``hits`` within the exact token budget; the request to send."""
+        """Sources for ``hits`` within the exact token budget; the request to send (with
+        its token ids, for an engine that takes them)."""
         limit = self._engine.max_model_len - self._settings.llm.max_tokens
         bare = self._request(question, [], request_id, options)
         overhead = self._engine.count_prompt_tokens(bare, history)
@@ -188,11 +194,25 @@ class AnswerService:
             documents=self._retriever.store,
             readable=readable_by(principal.groups),
         )
-        request = self._request(question, packed.sources, request_id, options)
-        while packed.sources and self._engine.count_prompt_tokens(request, history) > limit:
+        size, request = self._measure(
+            self._request(question, packed.sources, request_id, options), history
+        )
+        while packed.sources and size > limit:
             packed = self._packer.trim(packed)
-            request = self._request(question, packed.sources, request_id, options)
+            size, request = self._measure(
+                self._request(question, packed.sources, request_id, options), history
+            )
         return packed, request
+
+    def _measure(
+        self, request: GenerationRequest, history: Sequence[HistoryTurn]
+    ) -> tuple[int, GenerationRequest]:
+        """The request's exact prompt length. An engine that takes token ids gets them with
+        the request (``prompt_ids``), so the prompt is rendered once, here, in a thread."""
+        if isinstance(self._engine, PromptRenderer):
+            ids = self._engine.render(request, history)
+            return len(ids), replace(request, prompt_ids=tuple(ids))
+        return self._engine.count_prompt_tokens(request, history), request
 
     def history_for(
         self, principal: Principal, conversation_id: str | None, history: Sequence[HistoryTurn]
@@ -222,51 +242,110 @@ class AnswerService:
         conversation_id: str | None = None,
         options: AnswerOptions | None = None,
     ) -> AsyncGenerator[AnswerEvent, None]:
+        """The answer's events. Everything that costs CPU (history tokens, follow-up
+        detection, retrieval, packing and rendering, grounding) runs in worker threads:
+        the event loop only waits."""
         clock = _Clock()
-        self.counters.questions += 1
-        turns = self.history_for(principal, conversation_id, history)
-        query = standalone_query(question, turns)
+        turns, query = await asyncio.to_thread(
+            self._prepare, question, principal, conversation_id, history
+        )
         hits = await asyncio.to_thread(self._retriever.search, query, principal)
         clock.mark("retrieval_ms")
         if not self._relevant(hits):
-            self.counters.declined += 1
-            log.info("declined: nothing relevant enough (hits=%d)", len(hits))
-            yield SourcesEvent([])
-            yield TextDelta(prompt.DECLINE_MESSAGE)
-            clock.mark("total_ms")
-            self._remember(principal, conversation_id, question, prompt.DECLINE_MESSAGE)
-            yield DoneEvent(
-                Answer(
-                    prompt.DECLINE_MESSAGE,
-                    [],
-                    Usage(),
-                    dict(clock.marks),
-                    declined=True,
-                    top_score=_best_score(hits),
-                )
-            )
+            for event in self._decline(question, principal, conversation_id, hits, clock):
+                yield event
             return
-        request_id = uuid.uuid4().hex
         packed, request = await asyncio.to_thread(
-            self.pack, question, hits, principal, turns, request_id, options
+            self.pack, question, hits, principal, turns, uuid.uuid4().hex, options
         )
-        if packed.mode == "whole_kb":
-            self.counters.whole_kb += 1
         clock.mark("packing_ms")
         sources = packed.sources
         yield SourcesEvent([to_citation(s) for s in sources])
-        parts: list[str] = []
-        usage = Usage()
+        out = _Generated()
+        async with contextlib.aclosing(self._generate(request, turns, clock, out)) as deltas:
+            async for delta in deltas:
+                yield delta
+        self.engine_health.succeeded()
+        final = await asyncio.to_thread(self._ground, question, query, "".join(out.parts), sources)
+        if final.addition:
+            yield TextDelta(final.addition)
+        grounded = final.grounded
+        clock.mark("total_ms")
+        log.info(
+            "answered: sources=%d mode=%s context_tokens=%d sentences=%d unsupported=%d quoted=%s",
+            len(sources),
+            packed.mode,
+            packed.tokens,
+            len(grounded.sentences),
+            len(grounded.unsupported),
+            final.quoted,
+        )
+        self._remember(principal, conversation_id, question, final.text)
+        answer = Answer(
+            final.text,
+            grounded.citations,
+            out.usage,
+            dict(clock.marks),
+            unsupported=grounded.unsupported,
+            top_score=_best_score(hits),
+            quoted=final.quoted,
+            finish_reason=out.finish,
+        )
+        yield DoneEvent(answer, grounded.sentences, list(sources))
+
+    def _decline(
+        self,
+        question: str,
+        principal: Principal,
+        conversation_id: str | None,
+        hits: Sequence[Hit],
+        clock: _Clock,
+    ) -> list[AnswerEvent]:
+        """Nothing relevant enough: say so without calling the model."""
+        log.info("declined: nothing relevant enough (hits=%d)", len(hits))
+        clock.mark("total_ms")
+        self._remember(principal, conversation_id, question, prompt.DECLINE_MESSAGE)
+        declined = Answer(
+            prompt.DECLINE_MESSAGE,
+            [],
+            Usage(),
+            dict(clock.marks),
+            declined=True,
+            top_score=_best_score(hits),
+        )
+        return [SourcesEvent([]), TextDelta(prompt.DECLINE_MESSAGE), DoneEvent(declined)]
+
+    def _prepare(
+        self,
+        question: str,
+        principal: Principal,
+        conversation_id: str | None,
+        history: Sequence[HistoryTurn],
+    ) -> tuple[list[HistoryTurn], str]:
+        """The history within its budget, and the query retrieval should use (a follow-up
+        is prefixed with the previous question; Chinese needs jieba's dictionary)."""
+        turns = self.history_for(principal, conversation_id, history)
+        return turns, standalone_query(question, turns)
+
+    async def _generate(
+        self,
+        request: GenerationRequest,
+        turns: Sequence[HistoryTurn],
+        clock: _Clock,
+        out: _Generated,
+    ) -> AsyncGenerator[TextDelta, None]:
+        """The engine's text deltas (kept in ``out`` with its usage and finish reason); an
+        engine failure is counted in the health record and raised as an EngineError."""
         try:
             async with contextlib.aclosing(self._engine.stream(request, turns)) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
-                        if not parts:
+                        if not out.parts:
                             clock.mark("first_token_ms")
-                        parts.append(event.text)
+                        out.parts.append(event.text)
                         yield event
                     elif isinstance(event, Finished):
-                        usage = event.usage
+                        out.usage, out.finish = event.usage, event.finish_reason
         except (asyncio.CancelledError, GeneratorExit, BadRequestError):
             raise  # the caller left, or asked for too much: not the engine's fault
         except RagError as exc:
@@ -279,49 +358,28 @@ class AnswerService:
             )
             self._engine_failed(error)
             raise error from exc
-        self.engine_health.succeeded()
+
+    def _ground(
+        self, question: str, query: str, streamed: str, sources: Sequence[Source]
+    ) -> _Final:
+        """Check every sentence against every source; when the model's text supports
+        nothing, a quoted source sentence (or, with no text at all, a plain message) is
+        added. The answer stays exactly what was streamed, plus that addition."""
         cfg = self._settings.context
-        streamed = "".join(parts)
         text = streamed.strip()
         grounded = ground(text, sources, min_support=cfg.min_support)
-        quote = None
         if cfg.quote_fallback and not any(s.citations for s in grounded.sentences):
             quote = quote_for(query, sources, min_share=cfg.quote_min_share)
-        if quote is not None:
-            source, sentence = quote
-            line = prompt.quote_line(question, sentence, source.n)
-            addition = f"\n\n{line}" if text else line
-            text = (streamed + addition).strip()  # the answer is what was streamed
-            yield TextDelta(addition)
-            grounded = with_quote(grounded, source, line, sentence)
-            self.counters.quoted += 1
-        elif not text:
+            if quote is not None:
+                source, sentence = quote
+                line = prompt.quote_line(question, sentence, source.n)
+                addition = f"\n\n{line}" if text else line
+                quoted = with_quote(grounded, source, line, sentence)
+                return _Final((streamed + addition).strip(), quoted, addition, quoted=True)
+        if not text:
             text = prompt.NO_ANSWER_MESSAGE
-            yield TextDelta(text)
-            grounded = ground(text, sources, min_support=cfg.min_support)
-        unsupported = grounded.unsupported
-        self.counters.unsupported_sentences += len(unsupported)
-        clock.mark("total_ms")
-        log.info(
-            "answered: sources=%d mode=%s context_tokens=%d sentences=%d unsupported=%d quoted=%s",
-            len(sources),
-            packed.mode,
-            packed.tokens,
-            len(grounded.sentences),
-            len(unsupported),
-            quote is not None,
-        )
-        self._remember(principal, conversation_id, question, text)
-        answer = Answer(
-            text,
-            grounded.citations,
-            usage,
-            dict(clock.marks),
-            unsupported=unsupported,
-            top_score=_best_score(hits),
-            quoted=quote is not None,
-        )
-        yield DoneEvent(answer, grounded.sentences, list(sources))
+            return _Final(text, ground(text, sources, min_support=cfg.min_support), text)
+        return _Final(text, grounded)
 
     def _engine_failed(self, error: RagError) -> None:
         self.engine_health.failed(error.message)

@@ -244,7 +244,10 @@ class VllmEngine:
 
         if self._engine is None:
             raise EngineNotReadyError("The engine has been shut down. Restart the service.")
-        ids = self._renderer.render(request, history)
+        if request.prompt_ids:  # rendered once already, by the answer service, in a thread
+            ids = list(request.prompt_ids)
+        else:
+            ids = await asyncio.to_thread(self._renderer.render, request, history)
         room = self.max_model_len - len(ids)
         if room < 1:
             raise BadRequestError(
