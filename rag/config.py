@@ -39,6 +39,7 @@ CONFIG_DIR_ENV = "RAG_CONFIG_DIR"
 DEFAULT_PROFILE = "dev"
 OLLAMA_DEFAULT_URL = "http://127.0.0.1:11434"
 CRASH_ENV = "RAG_TEST_CRASH_AT"  # a test hook of the ingest pipeline, not a setting
+DEFAULT_IDENTITY_AUDIENCE = "kb-widget"
 _NOT_SETTINGS = {PROFILE_ENV, CONFIG_DIR_ENV, CRASH_ENV}
 
 
@@ -444,6 +445,17 @@ class WidgetToken(_Section):
         None,
         description="Environment variable holding the HMAC secret (HS256 JWT) the site signs "
         "user identities with; unset: signed identities are refused.",
+    )
+    identity_audience: str = Field(
+        DEFAULT_IDENTITY_AUDIENCE,
+        min_length=1,
+        description="The aud claim a signed identity must carry (identities minted for "
+        "another service are refused).",
+    )
+    identity_issuer: str | None = Field(
+        None,
+        min_length=1,
+        description="The iss claim a signed identity must carry; null: not checked.",
     )
 
 
