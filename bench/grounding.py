@@ -12,7 +12,7 @@ after the sentence-level check (rag/answering/grounding.py):
   supports them; after = sentences some given source supports (citation attached);
 - citation precision: cited sources that come from the question's expected file (answerable
   questions); before = the model's valid ``[n]`` markers, legacy = the previous term-overlap
-  guess (rag/answering/citations.select), after = the checked citations;
+  guess (bench/legacy_citations.py), after = the checked citations;
 - facts right: the answer contains an expected string; counted for the model's own text and
   for the whole answer, which may end with a quoted source sentence (the quote fallback:
   no model sentence supported, see rag/answering/grounding.py). Sentence support counts the model's
@@ -38,8 +38,8 @@ def _precision(cited: list[str], expected: str) -> tuple[int, int]:
 
 
 async def run(args: argparse.Namespace) -> None:
+    from bench.legacy_citations import select as legacy_select
     from ingest.pipeline import Ingestor
-    from rag.answering import citations
     from rag.answering.answer import AnswerService
     from rag.answering.grounding import support
     from rag.config import load_settings
@@ -110,7 +110,7 @@ async def run(args: argparse.Namespace) -> None:
                 for n in s.model_citations
                 if n in sources
             ]
-            legacy = [c.source for c in citations.select(answer.answer, list(sources.values()))]
+            legacy = [c.source for c in legacy_select(answer.answer, list(sources.values()))]
             after = [c.source for c in answer.citations]
             for key, cited in (("p_before", model_cited), ("p_legacy", legacy), ("p_after", after)):
                 good, total = _precision(cited, q["source"])

@@ -47,9 +47,10 @@ class Principal:
 class Hit:
     """A chunk found for a query, with its similarity (higher is better).
 
-    ``score`` is what ranked it (the fused RRF score in hybrid search); ``dense_score`` is
-    the cosine similarity when dense search saw it, ``keyword_score`` the BM25 score when
-    keyword search did.
+    ``score`` is what ranked it (in hybrid search the fused score: by default the convex
+    combination of each ranker's scaled scores, ``retrieval.fusion``); ``dense_score`` is the
+    cosine similarity when dense search saw it, ``keyword_score`` the BM25 score when keyword
+    search did.
     """
 
     chunk: Chunk

@@ -34,5 +34,5 @@ def apply_offline_env(settings: Settings, *, in_process_engine: bool = True) -> 
     for key, value in offline_tokenizer_env(settings.paths.assets_dir).items():
         os.environ.setdefault(key, value)
     if in_process_engine:
-        # One process: the engine starts in ~15 s on CPU instead of ~40 s (FACTS.md).
+        # One process: the engine starts in ~15 s on a 2-core CPU host instead of ~40 s.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")

@@ -109,7 +109,25 @@ def check_llm(
             "gpt-oss model. Put the checkpoint (at least its config.json) in that folder."
         )
         return result
-    problems, warnings = result.problems, result.warnings
+    _check_shape(llm, shape, cpu, result.problems, result.warnings)
+    est = estimate_memory(
+        llm, shape, gpu_memory_gib=gpu_memory_gib, measured_weights=measured_weights, cpu=cpu
+    )
+    result.estimate = est
+    if est.kv_budget_per_gpu is None or est.budget_per_gpu is None:
+        result.ok = not result.problems
+        return result
+    _check_memory(
+        llm, shape, est, gpu_memory_gib, measured_weights, concurrency, context_tokens, result
+    )
+    result.ok = not result.problems
+    return result
+
+
+def _check_shape(
+    llm: LLMSettings, shape: ModelShape, cpu: bool, problems: list[str], warnings: list[str]
+) -> None:
+    """What the settings ask of the model's shape and the parallelism."""
     if shape.max_position_embeddings and llm.max_model_len > shape.max_position_embeddings:
         problems.append(
             f"llm.max_model_len {llm.max_model_len} is longer than the model's "
@@ -139,13 +157,22 @@ def check_llm(
         )
     if llm.kv_cache_dtype.startswith("fp8") and not cpu:
         warnings.append("FP8 KV cache: half the memory per token; needs a GPU with FP8 (Hopper+).")
-    est = estimate_memory(
-        llm, shape, gpu_memory_gib=gpu_memory_gib, measured_weights=measured_weights, cpu=cpu
-    )
-    result.estimate = est
-    if est.kv_budget_per_gpu is None or est.budget_per_gpu is None:
-        result.ok = not problems
-        return result
+
+
+def _check_memory(
+    llm: LLMSettings,
+    shape: ModelShape,
+    est: MemoryEstimate,
+    gpu_memory_gib: float | None,
+    measured_weights: int | None,
+    concurrency: int,
+    context_tokens: int | None,
+    result: CheckResult,
+) -> None:
+    """Whether the weights, the runtime and the KV cache fit the budget."""
+    cpu, pp = gpu_memory_gib is None, llm.pipeline_parallel_size
+    problems, warnings = result.problems, result.warnings
+    assert est.kv_budget_per_gpu is not None and est.budget_per_gpu is not None
     where = (
         f"llm.kv_cache_space_gib {llm.kv_cache_space_gib:g}"
         if cpu
@@ -202,8 +229,6 @@ def check_llm(
                 f"llm.max_num_seqs {llm.max_num_seqs} is below the concurrency {concurrency}: "
                 "the rest wait in vLLM's queue."
             )
-    result.ok = not problems
-    return result
 
 
 # --- a whole profile ------------------------------------------------------------------------

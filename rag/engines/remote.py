@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import re
 import time
@@ -84,6 +85,25 @@ def short(text: str) -> str:
     """A server's error text, cut to a length fit for an error message."""
     text = " ".join(text.split())
     return text if len(text) <= _ERROR_TEXT_LIMIT else text[:_ERROR_TEXT_LIMIT] + "..."
+
+
+def stream_chunk(data: str, server: str, fix: str) -> dict[str, Any]:
+    """One JSON object of a model server's stream, or an EngineError: ``server`` names it
+    ("Ollama at ..."), ``fix`` says what to check when the stream is not JSON at all."""
+    try:
+        chunk = json.loads(data)
+    except ValueError as exc:
+        raise EngineError(f"{server} sent a malformed stream. {fix}") from exc
+    if not isinstance(chunk, dict):
+        raise EngineError(f"{server} sent a malformed stream.")
+    if "error" in chunk:
+        err = chunk["error"]
+        message = err.get("message", "") if isinstance(err, dict) else str(err)
+        raise EngineError(
+            f"{server} failed mid-answer ({short(str(message))}). Retry; if it persists, "
+            "check the server's log."
+        )
+    return chunk
 
 
 @functools.cache
