@@ -95,11 +95,14 @@ async def with_keepalive(events: AsyncGenerator[str, None], every_s: float) -> A
                 raise item.error
             yield str(item)
     finally:
-        for task in (getter, producer):
-            if task is not None and not task.done():
-                task.cancel()
+        if getter is not None:
+            getter.cancel()
+        producer.cancel()
+        # Wait for the producer's clean-up (the engine abort, closing an upstream stream)
+        # without passing on our own cancellation: anyio re-delivers it at every await, and
+        # each one reaching the producer would break its clean-up off midway.
         with contextlib.suppress(asyncio.CancelledError):
-            await producer
+            await asyncio.wait({producer})
 
 
 def event_stream(events: AsyncGenerator[str, None], keepalive_s: float) -> StreamingResponse:
@@ -123,10 +126,11 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-        # Let the answer's own clean-up (the engine abort) finish before going on.
-        await asyncio.gather(watcher, task, return_exceptions=True)
+        task.cancel()  # nothing when it is done
+        # Let the answer's own clean-up (the engine abort) finish, without passing on a
+        # cancellation of our own (see with_keepalive).
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({watcher, task})
     if task.cancelled():
         raise ClientDisconnectedError("The client closed the connection; the answer stopped.")
     return task.result()

@@ -60,9 +60,10 @@ async def lines(client: httpx.AsyncClient, path: str, payload: dict[str, Any]) -
 
 async def test_ask_stream_keeps_a_silent_connection_alive(client: httpx.AsyncClient) -> None:
     got = await lines(client, "/v1/ask", {"question": QUESTION, "stream": True})
-    first_delta = got.index("event: delta")
-    assert got.index("event: citations") < got.index(": keep-alive") < first_delta
-    assert got.count(": keep-alive") >= 2  # every 0.2 s of the 1.5 s silence
+    silent = got[got.index("event: citations") : got.index("event: delta")]
+    # While the engine is silent (1.5 s before its first token), comments keep the line alive
+    # (more may come earlier too, while retrieval runs on a busy machine).
+    assert silent.count(": keep-alive") >= 2  # one every 0.2 s
     assert got[-2] == "event: done"
 
 
