@@ -18,7 +18,7 @@ the text of ``window`` neighbouring chunks of the same document and access group
 neighbour holds, so the chunk that has the words ranks first, and a term split across a
 chunk boundary still matches. Windows are built when the index is rebuilt from the table,
 so an update or delete of one chunk changes its neighbours' windows too. Chosen on
-SciFact's train queries (see README): with 128-token chunks, fused nDCG@10 0.749 against
+SciFact's train queries (docs/BENCHMARKS.md): with 128-token chunks, fused nDCG@10 0.749 against
 0.739 for 200-token chunks read alone.
 
 A crash between the store write and the listener call leaves the table behind the store:
