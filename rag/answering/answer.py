@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rag.answering import prompt, tokens
+from rag.answering.budget import checked_budget
 from rag.answering.citations import to_citation
 from rag.answering.context import Packed, Packer, readable_by
 from rag.answering.conversation import Conversations, standalone_query, trim_history
@@ -133,17 +134,24 @@ class AnswerService:
     ) -> GenerationRequest:
         llm = self._settings.llm
         opts = options or AnswerOptions()
+        effort = opts.reasoning_effort or llm.reasoning_effort
+        budget = self._budget(opts)
         return GenerationRequest(
             request_id=request_id,
             instructions=prompt.instructions_for(self._engine.family),
             context=prompt.render_sources(sources),
             question=question,
             # A caller may ask for a shorter answer, never a longer one: the context budget
-            # was computed for the configured maximum.
-            max_tokens=min(opts.max_tokens or llm.max_tokens, llm.max_tokens),
+            # was computed for the effort's maximum (rag/answering/budget.py).
+            max_tokens=min(opts.max_tokens or budget, budget),
             temperature=llm.temperature,
-            reasoning_effort=opts.reasoning_effort or llm.reasoning_effort,
+            reasoning_effort=effort,
         )
+
+    def _budget(self, options: AnswerOptions | None) -> int:
+        llm = self._settings.llm
+        effort = (options and options.reasoning_effort) or llm.reasoning_effort
+        return checked_budget(llm, self._engine.family, effort, self._engine.max_model_len)
 
     def _corpus(self, principal: Principal) -> list[Chunk] | None:
         """Everything the caller may read, when small enough to try whole-KB mode."""
@@ -173,7 +181,7 @@ class AnswerService:
         options: AnswerOptions | None = None,
     ) -> tuple[Packed, GenerationRequest]:
         """Sources for ``hits`` within the exact token budget; the request to send."""
-        limit = self._engine.max_model_len - self._settings.llm.max_tokens
+        limit = self._engine.max_model_len - self._budget(options)
         bare = self._request(question, [], request_id, options)
         overhead = self._engine.count_prompt_tokens(bare, history)
         budget = limit - overhead - PROMPT_SAFETY_TOKENS
@@ -256,6 +264,7 @@ class AnswerService:
         yield SourcesEvent([to_citation(s) for s in sources])
         parts: list[str] = []
         usage = Usage()
+        finish = "stop"
         try:
             async with contextlib.aclosing(self._engine.stream(request, turns)) as events:
                 async for event in events:
@@ -265,7 +274,7 @@ class AnswerService:
                         parts.append(event.text)
                         yield event
                     elif isinstance(event, Finished):
-                        usage = event.usage
+                        usage, finish = event.usage, event.finish_reason
         except (asyncio.CancelledError, GeneratorExit, BadRequestError):
             raise  # the caller left, or asked for too much: not the engine's fault
         except RagError as exc:
@@ -282,6 +291,12 @@ class AnswerService:
         cfg = self._settings.context
         streamed = "".join(parts)
         text = streamed.strip()
+        if not text and finish == "length" and self._engine.family == "gpt-oss":
+            # Cut off while reasoning: say so and what to change (a quote may follow).
+            text = streamed = prompt.reasoning_cut_message(
+                request.max_tokens, request.reasoning_effort
+            )
+            yield TextDelta(text)
         grounded = ground(text, sources, min_support=cfg.min_support)
         quote = None
         if cfg.quote_fallback and not any(s.citations for s in grounded.sentences):
