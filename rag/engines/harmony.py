@@ -182,7 +182,6 @@ class HarmonyCodec:
         )
         call = self.encode_harmony("<|call|>")
         ids = [] if list(completion[-1:]) == call else call
-        self.faults.tool_calls_refused += 1
         return ids + list(self._enc.render(reply)) + self.encode_harmony("<|start|>assistant")
 
     def final_filter(self) -> FinalChannelFilter:

@@ -145,6 +145,8 @@ class _Renderer(Protocol):
 
     def faults(self) -> dict[str, int]: ...
 
+    def count_refusal(self) -> None: ...
+
 
 class _HarmonyFilter:
     def __init__(self, codec: HarmonyCodec) -> None:
@@ -188,6 +190,9 @@ class HarmonyRenderer:
     def faults(self) -> dict[str, int]:
         return self._codec.faults.as_dict()
 
+    def count_refusal(self) -> None:
+        self._codec.faults.tool_calls_refused += 1
+
 
 class _PassThrough:
     tool_call: str | None = None
@@ -227,6 +232,9 @@ class ChatTemplateRenderer:
 
     def faults(self) -> dict[str, int]:
         return {}
+
+    def count_refusal(self) -> None:
+        return None
 
 
 MAX_TOOL_REFUSALS = 1
@@ -395,18 +403,20 @@ class VllmEngine:
             if finish != "stop" or not call or refusals >= MAX_TOOL_REFUSALS:
                 break
             # A tool call although none is declared: the tool answers with an error, the
-            # model goes on from there (the prompt and its completion are a cached prefix).
+            # model goes on from there (the prompt and its completion are a cached prefix),
+            # within what is left of the budget and the window.
             more = self._renderer.tool_refusal(call, completion_ids)
-            if not more or len(ids) + len(completion_ids) + len(more) >= self.max_model_len:
+            after = ids + completion_ids + more
+            left = min(budget - generated, self.max_model_len - len(after))
+            if not more or left < 1:
                 break
-            ids = ids + completion_ids + more
+            ids, left_before = after, left
             out_filter.feed_silent(more)
             out_filter.tool_call = None
             refusals += 1
+            self._renderer.count_refusal()
             request_id = f"{request.request_id}-tool{refusals}"
-            if generated >= budget:
-                finish = "length"
-                break
+            budget = generated + left_before
         recovered = out_filter.finish(truncated=finish == "length")
         if recovered:
             yield TextDelta(recovered)

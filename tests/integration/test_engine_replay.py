@@ -160,6 +160,22 @@ async def test_a_second_tool_call_is_not_refused_again(codec: Any) -> None:
     assert text == "" and finished.finish_reason == "stop" and len(llm.calls) == 2
 
 
+async def test_no_refusal_round_without_room_in_the_window(codec: Any) -> None:
+    from rag.engines.vllm_engine import HarmonyRenderer, VllmEngine
+
+    call = streams(codec)["tool_call"].ids
+    req = request()
+    window = len(codec.render(req)) + len(call) + len(codec.tool_refusal("functions.search", call))
+    llm = ScriptedLLM()
+    llm.play(call)
+    engine = VllmEngine(
+        llm, HarmonyRenderer(codec), name="g", family="gpt-oss", max_model_len=window
+    )
+    text, finished, _ = await run(engine, req)
+    assert text == "" and len(llm.calls) == 1 and finished.finish_reason == "stop"
+    assert engine.decode_faults()["tool_calls_refused"] == 0
+
+
 async def test_engine_stats_are_logged_on_an_interval_and_stop_with_the_engine(
     codec: Any,
 ) -> None:
