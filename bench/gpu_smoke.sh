@@ -84,6 +84,11 @@ until curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; do
   if ! kill -0 "$PID" 2>/dev/null; then
     echo "the service exited while loading:"; tail -n 40 "$WORK/service.log"; exit 1
   fi
+  if curl -sS "http://127.0.0.1:$PORT/readyz" 2>/dev/null | grep -q '"status":"failed"'; then
+    echo "the engine failed to start:"; curl -sS "http://127.0.0.1:$PORT/readyz"; echo
+    grep -E "ERROR|Error" "$WORK/service.log" | tail -n 20 | cut -c1-300
+    exit 1
+  fi
   if [ $(( $(date +%s) - t0 )) -gt "$READY_TIMEOUT" ]; then
     echo "not ready after $READY_TIMEOUT s:"; tail -n 40 "$WORK/service.log"; exit 1
   fi

@@ -167,6 +167,23 @@ def sliding_tokens(shape: ModelShape, tokens: int, layout: KVLayout) -> int:
     return (math.ceil(held / block) + 1) * block
 
 
+def whole_block_sequences(
+    shape: ModelShape, tokens: int, kv_dtype_bytes: int, layout: KVLayout, budget: int
+) -> float:
+    """Sequences of ``tokens`` the KV budget holds, counted as vLLM counts them on one device:
+    the budget in whole blocks of a layer group (``num_blocks``; a group has as many layers
+    as the gcd of the full and sliding layer counts), over the blocks one sequence takes in
+    every group (``get_max_concurrency_for_kv_cache_config``)."""
+    block = layout.block_tokens
+    full_layers = shape.num_layers - shape.sliding_layers
+    group = math.gcd(full_layers, shape.sliding_layers) or shape.num_layers
+    page = block * kv_bytes_per_token_per_layer(shape, kv_dtype_bytes) * group
+    blocks = (full_layers // group) * math.ceil(tokens / block)
+    if shape.sliding_layers:
+        blocks += (shape.sliding_layers // group) * (sliding_tokens(shape, tokens, layout) // block)
+    return (budget // page) / blocks
+
+
 def kv_bytes_per_sequence(
     shape: ModelShape, tokens: int, kv_dtype_bytes: int, layout: KVLayout | None = None
 ) -> int:
@@ -358,6 +375,8 @@ def estimate_memory(
         kv_budget = budget - math.ceil(weights / gpus) - runtime if gpu_memory_gib else None
     kv_one_gpu = math.ceil(kv_one / gpus)
     full_length = None if kv_budget is None else max(0.0, kv_budget / kv_one_gpu)
+    if kv_budget is not None and gpus == 1 and kv_budget > 0:
+        full_length = whole_block_sequences(shape, llm.max_model_len, kv_bytes, layout, kv_budget)
     return MemoryEstimate(
         gpus=gpus,
         weights_total=weights,

@@ -118,6 +118,20 @@ def test_the_cpu_check_counts_the_kv_cache_vllm_allocates(
     assert result.estimate.kv_capacity_tokens == vllm_config.cache_config.kv_cache_size_tokens
 
 
+def test_the_cpu_check_counts_the_kv_cache_of_the_chat_model_too(
+    smol_engine: Any, make_settings: Any
+) -> None:
+    """No sliding window (SmolLM2, 30 layers): whole 128-token blocks of all layers."""
+    from rag.deploy.profile_check import check_profile
+
+    report = check_profile(make_settings())
+    assert report.result is not None and report.result.estimate is not None
+    vllm_config = smol_engine._engine.vllm_config
+    assert (
+        report.result.estimate.kv_capacity_tokens == vllm_config.cache_config.kv_cache_size_tokens
+    )
+
+
 async def test_sampling_reaches_the_engine_with_top_p(tiny_engine: Any) -> None:
     """temperature 1.0 / top_p 1.0 (gpt-oss's guidance) run on the real engine."""
     request = GenerationRequest(
