@@ -1,6 +1,7 @@
 """Grounding on the sample knowledge base with the CPU default model (SmolLM2-135M).
 
     PYTHONPATH=. .venv/bin/python -m bench.grounding [--questions 40] [--profile test]
+        [--temperature 1.0 --top-p 1.0]      # sampling as gpt-oss's guidance asks (0: greedy)
 
 (with ``-m``: run as a script, ``bench/ingest.py`` would shadow the ``ingest`` package)
 
@@ -54,6 +55,7 @@ async def run(args: argparse.Namespace) -> None:
         overrides={
             "paths": {"assets_dir": str(REPO / "var" / "assets"), "data_dir": str(tmp)},
             "store": {"path": str(tmp / "chroma")},
+            "llm": {"temperature": args.temperature, "top_p": args.top_p},
         },
     )
     kb = build_knowledge_base(settings)
@@ -139,6 +141,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Grounding on the sample knowledge base.")
     parser.add_argument("--questions", type=int, default=40)
     parser.add_argument("--profile", default="test")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    parser.add_argument("--top-p", type=float, default=1.0)
     args = parser.parse_args()
     from rag.deploy.offline import OFFLINE_ENV
     from rag.deploy.vocab import offline_tokenizer_env

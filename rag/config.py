@@ -274,6 +274,14 @@ class ContextSettings(_Section):
     )
 
 
+class EffortScale(_Section):
+    """max_tokens multipliers per gpt-oss reasoning effort."""
+
+    low: float = Field(1.0, ge=1, description="At low effort.")
+    medium: float = Field(2.0, ge=1, description="At medium effort.")
+    high: float = Field(4.0, ge=1, description="At high effort.")
+
+
 class LLMSettings(_Section):
     backend: Literal["vllm", "openai", "ollama"] = Field(
         "vllm",
@@ -300,7 +308,14 @@ class LLMSettings(_Section):
         None, description="vLLM executor for several GPUs: mp (one node) or ray (several)."
     )
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = Field(
-        "auto", description="KV cache dtype: auto (the model's) or fp8 (half the memory)."
+        "auto",
+        description="KV cache dtype: auto (the model's) or fp8 (half the memory; gpt-oss: "
+        "Blackwell only, per vLLM's recipe; FlashAttention takes fp8/fp8_e4m3, not fp8_e5m2).",
+    )
+    kv_cache_dtype_skip_layers: list[str] = Field(
+        default_factory=list,
+        description="Layers kept in the model's dtype when kv_cache_dtype is fp8: indices or "
+        "attention types (sliding_window).",
     )
     max_num_batched_tokens: int | None = Field(
         None, ge=256, description="Tokens per engine step (prefill chunk); null: vLLM's."
@@ -320,9 +335,29 @@ class LLMSettings(_Section):
     reasoning_effort: Literal["low", "medium", "high"] = Field(
         "low", description="gpt-oss reasoning effort (system message)."
     )
-    max_tokens: int = Field(512, ge=1, description="Answer length limit in tokens.")
-    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int = Field(
+        512,
+        ge=1,
+        description="Answer length limit in tokens (gpt-oss: reasoning included, at low "
+        "effort; effort_max_tokens_scale multiplies it for medium and high).",
+    )
+    effort_max_tokens_scale: EffortScale = Field(
+        default_factory=lambda: EffortScale(),
+        description="gpt-oss: max_tokens times this for each reasoning effort (reasoning and "
+        "answer share the budget; more effort, more reasoning).",
+    )
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling (1: off).")
     seed: int | None = Field(0, description="Sampling seed; null for random.")
+    stream_interval: int | None = Field(
+        None, ge=1, description="Tokens per streamed engine output; null: vLLM's default (1)."
+    )
+    log_stats_interval_s: float = Field(
+        0.0,
+        ge=0,
+        description="Log vLLM's engine stats (KV cache usage, prefix-cache hits) every this "
+        "many seconds; 0: off.",
+    )
     # Remote backends (openai, ollama): where the model server is and how to talk to it.
     base_url: str | None = Field(
         None,

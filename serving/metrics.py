@@ -57,6 +57,9 @@ class _StateCollector(Collector):
             )
             depth.add_metric([], float(running()))
             yield depth
+        faults = getattr(engine, "decode_faults", None)
+        if callable(faults):
+            yield _output_faults(faults())
         answers = state.answers
         if answers is not None:
             failures = CounterMetricFamily(
@@ -81,6 +84,20 @@ class _StateCollector(Collector):
             except Exception:  # a scrape never fails because the store is busy
                 return
             yield chunks
+
+
+def _output_faults(counts: dict[str, int]) -> CounterMetricFamily:
+    """What the engine's output filter met in the model's output (rag/engines/harmony.py):
+    malformed tokens skipped, headers repaired, raw text recovered, answers cut off while
+    reasoning, tool calls refused. Counts only."""
+    family = CounterMetricFamily(
+        "kb_engine_output_faults",
+        "Faults in the model's output the engine survived, by kind (gpt-oss harmony).",
+        labels=["kind"],
+    )
+    for kind, count in sorted(counts.items()):
+        family.add_metric([kind], float(count))
+    return family
 
 
 def _index_stats(state: Any) -> Iterator[GaugeMetricFamily]:

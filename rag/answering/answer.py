@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from rag.answering import prompt, tokens
+from rag.answering.budget import checked_budget
 from rag.answering.citations import to_citation
 from rag.answering.context import Packed, Packer, readable_by
 from rag.answering.conversation import standalone_query, trim_history
@@ -139,17 +140,24 @@ class AnswerService:
     ) -> GenerationRequest:
         llm = self._settings.llm
         opts = options or AnswerOptions()
+        effort = opts.reasoning_effort or llm.reasoning_effort
+        budget = self._budget(opts)
         return GenerationRequest(
             request_id=request_id,
             instructions=prompt.instructions_for(self._engine.family),
             context=prompt.render_sources(sources),
             question=question,
             # A caller may ask for a shorter answer, never a longer one: the context budget
-            # was computed for the configured maximum.
-            max_tokens=min(opts.max_tokens or llm.max_tokens, llm.max_tokens),
+            # was computed for the effort's maximum (rag/answering/budget.py).
+            max_tokens=min(opts.max_tokens or budget, budget),
             temperature=llm.temperature,
-            reasoning_effort=opts.reasoning_effort or llm.reasoning_effort,
+            reasoning_effort=effort,
         )
+
+    def _budget(self, options: AnswerOptions | None) -> int:
+        llm = self._settings.llm
+        effort = (options and options.reasoning_effort) or llm.reasoning_effort
+        return checked_budget(llm, self._engine.family, effort, self._engine.max_model_len)
 
     def _corpus(self, principal: Principal) -> list[Chunk] | None:
         """Everything the caller may read, when small enough to try whole-KB mode."""
@@ -180,7 +188,7 @@ class AnswerService:
     ) -> tuple[Packed, GenerationRequest]:
         """Sources for ``hits`` within the exact token budget; the request to send (with
         its token ids, for an engine that takes them)."""
-        limit = self._engine.max_model_len - self._settings.llm.max_tokens
+        limit = self._engine.max_model_len - self._budget(options)
         bare = self._request(question, [], request_id, options)
         overhead = self._engine.count_prompt_tokens(bare, history)
         budget = limit - overhead - PROMPT_SAFETY_TOKENS
@@ -266,7 +274,12 @@ class AnswerService:
             async for delta in deltas:
                 yield delta
         self.engine_health.succeeded()
-        final = await asyncio.to_thread(self._ground, question, query, "".join(out.parts), sources)
+        streamed = "".join(out.parts)
+        if not streamed.strip() and out.finish == "length" and self._engine.family == "gpt-oss":
+            # Cut off while reasoning: say so and what to change (a quote may follow).
+            streamed = prompt.reasoning_cut_message(request.max_tokens, request.reasoning_effort)
+            yield TextDelta(streamed)
+        final = await asyncio.to_thread(self._ground, question, query, streamed, sources)
         if final.addition:
             yield TextDelta(final.addition)
         grounded = final.grounded

@@ -28,8 +28,9 @@ from typing import Any
 
 import httpx
 
+from rag.answering.prompt import conversation
 from rag.config import LLMSettings
-from rag.engines.harmony import HarmonyCodec, user_text
+from rag.engines.harmony import HarmonyCodec
 from rag.errors import (
     BadRequestError,
     ConfigError,
@@ -64,11 +65,14 @@ def family_for(settings: LLMSettings, model_name: str) -> str:
 def chat_messages(
     request: GenerationRequest, history: Sequence[HistoryTurn]
 ) -> list[dict[str, str]]:
-    """Rules as the system message (gpt-oss servers make it the developer message),
-    earlier turns, then the sources and the question as the user message."""
+    """Rules as the system message (gpt-oss servers make it the developer message), then the
+    sources, the earlier turns and the question (rag.answering.prompt.conversation: a
+    follow-up's prompt starts with the previous one, so the server's prefix cache serves it)."""
     messages = [{"role": "system", "content": request.instructions}]
-    messages += [{"role": t.role, "content": t.text} for t in history]
-    messages.append({"role": "user", "content": user_text(request)})
+    messages += [
+        {"role": role, "content": text}
+        for role, text in conversation(request.context, request.question, history)
+    ]
     return messages
 
 
