@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import ASSETS, REPO
+from tests.procs import OWN_GROUP, stop_group
 
 
 def free_port() -> int:
@@ -45,6 +46,7 @@ def run_server(
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
+            **OWN_GROUP,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -61,8 +63,4 @@ def run_server(
             pytest.fail("server not ready in 240 s:\n" + log.read_text()[-3000:])
         yield base
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_group(proc, signal.SIGINT)

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from tests.procs import OWN_GROUP, stop_group
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -65,7 +67,9 @@ class VllmServer:
             "--disable-uvicorn-access-log",
         ]
         log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=env, **OWN_GROUP
+        )
         log.close()
 
     def wait_ready(self, seconds: float) -> None:
@@ -84,13 +88,8 @@ class VllmServer:
         raise RuntimeError("vLLM server not ready: " + self.log_path.read_text()[-3000:])
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_group(self.proc)
 
     async def metric(self, name: str, **labels: str) -> float:
         """A value from the server's Prometheus /metrics, summed over matching series."""
