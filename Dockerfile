@@ -11,7 +11,7 @@
 # nvidia-cuda-runtime 13.x wheel in requirements/gpu-lock.txt, whose `# cuda-major:` line
 # tests/unit/test_containers.py compares with this base image). The host needs an NVIDIA
 # driver for CUDA 13 (Linux >= 580.65.06): NVIDIA_REQUIRE_CUDA makes the NVIDIA Container
-# Toolkit refuse an older one, and the entrypoint (python -m rag.deploy.cuda_driver) checks
+# Toolkit refuse an older one, and the entrypoint (python -m rag.engines.cuda_driver) checks
 # it again with a message naming the driver needed before anything loads.
 #
 # Written and linted (hadolint) on the project's CI machine, which has neither a docker
@@ -95,5 +95,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=900s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status == 200 else 1)"]
 
 # The driver check first (exit 3 with the driver needed), then the command.
-ENTRYPOINT ["python", "-m", "rag.deploy.cuda_driver", "--"]
+ENTRYPOINT ["python", "-m", "rag.engines.cuda_driver", "--"]
 CMD ["rag-serve"]

@@ -48,7 +48,7 @@ echo "== host"
 nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader 2>&1 \
   || echo "nvidia-smi failed: no NVIDIA driver?"
 nvidia-smi 2>/dev/null | grep -o "CUDA Version: [0-9.]*" | head -1 || true
-"$PY" -m rag.deploy.cuda_driver || true
+"$PY" -m rag.engines.cuda_driver || true
 echo "glibc $(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}'), $("$PY" --version 2>&1), $(uname -r)"
 
 echo "== environment"

@@ -8,7 +8,7 @@ o200k_harmony tokenizer: a conversation of ``--turns`` questions over the same s
 
 - as before this change: system, developer, the earlier turns, then one user message with
   the sources and the question;
-- as now (rag.engines.harmony, rag.answering.prompt.conversation): system, developer, the
+- as now (rag.engines.harmony, rag.engines.turns.conversation): system, developer, the
   sources, the earlier turns, the question.
 
 Each prompt is sent to the engine (one generated token) and vLLM's own count of prompt

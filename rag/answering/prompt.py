@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 from rag.index.lexical import has_han
-from rag.types import HistoryTurn, Source
+from rag.types import Source
 
 INSTRUCTIONS = """\
 You answer staff questions using only the numbered sources in the user's message.
@@ -50,29 +49,6 @@ def reasoning_cut_message(max_tokens: int, effort: str) -> str:
         f"The model spent its whole budget of {max_tokens} tokens reasoning (effort: {effort}) "
         f"and wrote no answer. {what}"
     )
-
-
-Turn = tuple[Literal["user", "assistant"], str]
-
-
-def question_text(context: str, question: str) -> str:
-    return f"Question: {question}" if context else question
-
-
-def conversation(context: str, question: str, history: Sequence[HistoryTurn] = ()) -> list[Turn]:
-    """The user and assistant turns after the rules, in the order that keeps the long prefix:
-    the sources first (one user message), then the earlier turns, then the question.
-
-    A follow-up's prompt then starts with the previous prompt whole (same sources, earlier
-    questions rendered the same way), so the engine's prefix cache serves it; with history
-    before the sources every follow-up would prefill the sources again (bench/prefix_followups.py).
-    """
-    turns: list[Turn] = [("user", context)] if context else []
-    for turn in history:
-        text = question_text(context, turn.text) if turn.role == "user" else turn.text
-        turns.append((turn.role, text))
-    turns.append(("user", question_text(context, question)))
-    return turns
 
 
 def quote_line(question: str, sentence: str, n: int) -> str:

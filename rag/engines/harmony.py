@@ -1,7 +1,7 @@
 """gpt-oss's harmony format (the only importer of ``openai_harmony``).
 
 Rendering puts each part where harmony gives it the right authority, in the order that keeps
-the long prefix across follow-ups (:func:`rag.answering.prompt.conversation`):
+the long prefix across follow-ups (:func:`rag.engines.turns.conversation`):
 
 - system message: identity, reasoning effort, the current date (as vLLM's own server writes
   it) and harmony's channel declaration,
@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rag.answering.prompt import conversation
+from rag.engines.turns import conversation
 from rag.errors import EngineError
 from rag.types import GenerationRequest, HistoryTurn
 

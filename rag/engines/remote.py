@@ -28,9 +28,9 @@ from typing import Any
 
 import httpx
 
-from rag.answering.prompt import conversation
 from rag.config import LLMSettings
 from rag.engines.harmony import HarmonyCodec
+from rag.engines.turns import conversation
 from rag.errors import (
     BadRequestError,
     ConfigError,
@@ -66,7 +66,7 @@ def chat_messages(
     request: GenerationRequest, history: Sequence[HistoryTurn]
 ) -> list[dict[str, str]]:
     """Rules as the system message (gpt-oss servers make it the developer message), then the
-    sources, the earlier turns and the question (rag.answering.prompt.conversation: a
+    sources, the earlier turns and the question (rag.engines.turns.conversation: a
     follow-up's prompt starts with the previous one, so the server's prefix cache serves it)."""
     messages = [{"role": "system", "content": request.instructions}]
     messages += [

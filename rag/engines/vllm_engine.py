@@ -267,7 +267,7 @@ class VllmEngine:
     @classmethod
     def start(cls, settings: LLMSettings, model_dir: Path) -> VllmEngine:
         """Load the model (blocking: tens of seconds on CPU, minutes on GPU)."""
-        from rag.deploy import cuda_driver
+        from rag.engines import cuda_driver
 
         cuda_driver.check()  # the CUDA build on a driver too old for it: say so now
         from vllm.engine.arg_utils import AsyncEngineArgs

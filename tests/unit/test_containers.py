@@ -138,7 +138,7 @@ def test_gpu_image_installs_the_lock_with_models_mounted_and_checks_the_driver()
     assert "RAG_PATHS__ASSETS_DIR=/opt/rag/assets" in " ".join(args_of("Dockerfile", "ENV"))
     assert "/models" in args_of("Dockerfile", "VOLUME")[0]
     assert args_of("Dockerfile", "ENTRYPOINT") == [
-        '["python", "-m", "rag.deploy.cuda_driver", "--"]'
+        '["python", "-m", "rag.engines.cuda_driver", "--"]'
     ]
     assert args_of("Dockerfile", "CMD") == ['["rag-serve"]']
     assert "scripts/setup.sh" in " ".join(args_of("Dockerfile.cpu", "RUN"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.deploy import cuda_driver
+from rag.engines import cuda_driver
 from rag.errors import EngineError
 
 
@@ -54,7 +54,7 @@ def test_on_this_machine_without_a_driver_the_check_fails_with_the_message(
 
 def test_the_entrypoint_checks_then_runs_the_command() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "rag.deploy.cuda_driver", "--", sys.executable, "-c", "print(7)"],
+        [sys.executable, "-m", "rag.engines.cuda_driver", "--", sys.executable, "-c", "print(7)"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -74,7 +74,7 @@ def test_the_entrypoint_refuses_to_start_the_cuda_build_without_a_driver(tmp_pat
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     env.pop(cuda_driver.SKIP_ENV, None)
-    command = [sys.executable, "-m", "rag.deploy.cuda_driver", "--", sys.executable, "-c"]
+    command = [sys.executable, "-m", "rag.engines.cuda_driver", "--", sys.executable, "-c"]
     refused = subprocess.run(
         [*command, "print('started')"], capture_output=True, text=True, env=env, timeout=60
     )

@@ -10,7 +10,7 @@ so first, naming the driver needed:
 - the CUDA version the driver supports: ``cuDriverGetVersion`` from ``libcuda.so.1`` (what
   ``nvidia-smi`` prints as "CUDA Version"), and the driver version from ``nvidia-smi``.
 
-``python -m rag.deploy.cuda_driver -- rag-serve`` checks and then runs the command (the GPU
+``python -m rag.engines.cuda_driver -- rag-serve`` checks and then runs the command (the GPU
 image's entrypoint); :func:`rag.engines.vllm_engine.VllmEngine.start` runs the same check on
 hosts installed with scripts/setup-gpu.sh. Nothing is checked where no CUDA runtime wheel is
 installed (the CPU build).
@@ -117,7 +117,7 @@ def check() -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m rag.deploy.cuda_driver [-- COMMAND ...]``: check, then exec the command."""
+    """``python -m rag.engines.cuda_driver [-- COMMAND ...]``: check, then exec the command."""
     command = argv[argv.index("--") + 1 :] if "--" in argv else argv[1:]
     profile_check_only = "--check" in command
     try:
