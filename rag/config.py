@@ -17,6 +17,7 @@ ignores unknown variables, which is why the merge is done here by hand.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -471,7 +472,9 @@ class WidgetToken(_Section):
     origins: list[str] = Field(
         ...,
         min_length=1,
-        description="Page origins allowed to use it, e.g. https://intranet.example.",
+        description="Page origins allowed to use it, e.g. https://intranet.example. 'self' "
+        "stands for the service's own origins, derived from server.host and server.port "
+        "(the demo page's token).",
     )
     groups: list[str] = Field(
         default_factory=lambda: ["everyone"], description="Access groups of anonymous visitors."
@@ -501,6 +504,28 @@ class WidgetSettings(_Section):
     demo_page: bool = Field(False, description="Serve the demo host page at /widget/demo.")
 
 
+SELF_ORIGIN = "self"
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def service_origins(host: str, port: int) -> list[str]:
+    """The page origins a browser has when it loads a page from a service bound to
+    ``host:port``: loopback by address and by name; on every interface (0.0.0.0) also this
+    machine's host name. No DNS look-up (an air-gapped host may have no resolver)."""
+    if host in LOOPBACK_HOSTS:
+        names = ["127.0.0.1", "localhost"]
+    elif host in WILDCARD_HOSTS:
+        full = socket.gethostname()
+        names = ["127.0.0.1", "localhost", full, full.split(".")[0]]
+    else:
+        names = [host]
+    return [
+        f"http://[{n}]:{port}" if ":" in n else f"http://{n}:{port}"
+        for n in dict.fromkeys(n.lower() for n in names if n)
+    ]
+
+
 class Settings(_Section):
     profile: str = Field(DEFAULT_PROFILE, description="Name of the profile that was loaded.")
     paths: PathsSettings = Field(default_factory=PathsSettings)
@@ -515,6 +540,32 @@ class Settings(_Section):
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     state: StateSettings = Field(default_factory=StateSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _self_origins(cls, data: Any) -> Any:
+        """``self`` in a widget token's origins -> where the service listens."""
+        try:
+            tokens = data["widget"]["tokens"]
+            server = data.get("server") or {}
+            host = str(server.get("host", ServerSettings().host))
+            port = int(server.get("port", ServerSettings().port))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return data
+        if not isinstance(tokens, list) or not any(
+            isinstance(t, dict) and SELF_ORIGIN in (t.get("origins") or []) for t in tokens
+        ):
+            return data
+        own = service_origins(host, port)
+        fixed = []
+        for token in tokens:
+            if isinstance(token, dict) and isinstance(token.get("origins"), list):
+                origins = [o for o in token["origins"] if o != SELF_ORIGIN]
+                if len(origins) < len(token["origins"]):
+                    origins = list(dict.fromkeys([*own, *origins]))
+                token = {**token, "origins": origins}
+            fixed.append(token)
+        return {**data, "widget": {**data["widget"], "tokens": fixed}}
 
     @model_validator(mode="after")
     def _auth_off_only_for_development(self) -> Settings:

@@ -110,7 +110,11 @@ def _services(settings: Settings) -> Services:
 
 
 def _banner(settings: Settings) -> None:
-    base = f"http://{settings.server.host}:{settings.server.port}"
+    from rag.config import WILDCARD_HOSTS, service_origins
+
+    host, port = settings.server.host, settings.server.port
+    # A wildcard bind is browsed by loopback (or by this host's name, printed below).
+    base = service_origins(host, port)[0] if host in WILDCARD_HOSTS else f"http://{host}:{port}"
     print(f"profile {settings.profile}: {settings.llm.describe()}", file=sys.stderr)
     print(f"API docs:  {base}/docs", file=sys.stderr)
     print(
@@ -119,11 +123,35 @@ def _banner(settings: Settings) -> None:
         file=sys.stderr,
     )
     if settings.widget.demo_page and settings.widget.tokens:
-        print(f"Widget:    {base}/widget/demo  (?lang=zh for Chinese)", file=sys.stderr)
+        _widget_banner(settings, base)
     print(
         f"Ready when {base}/readyz answers 200 (the model loads in the background).",
         file=sys.stderr,
     )
+
+
+def _widget_banner(settings: Settings, base: str) -> None:
+    """The demo page's address(es), or a warning when its token refuses them."""
+    from rag.config import service_origins
+
+    demo = settings.widget.tokens[0]
+    allowed = {o.rstrip("/").lower() for o in demo.origins}
+    own = service_origins(settings.server.host, settings.server.port)
+    if base not in own:
+        own.insert(0, base)
+    usable = [o for o in own if o in allowed]
+    for origin in usable or own[:1]:
+        print(f"Widget:    {origin}/widget/demo  (?lang=zh for Chinese)", file=sys.stderr)
+    refused = [o for o in own if o not in allowed]
+    if refused:
+        typer.secho(
+            f"warning: widget token {demo.name!r} allows {', '.join(sorted(allowed))}; the "
+            f"demo page opened from {', '.join(refused)} gets 403 origin_not_allowed. Add "
+            "'self' (or those origins) to its origins in widget.tokens, or set "
+            "RAG_WIDGET__TOKENS (configs/base.yaml shows how).",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 def _check(
