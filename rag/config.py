@@ -2,9 +2,10 @@
 
 Resolution order (later wins):
 
-1. ``configs/base.yaml`` (every key, commented),
-2. ``configs/<profile>.yaml`` where the profile comes from the argument, else ``RAG_PROFILE``,
-   else ``dev``,
+1. ``configs/base.yaml`` (every key, commented), then ``$RAG_CONFIG_DIR/base.yaml`` if any,
+2. ``<profile>.yaml`` from ``$RAG_CONFIG_DIR`` (your own profiles: only the keys that differ),
+   else from ``configs/``; the profile comes from the argument, else ``RAG_PROFILE``, else
+   ``dev``,
 3. environment variables ``RAG_<SECTION>__<KEY>=value`` (values parsed as YAML scalars, so
    ``8000``, ``true`` and ``[a, b]`` work),
 4. explicit ``overrides`` passed by code (tests).
@@ -427,6 +428,12 @@ class ServerSettings(_Section):
         gt=0,
         description="How long an upload waits for the one being indexed before it gets 409.",
     )
+    public_docs: bool = Field(
+        True,
+        description="Serve /docs and /openapi.json without a key; false: not served "
+        "at all (404). Open without a key either way: /healthz, /readyz, /metrics, /v1/models, "
+        "/widget.js (and /widget/demo when widget.demo_page is on).",
+    )
 
 
 class AuthSettings(_Section):
@@ -588,12 +595,25 @@ def state_url(settings: Settings) -> str:
     return f"sqlite:///{(settings.paths.data_dir / STATE_FILE).resolve()}"
 
 
-def default_config_dir() -> Path:
-    """``configs/`` beside the package (a source checkout), unless ``RAG_CONFIG_DIR`` says."""
-    env = os.environ.get(CONFIG_DIR_ENV)
-    if env:
-        return Path(env)
+def shipped_config_dir() -> Path:
+    """``configs/`` beside the package: base.yaml and the shipped profiles."""
     return Path(__file__).resolve().parent.parent / "configs"
+
+
+def config_folders(environ: Mapping[str, str], config_dir: Path | None = None) -> list[Path]:
+    """Where profiles are looked up, first match wins: ``config_dir`` alone when given (tests);
+    else ``RAG_CONFIG_DIR`` (your own profiles) before the shipped ``configs/``. Each folder's
+    ``base.yaml`` is merged, shipped first, so your folder needs only what differs."""
+    if config_dir is not None:
+        return [config_dir]
+    folders: list[Path] = []
+    extra = environ.get(CONFIG_DIR_ENV, "").strip()
+    if extra:
+        folders.append(Path(extra).expanduser())
+    shipped = shipped_config_dir()
+    if shipped.is_dir() and all(f.resolve() != shipped for f in folders):
+        folders.append(shipped)
+    return folders
 
 
 def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -653,16 +673,19 @@ def load_settings(
     """Build the settings for ``profile`` (see the module docstring for the order)."""
     env = os.environ if environ is None else environ
     name = profile or env.get(PROFILE_ENV) or DEFAULT_PROFILE
-    folder = config_dir or default_config_dir()
+    folders = config_folders(env, config_dir)
     data: dict[str, Any] = {}
-    base = folder / "base.yaml"
-    if base.is_file():
-        data = _read_yaml(base)
-    prof = folder / f"{name}.yaml"
-    if not prof.is_file():
-        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "base")
+    for folder in reversed(folders):  # the shipped base first, yours over it
+        if (folder / "base.yaml").is_file():
+            data = deep_merge(data, _read_yaml(folder / "base.yaml"))
+    prof = next((f / f"{name}.yaml" for f in folders if (f / f"{name}.yaml").is_file()), None)
+    if prof is None or name == "base":
+        known = sorted({p.stem for f in folders for p in f.glob("*.yaml") if p.stem != "base"})
+        where = " or ".join(str(f) for f in folders) or "no config folder"
         raise ConfigError(
-            f"Unknown profile {name!r}: no {prof}. Choose one of {', '.join(known) or 'none'}."
+            f"Unknown profile {name!r}: no {name}.yaml in {where}. Choose one of "
+            f"{', '.join(known) or 'none'}, or add {name}.yaml to the folder RAG_CONFIG_DIR "
+            "names (only the keys that differ from configs/base.yaml)."
         )
     data = deep_merge(data, _read_yaml(prof))
     data = deep_merge(data, env_overrides(env))
@@ -678,7 +701,11 @@ def load_settings(
 def _describe(exc: ValidationError, profile: str) -> str:
     lines = [f"Invalid settings for profile {profile!r}:"]
     for err in exc.errors():
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"]:  # a rule across settings: its message names the keys
+            lines.append(f"  {msg}")
+            continue
         loc = ".".join(str(p) for p in err["loc"])
         env = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"])
-        lines.append(f"  {loc}: {err['msg']} (set in configs/*.yaml or {env})")
+        lines.append(f"  {loc}: {msg} (set in configs/*.yaml or {env})")
     return "\n".join(lines)

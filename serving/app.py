@@ -57,6 +57,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served by docs_ui with local assets, not from a CDN
         redoc_url=None,
+        openapi_url="/openapi.json" if settings.server.public_docs else None,
     )
     app.state.rag = services  # rag.services: state db, keys, index, retriever, answers, engine
     app.state.http = HttpState.of(services)  # answer slots, metrics, the upload queue
@@ -70,5 +71,6 @@ def create_app(
     middleware.install(app, settings)  # body limit, metrics, widget CORS, request log
     errors.install(app)  # RagError -> its status and {"error": {code, message}}
     apidocs.install(app, settings)  # the OpenAPI document with every error a route gives
-    docs_ui.install(app)  # /docs and its assets, served here (no CDN)
+    if settings.server.public_docs:
+        docs_ui.install(app)  # /docs and its assets, served here (no CDN)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -88,17 +88,29 @@ def serve(
 
 def _services(settings: Settings) -> Services:
     """The service's parts; refuses a profile that needs API keys while none exists."""
-    from rag.services import Services
+    from rag.services import Services, state_missing
+    from rag.state.legacy import KEYS_FILE
 
-    services = Services(settings)
-    if settings.auth.required and services.keys.active_count() == 0:
+    data = settings.paths.data_dir
+
+    def refuse() -> NoReturn:
         typer.secho(
-            f"error: the {settings.profile!r} profile requires API keys and none exists. Create "
-            "one: rag-ingest keys create --name NAME --scope ask --group everyone",
+            f"error: the {settings.profile!r} profile requires API keys and none exists in "
+            f"{data} (paths.data_dir). Create one with the same profile and data folder: "
+            f"RAG_PROFILE={settings.profile} .venv/bin/rag-ingest keys create --name NAME "
+            "--scope ask --group everyone",
             fg=typer.colors.RED,
             err=True,
         )
         raise typer.Exit(2)
+
+    # Checked before the state database is opened: a refused start creates nothing.
+    if settings.auth.required and state_missing(settings) and not (data / KEYS_FILE).exists():
+        refuse()
+    services = Services(settings)
+    if settings.auth.required and services.keys.active_count() == 0:
+        services.db.close()
+        refuse()
     if not settings.auth.required:
         typer.secho(
             f"warning: auth is off (profile {settings.profile!r}): anyone who can reach "
@@ -117,11 +129,18 @@ def _banner(settings: Settings) -> None:
     base = service_origins(host, port)[0] if host in WILDCARD_HOSTS else f"http://{host}:{port}"
     print(f"profile {settings.profile}: {settings.llm.describe()}", file=sys.stderr)
     print(f"API docs:  {base}/docs", file=sys.stderr)
+    key = " -H 'Authorization: Bearer <key>'" if settings.auth.required else ""
     print(
-        f"Ask:       curl -s {base}/v1/ask -H 'content-type: application/json' "
+        f"Ask:       curl -s {base}/v1/ask{key} -H 'content-type: application/json' "
         '-d \'{"question": "What is the name of the shared print queue?"}\'',
         file=sys.stderr,
     )
+    if settings.auth.required:
+        print(
+            "           (<key>: a key from `.venv/bin/rag-ingest keys create`, run with the "
+            f"same paths.data_dir: {settings.paths.data_dir})",
+            file=sys.stderr,
+        )
     if settings.widget.demo_page and settings.widget.tokens:
         _widget_banner(settings, base)
     print(
