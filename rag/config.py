@@ -10,6 +10,11 @@ Resolution order (later wins):
    ``8000``, ``true`` and ``[a, b]`` work),
 4. explicit ``overrides`` passed by code (tests).
 
+Relative paths (``paths.*``, ``store.path``, ``store.manifest``, ``retrieval.keyword_dir``)
+are relative to one root, not the working directory: ``RAG_HOME`` when set, else the
+checkout that holds ``configs/`` (:func:`project_root`). ``rag-ingest`` run from another
+folder then uses the same store, state and assets as ``rag-serve``.
+
 Every model forbids unknown keys, so a typo in a YAML file or an environment variable is an
 error that names the key, not a silently ignored setting. pydantic-settings' own env source
 ignores unknown variables, which is why the merge is done here by hand.
@@ -38,11 +43,12 @@ from rag.errors import ConfigError
 ENV_PREFIX = "RAG_"
 PROFILE_ENV = "RAG_PROFILE"
 CONFIG_DIR_ENV = "RAG_CONFIG_DIR"
+HOME_ENV = "RAG_HOME"
 DEFAULT_PROFILE = "dev"
 OLLAMA_DEFAULT_URL = "http://127.0.0.1:11434"
 CRASH_ENV = "RAG_TEST_CRASH_AT"  # a test hook of the ingest pipeline, not a setting
 DEFAULT_IDENTITY_AUDIENCE = "kb-widget"
-_NOT_SETTINGS = {PROFILE_ENV, CONFIG_DIR_ENV, CRASH_ENV}
+_NOT_SETTINGS = {PROFILE_ENV, CONFIG_DIR_ENV, HOME_ENV, CRASH_ENV}
 
 
 class _Section(BaseModel):
@@ -693,9 +699,35 @@ def load_settings(
         data = deep_merge(data, overrides)
     data["profile"] = name
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, name)) from exc
+    rooted: Settings = _rooted(settings, project_root(env))
+    return rooted
+
+
+def project_root(environ: Mapping[str, str]) -> Path:
+    """Where relative paths in the settings point: ``$RAG_HOME``, else the checkout (the
+    folder holding ``configs/`` and ``rag/``), else the working directory (an installed
+    package without its checkout)."""
+    home = environ.get(HOME_ENV, "").strip()
+    if home:
+        return Path(home).expanduser().resolve()
+    shipped = shipped_config_dir()
+    return shipped.parent if shipped.is_dir() else Path.cwd()
+
+
+def _rooted(model: BaseModel, root: Path) -> Any:
+    """``model`` with every relative ``Path`` field (nested sections too) under ``root``."""
+    updates: dict[str, Any] = {}
+    for name, value in model:
+        if isinstance(value, Path) and not value.is_absolute():
+            updates[name] = root / value
+        elif isinstance(value, BaseModel):
+            rooted = _rooted(value, root)
+            if rooted is not value:
+                updates[name] = rooted
+    return model.model_copy(update=updates) if updates else model
 
 
 def _describe(exc: ValidationError, profile: str) -> str:

@@ -69,9 +69,9 @@ def serve(
     from rag.deploy.offline import apply_offline_env
 
     apply_offline_env(settings, in_process_engine=settings.llm.backend == "vllm")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from rag.deploy.logs import configure
+
+    configure(logging.INFO)
     import uvicorn
 
     from serving.app import create_app
@@ -82,6 +82,8 @@ def serve(
         host=settings.server.host,
         port=settings.server.port,
         log_level="info",
+        access_log=False,  # the request middleware logs one line per request
+        log_config=None,  # uvicorn's own lines through the root handler above
         timeout_graceful_shutdown=5,
     )
 

@@ -3,6 +3,7 @@ Swagger UI and the favicon come from the service itself (issue 27, finding 2).""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,7 +14,8 @@ from tests.e2e.conftest import Server
 pytestmark = pytest.mark.slow
 
 
-def offline_page(browser: Any) -> tuple[Any, list[str], list[str]]:
+@pytest.fixture
+def offline_page(browser: Any) -> Iterator[tuple[Any, list[str], list[str]]]:
     """A page whose requests to anything but loopback are aborted (and recorded)."""
     context = browser.new_context()
     blocked: list[str] = []
@@ -30,13 +32,16 @@ def offline_page(browser: Any) -> tuple[Any, list[str], list[str]]:
             handle.abort()
 
     context.route("**/*", route)
-    return context.new_page(), blocked, local
+    yield context.new_page(), blocked, local
+    context.close()
 
 
-def test_swagger_ui_renders_from_the_service_alone(e2e_server: Server, browser: Any) -> None:
+def test_swagger_ui_renders_from_the_service_alone(
+    e2e_server: Server, offline_page: tuple[Any, list[str], list[str]]
+) -> None:
     from playwright.sync_api import expect
 
-    page, blocked, local = offline_page(browser)
+    page, blocked, local = offline_page
     page.goto(f"{e2e_server.base}/docs")
     # Swagger UI drew the operations from /openapi.json: its script and styles loaded.
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("Private knowledge Q&A")

@@ -63,6 +63,7 @@ def test_the_going_to_production_section_works_as_written(tmp_path: Path) -> Non
     }
     home = tmp_path / "checkout"
     shutil.copytree(KB_DIR, home / "examples" / "kb")
+    env["RAG_HOME"] = str(home)  # what a checkout of its own would be without it
 
     def argv(command: str, port: int | None = None) -> list[str]:
         words = shlex.split(command)

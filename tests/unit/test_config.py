@@ -21,7 +21,7 @@ def test_profile_from_environment_and_nested_override() -> None:
     assert settings.profile == "gpu-20b"
     assert settings.llm.max_model_len == 131072
     assert settings.llm.family == "gpt-oss"
-    assert settings.store.path == Path("var/kb")
+    assert settings.store.path == Path(__file__).resolve().parents[2] / "var" / "kb"
     assert settings.llm.max_tokens == 99
 
 
@@ -92,3 +92,23 @@ def test_prod_cpu_needs_keys_and_hides_the_docs() -> None:
     settings = load_settings("prod-cpu", environ={})
     assert settings.auth.required and not settings.server.public_docs
     assert settings.llm.backend == "vllm" and not settings.widget.demo_page
+
+
+def test_the_exit_code_table_is_the_same_in_the_readme_and_the_help() -> None:
+    from typer.testing import CliRunner
+
+    from ingest.cli import EXIT_CODES, app
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = {
+        int(code): meaning
+        for code, meaning in (
+            line.strip("|").split("|")
+            for line in readme.splitlines()
+            if line.startswith("| ") and line[2].isdigit()
+        )
+    }
+    assert {k: v.strip() for k, v in rows.items()} == EXIT_CODES
+    shown = " ".join(CliRunner().invoke(app, ["--help"], terminal_width=400).output.split())
+    for code, meaning in EXIT_CODES.items():
+        assert f"{code} {meaning}" in shown
