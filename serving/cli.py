@@ -130,7 +130,8 @@ def _banner(settings: Settings) -> None:
     # A wildcard bind is browsed by loopback (or by this host's name, printed below).
     base = service_origins(host, port)[0] if host in WILDCARD_HOSTS else f"http://{host}:{port}"
     print(f"profile {settings.profile}: {settings.llm.describe()}", file=sys.stderr)
-    print(f"API docs:  {base}/docs", file=sys.stderr)
+    docs = f"{base}/docs" if settings.server.public_docs else "off (server.public_docs: false)"
+    print(f"API docs:  {docs}", file=sys.stderr)
     key = " -H 'Authorization: Bearer <key>'" if settings.auth.required else ""
     print(
         f"Ask:       curl -s {base}/v1/ask{key} -H 'content-type: application/json' "

@@ -63,3 +63,12 @@ def test_start_up_prints_the_demo_url_or_warns(capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert "warning: widget token" in err and "http://127.0.0.1:18600" in err
     assert "RAG_WIDGET__TOKENS" in err
+
+
+def test_the_production_hint_carries_the_key_header(capsys: pytest.CaptureFixture[str]) -> None:
+    from serving.cli import _banner
+
+    _banner(load_settings("prod-cpu", environ={}))
+    err = capsys.readouterr().err
+    assert "-H 'Authorization: Bearer <key>'" in err and "rag-ingest keys create" in err
+    assert "API docs:  off (server.public_docs: false)" in err and "Widget:" not in err
