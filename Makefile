@@ -17,9 +17,12 @@ setup:
 setup-gpu:
 	@bash scripts/setup-gpu.sh
 
+# `make demo PORT=18600 HOST=0.0.0.0`: the demo widget's token follows (origins: [self]).
+HOST := 127.0.0.1
+PORT := 8000
 demo: setup
 	$(BIN)/rag-ingest add examples/kb
-	$(BIN)/rag-serve --host 127.0.0.1 --port 8000
+	$(BIN)/rag-serve --host $(HOST) --port $(PORT)
 
 browser:
 	@bash scripts/browser.sh

@@ -7,6 +7,7 @@ Exit codes: 0 all good, 1 some files failed, others from :mod:`rag.errors`.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -18,10 +19,22 @@ import typer
 from rag.config import Settings, load_settings
 from rag.errors import RagError
 
+# The exit codes (rag.errors maps each error type to one); README's table is the same.
+EXIT_CODES = {
+    0: "done (unchanged files skipped)",
+    1: "some files failed, the others are in (each failure has its own line)",
+    2: "bad settings, arguments or key: the message names it",
+    3: "offline assets missing: run make setup",
+    4: "a file could not be ingested",
+    5: "the store: unreachable, read-only, busy with another run, or built with another model",
+    7: "disk full: free space, then run the same command again",
+}
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Ingest documents into the private knowledge base.",
+    epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()) + ".",
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON lines for scripts.")]
@@ -213,12 +226,14 @@ def list_(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
         settings = _settings(profile)
         with _manifest(settings) as manifest:
             collection = manifest.active(settings.store.collection)
+            if not as_json:
+                print(f"{'doc_id':<16}  {'chunks':>6}  {'groups':<16} path")
             for doc in manifest.documents(collection):
                 if as_json:
                     print(json.dumps(doc.to_json(), ensure_ascii=False))
                 else:
                     groups = ",".join(doc.groups)
-                    print(f"{doc.doc_id}  {doc.chunks:>5}  {groups:<16} {doc.path}")
+                    print(f"{doc.doc_id:<16}  {doc.chunks:>6}  {groups:<16} {doc.path}")
             for path, error, at in manifest.failures(collection):
                 if as_json:
                     row = {"path": path, "state": "failed", "error": error, "at": at}
@@ -232,6 +247,7 @@ def list_(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
 @app.command()
 def stats(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
     """How many documents and chunks the index holds, and with which model."""
+    from rag.errors import NoCollectionError
     from rag.services import open_store
 
     try:
@@ -243,7 +259,7 @@ def stats(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
             store = open_store(settings, collection=collection)
             data["store_chunks"] = store.count()
             data["embedder"] = store.embedder_id
-        except RagError:
+        except NoCollectionError:  # nothing ingested yet; an unreachable store fails below
             data["store_chunks"] = 0
             data["embedder"] = None
     except RagError as exc:
@@ -494,9 +510,11 @@ def eval_(
 
 
 def main() -> None:
+    from rag.deploy.logs import configure
     from rag.deploy.netguard import install_from_env
 
     install_from_env()
+    configure(logging.WARNING)  # the commands print their own progress; warnings, not noise
     try:
         app()
     except RagError as exc:  # pragma: no cover - commands handle their own

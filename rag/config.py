@@ -2,12 +2,18 @@
 
 Resolution order (later wins):
 
-1. ``configs/base.yaml`` (every key, commented),
-2. ``configs/<profile>.yaml`` where the profile comes from the argument, else ``RAG_PROFILE``,
-   else ``dev``,
+1. ``configs/base.yaml`` (every key, commented), then ``$RAG_CONFIG_DIR/base.yaml`` if any,
+2. ``<profile>.yaml`` from ``$RAG_CONFIG_DIR`` (your own profiles: only the keys that differ),
+   else from ``configs/``; the profile comes from the argument, else ``RAG_PROFILE``, else
+   ``dev``,
 3. environment variables ``RAG_<SECTION>__<KEY>=value`` (values parsed as YAML scalars, so
    ``8000``, ``true`` and ``[a, b]`` work),
 4. explicit ``overrides`` passed by code (tests).
+
+Relative paths (``paths.*``, ``store.path``, ``store.manifest``, ``retrieval.keyword_dir``)
+are relative to one root, not the working directory: ``RAG_HOME`` when set, else the
+checkout that holds ``configs/`` (:func:`project_root`). ``rag-ingest`` run from another
+folder then uses the same store, state and assets as ``rag-serve``.
 
 Every model forbids unknown keys, so a typo in a YAML file or an environment variable is an
 error that names the key, not a silently ignored setting. pydantic-settings' own env source
@@ -17,6 +23,7 @@ ignores unknown variables, which is why the merge is done here by hand.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,11 +43,12 @@ from rag.errors import ConfigError
 ENV_PREFIX = "RAG_"
 PROFILE_ENV = "RAG_PROFILE"
 CONFIG_DIR_ENV = "RAG_CONFIG_DIR"
+HOME_ENV = "RAG_HOME"
 DEFAULT_PROFILE = "dev"
 OLLAMA_DEFAULT_URL = "http://127.0.0.1:11434"
 CRASH_ENV = "RAG_TEST_CRASH_AT"  # a test hook of the ingest pipeline, not a setting
 DEFAULT_IDENTITY_AUDIENCE = "kb-widget"
-_NOT_SETTINGS = {PROFILE_ENV, CONFIG_DIR_ENV, CRASH_ENV}
+_NOT_SETTINGS = {PROFILE_ENV, CONFIG_DIR_ENV, HOME_ENV, CRASH_ENV}
 
 
 class _Section(BaseModel):
@@ -426,6 +434,12 @@ class ServerSettings(_Section):
         gt=0,
         description="How long an upload waits for the one being indexed before it gets 409.",
     )
+    public_docs: bool = Field(
+        True,
+        description="Serve /docs and /openapi.json without a key; false: not served "
+        "at all (404). Open without a key either way: /healthz, /readyz, /metrics, /v1/models, "
+        "/widget.js (and /widget/demo when widget.demo_page is on).",
+    )
 
 
 class AuthSettings(_Section):
@@ -471,7 +485,9 @@ class WidgetToken(_Section):
     origins: list[str] = Field(
         ...,
         min_length=1,
-        description="Page origins allowed to use it, e.g. https://intranet.example.",
+        description="Page origins allowed to use it, e.g. https://intranet.example. 'self' "
+        "stands for the service's own origins, derived from server.host and server.port "
+        "(the demo page's token).",
     )
     groups: list[str] = Field(
         default_factory=lambda: ["everyone"], description="Access groups of anonymous visitors."
@@ -501,6 +517,28 @@ class WidgetSettings(_Section):
     demo_page: bool = Field(False, description="Serve the demo host page at /widget/demo.")
 
 
+SELF_ORIGIN = "self"
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def service_origins(host: str, port: int) -> list[str]:
+    """The page origins a browser has when it loads a page from a service bound to
+    ``host:port``: loopback by address and by name; on every interface (0.0.0.0) also this
+    machine's host name. No DNS look-up (an air-gapped host may have no resolver)."""
+    if host in LOOPBACK_HOSTS:
+        names = ["127.0.0.1", "localhost"]
+    elif host in WILDCARD_HOSTS:
+        full = socket.gethostname()
+        names = ["127.0.0.1", "localhost", full, full.split(".")[0]]
+    else:
+        names = [host]
+    return [
+        f"http://[{n}]:{port}" if ":" in n else f"http://{n}:{port}"
+        for n in dict.fromkeys(n.lower() for n in names if n)
+    ]
+
+
 class Settings(_Section):
     profile: str = Field(DEFAULT_PROFILE, description="Name of the profile that was loaded.")
     paths: PathsSettings = Field(default_factory=PathsSettings)
@@ -515,6 +553,32 @@ class Settings(_Section):
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     state: StateSettings = Field(default_factory=StateSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _self_origins(cls, data: Any) -> Any:
+        """``self`` in a widget token's origins -> where the service listens."""
+        try:
+            tokens = data["widget"]["tokens"]
+            server = data.get("server") or {}
+            host = str(server.get("host", ServerSettings().host))
+            port = int(server.get("port", ServerSettings().port))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return data
+        if not isinstance(tokens, list) or not any(
+            isinstance(t, dict) and SELF_ORIGIN in (t.get("origins") or []) for t in tokens
+        ):
+            return data
+        own = service_origins(host, port)
+        fixed = []
+        for token in tokens:
+            if isinstance(token, dict) and isinstance(token.get("origins"), list):
+                origins = [o for o in token["origins"] if o != SELF_ORIGIN]
+                if len(origins) < len(token["origins"]):
+                    origins = list(dict.fromkeys([*own, *origins]))
+                token = {**token, "origins": origins}
+            fixed.append(token)
+        return {**data, "widget": {**data["widget"], "tokens": fixed}}
 
     @model_validator(mode="after")
     def _auth_off_only_for_development(self) -> Settings:
@@ -537,12 +601,25 @@ def state_url(settings: Settings) -> str:
     return f"sqlite:///{(settings.paths.data_dir / STATE_FILE).resolve()}"
 
 
-def default_config_dir() -> Path:
-    """``configs/`` beside the package (a source checkout), unless ``RAG_CONFIG_DIR`` says."""
-    env = os.environ.get(CONFIG_DIR_ENV)
-    if env:
-        return Path(env)
+def shipped_config_dir() -> Path:
+    """``configs/`` beside the package: base.yaml and the shipped profiles."""
     return Path(__file__).resolve().parent.parent / "configs"
+
+
+def config_folders(environ: Mapping[str, str], config_dir: Path | None = None) -> list[Path]:
+    """Where profiles are looked up, first match wins: ``config_dir`` alone when given (tests);
+    else ``RAG_CONFIG_DIR`` (your own profiles) before the shipped ``configs/``. Each folder's
+    ``base.yaml`` is merged, shipped first, so your folder needs only what differs."""
+    if config_dir is not None:
+        return [config_dir]
+    folders: list[Path] = []
+    extra = environ.get(CONFIG_DIR_ENV, "").strip()
+    if extra:
+        folders.append(Path(extra).expanduser())
+    shipped = shipped_config_dir()
+    if shipped.is_dir() and all(f.resolve() != shipped for f in folders):
+        folders.append(shipped)
+    return folders
 
 
 def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -602,16 +679,19 @@ def load_settings(
     """Build the settings for ``profile`` (see the module docstring for the order)."""
     env = os.environ if environ is None else environ
     name = profile or env.get(PROFILE_ENV) or DEFAULT_PROFILE
-    folder = config_dir or default_config_dir()
+    folders = config_folders(env, config_dir)
     data: dict[str, Any] = {}
-    base = folder / "base.yaml"
-    if base.is_file():
-        data = _read_yaml(base)
-    prof = folder / f"{name}.yaml"
-    if not prof.is_file():
-        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "base")
+    for folder in reversed(folders):  # the shipped base first, yours over it
+        if (folder / "base.yaml").is_file():
+            data = deep_merge(data, _read_yaml(folder / "base.yaml"))
+    prof = next((f / f"{name}.yaml" for f in folders if (f / f"{name}.yaml").is_file()), None)
+    if prof is None or name == "base":
+        known = sorted({p.stem for f in folders for p in f.glob("*.yaml") if p.stem != "base"})
+        where = " or ".join(str(f) for f in folders) or "no config folder"
         raise ConfigError(
-            f"Unknown profile {name!r}: no {prof}. Choose one of {', '.join(known) or 'none'}."
+            f"Unknown profile {name!r}: no {name}.yaml in {where}. Choose one of "
+            f"{', '.join(known) or 'none'}, or add {name}.yaml to the folder RAG_CONFIG_DIR "
+            "names (only the keys that differ from configs/base.yaml)."
         )
     data = deep_merge(data, _read_yaml(prof))
     data = deep_merge(data, env_overrides(env))
@@ -619,15 +699,45 @@ def load_settings(
         data = deep_merge(data, overrides)
     data["profile"] = name
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, name)) from exc
+    rooted: Settings = _rooted(settings, project_root(env))
+    return rooted
+
+
+def project_root(environ: Mapping[str, str]) -> Path:
+    """Where relative paths in the settings point: ``$RAG_HOME``, else the checkout (the
+    folder holding ``configs/`` and ``rag/``), else the working directory (an installed
+    package without its checkout)."""
+    home = environ.get(HOME_ENV, "").strip()
+    if home:
+        return Path(home).expanduser().resolve()
+    shipped = shipped_config_dir()
+    return shipped.parent if shipped.is_dir() else Path.cwd()
+
+
+def _rooted(model: BaseModel, root: Path) -> Any:
+    """``model`` with every relative ``Path`` field (nested sections too) under ``root``."""
+    updates: dict[str, Any] = {}
+    for name, value in model:
+        if isinstance(value, Path) and not value.is_absolute():
+            updates[name] = root / value
+        elif isinstance(value, BaseModel):
+            rooted = _rooted(value, root)
+            if rooted is not value:
+                updates[name] = rooted
+    return model.model_copy(update=updates) if updates else model
 
 
 def _describe(exc: ValidationError, profile: str) -> str:
     lines = [f"Invalid settings for profile {profile!r}:"]
     for err in exc.errors():
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"]:  # a rule across settings: its message names the keys
+            lines.append(f"  {msg}")
+            continue
         loc = ".".join(str(p) for p in err["loc"])
         env = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"])
-        lines.append(f"  {loc}: {err['msg']} (set in configs/*.yaml or {env})")
+        lines.append(f"  {loc}: {msg} (set in configs/*.yaml or {env})")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ defined in the ``serving`` module named at the end of their line::
     ├── StoreError                  the index or state database fails    (5 / 503)
     │   ├── EmbedderMismatchError   collection built with another model  (5 / 409)
     │   ├── IndexBusyError          another writer holds the index       (5 / 409)
+    │   ├── NoCollectionError       nothing was ingested yet             (5 / 503)
     │   ├── StoreReadOnlyError      files read-only for this user        (5 / 503)
     │   └── DiskFullError           no space left while writing          (7 / 503)
     ├── EngineError                 the language model engine failed     (6 / 503)
@@ -83,6 +84,10 @@ class EmbedderMismatchError(StoreError):
 class IndexBusyError(StoreError):
     http_status = 409
     code = "index_busy"
+
+
+class NoCollectionError(StoreError):
+    code = "no_collection"
 
 
 class StoreReadOnlyError(StoreError):

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -74,18 +75,24 @@ def build_keyword_index(settings: Settings) -> KeywordIndex:
 
 
 def build_knowledge_base(
-    settings: Settings, *, check_embedder: bool = True, collection: str | None = None
+    settings: Settings,
+    *,
+    check_embedder: bool = True,
+    collection: str | None = None,
+    live: bool = False,
 ) -> KnowledgeBase:
     """The embedder, the store and the BM25 index. Nothing loads the embedding model until
     it is used (an unchanged ``rag-ingest`` re-run never imports torch). Without
     ``check_embedder`` the store opens whatever model built the collection (deleting,
-    statistics)."""
+    statistics). ``live`` (the running service) makes the store follow other writers
+    (``rag-ingest`` in another process): see :class:`rag.index.store.ChromaStore`."""
     embedder = build_embedder(settings)
     store = ChromaStore(
         settings.store,
         embedder_id=embedder.model_id if check_embedder else None,
         dimension=lambda: embedder.dimension,
         collection=collection,
+        live=live,
     )
     return KnowledgeBase(embedder, store, build_keyword_index(settings))
 
@@ -182,7 +189,7 @@ class Services:
         settings = self.settings
         try:
             self.feedback = await asyncio.to_thread(build_feedback_store, settings, self.db)
-            kb = await asyncio.to_thread(build_knowledge_base, settings)
+            kb = await asyncio.to_thread(partial(build_knowledge_base, settings, live=True))
             # Load the embedding model now rather than on the first question.
             await asyncio.to_thread(lambda: kb.embedder.dimension)
             self.kb = kb
@@ -216,7 +223,9 @@ class Services:
             if self.owns_engine and self.engine is not None:
                 await self.engine.close()
         finally:
-            if self.kb is not None and self.kb.keyword is not None:
-                with contextlib.suppress(Exception):
-                    self.kb.keyword.close()
+            if self.kb is not None:
+                self.kb.store.close()
+                if self.kb.keyword is not None:
+                    with contextlib.suppress(Exception):
+                        self.kb.keyword.close()
             self.db.close()

@@ -18,7 +18,7 @@ from rag import __version__
 from rag.config import Settings
 from rag.seams import Engine
 from rag.services import Services
-from serving import apidocs, errors, metrics, middleware, widget
+from serving import apidocs, docs_ui, errors, metrics, middleware, widget
 from serving.openai_compat import router as openai
 from serving.routes import ask, documents, feedback, ops
 from serving.state import HttpState
@@ -55,6 +55,9 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by docs_ui with local assets, not from a CDN
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.server.public_docs else None,
     )
     app.state.rag = services  # rag.services: state db, keys, index, retriever, answers, engine
     app.state.http = HttpState.of(services)  # answer slots, metrics, the upload queue
@@ -68,4 +71,6 @@ def create_app(
     middleware.install(app, settings)  # body limit, metrics, widget CORS, request log
     errors.install(app)  # RagError -> its status and {"error": {code, message}}
     apidocs.install(app, settings)  # the OpenAPI document with every error a route gives
+    if settings.server.public_docs:
+        docs_ui.install(app)  # /docs and its assets, served here (no CDN)
     return app

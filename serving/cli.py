@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -69,9 +69,9 @@ def serve(
     from rag.deploy.offline import apply_offline_env
 
     apply_offline_env(settings, in_process_engine=settings.llm.backend == "vllm")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from rag.deploy.logs import configure
+
+    configure(logging.INFO)
     import uvicorn
 
     from serving.app import create_app
@@ -82,23 +82,37 @@ def serve(
         host=settings.server.host,
         port=settings.server.port,
         log_level="info",
+        access_log=False,  # the request middleware logs one line per request
+        log_config=None,  # uvicorn's own lines through the root handler above
         timeout_graceful_shutdown=5,
     )
 
 
 def _services(settings: Settings) -> Services:
     """The service's parts; refuses a profile that needs API keys while none exists."""
-    from rag.services import Services
+    from rag.services import Services, state_missing
+    from rag.state.legacy import KEYS_FILE
 
-    services = Services(settings)
-    if settings.auth.required and services.keys.active_count() == 0:
+    data = settings.paths.data_dir
+
+    def refuse() -> NoReturn:
         typer.secho(
-            f"error: the {settings.profile!r} profile requires API keys and none exists. Create "
-            "one: rag-ingest keys create --name NAME --scope ask --group everyone",
+            f"error: the {settings.profile!r} profile requires API keys and none exists in "
+            f"{data} (paths.data_dir). Create one with the same profile and data folder: "
+            f"RAG_PROFILE={settings.profile} .venv/bin/rag-ingest keys create --name NAME "
+            "--scope ask --group everyone",
             fg=typer.colors.RED,
             err=True,
         )
         raise typer.Exit(2)
+
+    # Checked before the state database is opened: a refused start creates nothing.
+    if settings.auth.required and state_missing(settings) and not (data / KEYS_FILE).exists():
+        refuse()
+    services = Services(settings)
+    if settings.auth.required and services.keys.active_count() == 0:
+        services.db.close()
+        refuse()
     if not settings.auth.required:
         typer.secho(
             f"warning: auth is off (profile {settings.profile!r}): anyone who can reach "
@@ -110,20 +124,56 @@ def _services(settings: Settings) -> Services:
 
 
 def _banner(settings: Settings) -> None:
-    base = f"http://{settings.server.host}:{settings.server.port}"
+    from rag.config import WILDCARD_HOSTS, service_origins
+
+    host, port = settings.server.host, settings.server.port
+    # A wildcard bind is browsed by loopback (or by this host's name, printed below).
+    base = service_origins(host, port)[0] if host in WILDCARD_HOSTS else f"http://{host}:{port}"
     print(f"profile {settings.profile}: {settings.llm.describe()}", file=sys.stderr)
-    print(f"API docs:  {base}/docs", file=sys.stderr)
+    docs = f"{base}/docs" if settings.server.public_docs else "off (server.public_docs: false)"
+    print(f"API docs:  {docs}", file=sys.stderr)
+    key = " -H 'Authorization: Bearer <key>'" if settings.auth.required else ""
     print(
-        f"Ask:       curl -s {base}/v1/ask -H 'content-type: application/json' "
+        f"Ask:       curl -s {base}/v1/ask{key} -H 'content-type: application/json' "
         '-d \'{"question": "What is the name of the shared print queue?"}\'',
         file=sys.stderr,
     )
+    if settings.auth.required:
+        print(
+            "           (<key>: a key from `.venv/bin/rag-ingest keys create`, run with the "
+            f"same paths.data_dir: {settings.paths.data_dir})",
+            file=sys.stderr,
+        )
     if settings.widget.demo_page and settings.widget.tokens:
-        print(f"Widget:    {base}/widget/demo  (?lang=zh for Chinese)", file=sys.stderr)
+        _widget_banner(settings, base)
     print(
         f"Ready when {base}/readyz answers 200 (the model loads in the background).",
         file=sys.stderr,
     )
+
+
+def _widget_banner(settings: Settings, base: str) -> None:
+    """The demo page's address(es), or a warning when its token refuses them."""
+    from rag.config import service_origins
+
+    demo = settings.widget.tokens[0]
+    allowed = {o.rstrip("/").lower() for o in demo.origins}
+    own = service_origins(settings.server.host, settings.server.port)
+    if base not in own:
+        own.insert(0, base)
+    usable = [o for o in own if o in allowed]
+    for origin in usable or own[:1]:
+        print(f"Widget:    {origin}/widget/demo  (?lang=zh for Chinese)", file=sys.stderr)
+    refused = [o for o in own if o not in allowed]
+    if refused:
+        typer.secho(
+            f"warning: widget token {demo.name!r} allows {', '.join(sorted(allowed))}; the "
+            f"demo page opened from {', '.join(refused)} gets 403 origin_not_allowed. Add "
+            "'self' (or those origins) to its origins in widget.tokens, or set "
+            "RAG_WIDGET__TOKENS (configs/base.yaml shows how).",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 def _check(

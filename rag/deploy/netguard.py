@@ -4,7 +4,9 @@
 makes every entry point record each attempted connection to a non-loopback address as one
 JSON line in that file; ``KB_NET_AUDIT_BLOCK=1`` also refuses it. Addresses listed in
 ``KB_NET_AUDIT_ALLOW`` (comma-separated hosts, e.g. a Chroma server) are allowed. Unix
-sockets and loopback are always allowed.
+sockets and loopback are always allowed. Each process that turns the audit on first writes a
+header line (``{"event": "audit-start", ...}``), so an audit with no attempt leaves a file
+that proves it was on; :func:`read_log` returns the attempts only.
 """
 
 from __future__ import annotations
@@ -42,6 +44,17 @@ def install(log_file: Path, *, block: bool = False, allow: Iterable[str] = ()) -
         return
     _installed.add(key)
     allowed = frozenset(allow)
+    header = {
+        "event": "audit-start",
+        "time": time.time(),
+        "pid": os.getpid(),
+        "argv": sys.argv[:3],
+        "block": block,
+        "allow": sorted(allowed),
+    }
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "a", encoding="utf-8") as out:
+        out.write(json.dumps(header) + "\n")
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event != "socket.connect":
@@ -75,6 +88,8 @@ def install_from_env() -> None:
 
 
 def read_log(log_file: Path) -> list[dict[str, Any]]:
+    """The attempted connections recorded in ``log_file`` (header lines left out)."""
     if not log_file.exists():
         return []
-    return [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    return [e for e in entries if "event" not in e]

@@ -12,7 +12,11 @@ the old one):
 - ``garbage``: chunk ids the manifest no longer references (an older version, a deleted
   document) that may still be in the store: removed from the store, then from here;
 - ``failures``: the last error per path (never a ``documents`` row);
-- ``meta``: the active collection pointer (switched atomically by ``rag-ingest reindex``).
+- ``meta``: the active collection pointer (switched atomically by ``rag-ingest reindex``)
+  and ``generation``, a counter every write transaction raises. Every store write is
+  followed by one (the commit after an upsert, ``clear_garbage`` after a delete), so a
+  reader that sees the counter move knows the store may have changed: a running service
+  reopens its embedded Chroma client then (:func:`read_generation`).
 
 Every state change is one SQLite transaction, so after a ``kill -9`` at any moment the
 manifest plus the store can be brought back to a consistent state by
@@ -22,8 +26,11 @@ manifest plus the store can be brought back to a consistent state by
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +41,12 @@ from rag.config import StoreSettings
 from rag.errors import IndexBusyError, StoreError, storage_failure
 from rag.migrations import Migration, add_columns, migrate_sqlite
 
+log = logging.getLogger(__name__)
+
 ACTIVE_KEY = "active_collection"
 REINDEX_KEY = "reindex_target"
 PREVIOUS_KEY = "previous_collection"
+GENERATION_KEY = "generation"
 
 MIGRATIONS = [
     Migration(
@@ -124,6 +134,62 @@ def active_collection(settings: StoreSettings) -> str:
         return settings.collection
     with Manifest(path) as manifest:
         return manifest.active(settings.collection)
+
+
+def read_generation(db: sqlite3.Connection) -> str | None:
+    """The manifest's write counter on an open connection (None before the first write)."""
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (GENERATION_KEY,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+class ManifestWatch:
+    """Tells a reader (a running service) when another writer changed the index.
+
+    :meth:`changed` reads the manifest's ``generation`` counter at most once per
+    ``interval`` seconds on its own read connection (one indexed row: microseconds) and is
+    True once each time the counter moved. Safe to call from several threads.
+    """
+
+    def __init__(self, path: Path, interval: float = 0.25) -> None:
+        self._path = path
+        self._interval = interval
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._checked = time.monotonic()
+        self._seen = self._read()
+
+    def _read(self) -> str | None:
+        try:
+            if self._db is None:
+                if not self._path.is_file():
+                    return None
+                self._db = sqlite3.connect(
+                    str(self._path), timeout=5.0, isolation_level=None, check_same_thread=False
+                )
+            return read_generation(self._db)
+        except sqlite3.Error as exc:
+            # A writer mid-migration or a missing table: unchanged for now, asked again soon.
+            log.debug("manifest generation unreadable: %s", exc)
+            return getattr(self, "_seen", None)
+
+    def changed(self) -> bool:
+        if time.monotonic() - self._checked < self._interval:
+            return False
+        with self._lock:
+            if time.monotonic() - self._checked < self._interval:
+                return False
+            self._checked = time.monotonic()
+            seen = self._read()
+            if seen == self._seen:
+                return False
+            self._seen = seen
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 def _row(row: sqlite3.Row) -> DocRecord:
@@ -477,7 +543,8 @@ class Manifest:
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error); not re-entrant."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error), raising the
+    ``generation`` counter; an inner one joins the outer transaction."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -487,6 +554,12 @@ class _Transaction:
         self._outer = not self._db.in_transaction
         if self._outer:
             self._db.execute("BEGIN IMMEDIATE")
+            # Readers (a running service) watch this counter to notice store changes.
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT(key) "
+                "DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+                (GENERATION_KEY,),
+            )
 
     def __exit__(
         self,

@@ -5,6 +5,13 @@
 - Telemetry is off.
 - ``store.mode: http`` talks to a Chroma server (``chroma run``) in ``store.tenant`` /
   ``store.database``, with an optional auth header whose token comes from the environment.
+- Live reads (``live=True``, the running service): an embedded Chroma client keeps each
+  collection's HNSW index in memory and never sees what another process (``rag-ingest``)
+  added or deleted: dense search misses new chunks and a filtered search over them fails
+  with "Error finding id". The store watches the manifest's write counter
+  (:class:`rag.index.manifest.ManifestWatch`, read at most every 0.25 s) and reopens its
+  client when it moved (~50 ms), so another writer's commit is searchable within a second.
+  A Chroma server (``store.mode: http``) serves every client the same index: nothing to do.
 - HNSW parameters are set when the collection is created (Chroma's defaults give poor recall
   and cannot be fixed afterwards); the collection records which embedding model filled it,
   and opening it with another model is an :class:`EmbedderMismatchError`.
@@ -14,12 +21,19 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
 from rag.config import StoreSettings
-from rag.errors import ConfigError, EmbedderMismatchError, StoreError, storage_failure
+from rag.errors import (
+    ConfigError,
+    EmbedderMismatchError,
+    NoCollectionError,
+    StoreError,
+    storage_failure,
+)
 from rag.types import Chunk, Hit
 
 log = logging.getLogger(__name__)
@@ -88,9 +102,18 @@ def _server_client(settings: StoreSettings, chroma_settings: Any) -> Any:
     return chromadb.HttpClient(**common, tenant=settings.tenant, database=settings.database)
 
 
-def _client(settings: StoreSettings) -> Any:
+def _client(settings: StoreSettings, *, fresh: bool = False) -> Any:
+    """A Chroma client; ``fresh`` opens a new embedded instance (HNSW indexes read again from
+    disk) instead of the one chromadb shares per path inside a process."""
     import chromadb
+    from chromadb.api.shared_system_client import SharedSystemClient
     from chromadb.config import Settings as ChromaSettings
+
+    if fresh and settings.mode != "http":
+        # chromadb caches one System per path; dropping our entry (without stopping it:
+        # collections opened from it keep working until released) makes the next client
+        # load the store as it is on disk now.
+        SharedSystemClient._identifier_to_system.pop(str(settings.path), None)
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     try:
@@ -191,13 +214,45 @@ class ChromaStore:
         embedder_id: str | None,
         dimension: int | Callable[[], int] = 0,
         collection: str | None = None,
+        live: bool = False,
     ) -> None:
-        from rag.index.manifest import active_collection
+        from rag.index.manifest import ManifestWatch, active_collection
 
         self._settings = settings
+        self._watch = (
+            ManifestWatch(settings.manifest_path()) if live and settings.mode != "http" else None
+        )
+        self._reopen = threading.Lock()
         self._client = _client(settings)
         self.name = collection or active_collection(settings)
-        self._collection = self._open(self.name, embedder_id, dimension)
+        self._current = self._open(self.name, embedder_id, dimension)
+
+    @property
+    def _collection(self) -> Any:
+        """The open collection; in live mode reopened when another writer changed the index."""
+        if self._watch is not None and self._watch.changed():
+            self.refresh()
+        return self._current
+
+    def refresh(self) -> None:
+        """Open the collection again from disk (another process wrote to it)."""
+        with self._reopen:
+            try:
+                client = _client(self._settings, fresh=True)
+                current = client.get_collection(self.name, embedding_function=None)
+            except Exception as exc:
+                log.warning(
+                    "store changed on disk but could not be reopened (%s); serving the "
+                    "version already open",
+                    type(exc).__name__,
+                )
+                return
+            self._client, self._current = client, current
+            log.info("store reopened: another writer changed collection %s", self.name)
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
 
     def _open(self, name: str, embedder_id: str | None, dimension: int | Callable[[], int]) -> Any:
         try:
@@ -205,7 +260,7 @@ class ChromaStore:
             if name in existing:
                 collection = self._client.get_collection(name, embedding_function=None)
             elif embedder_id is None:
-                raise StoreError(
+                raise NoCollectionError(
                     f"The index has no collection {name!r} yet. Add documents first "
                     "(rag-ingest add PATH)."
                 )
@@ -379,11 +434,24 @@ class ChromaStore:
     def _search(self, **query: Any) -> Any:
         try:
             return self._collection.query(**query)
-        except Exception as exc:
-            raise StoreError(
-                f"Searching the store failed ({type(exc).__name__}: {exc}). "
-                "Check the store is readable; run rag-ingest to (re)build it."
-            ) from exc
+        except Exception as first:
+            if self._watch is None:
+                raise self._search_failure(first) from first
+            # Another writer's change not picked up yet ("Error finding id"): reopen, retry.
+            self.refresh()
+            try:
+                return self._current.query(**query)
+            except Exception as exc:
+                raise self._search_failure(exc) from exc
+
+    def _search_failure(self, exc: Exception) -> StoreError:
+        cfg = self._settings
+        where = cfg.path if cfg.mode != "http" else f"the Chroma server {cfg.host}:{cfg.port}"
+        return self._failure(exc) or StoreError(
+            f"Searching the store at {where} failed ({type(exc).__name__}: {exc}). Retry; "
+            "if it keeps failing, check the store is readable (and the Chroma server is "
+            "running, in http mode), then restart the service."
+        )
 
     def query_ids(self, vector: Sequence[float], k: int) -> list[tuple[str, float]]:
         """Nearest chunk ids with cosine similarity, nothing else read (the cheapest query)."""

@@ -3,6 +3,8 @@ engine dominates their cost, so it is started once, with the widget configured."
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,37 @@ import pytest
 from tests.e2e.serverproc import free_port, run_server
 
 WIDGET_TOKEN = "e2e-widget-token-000001"
+
+
+def chromium_path() -> str:
+    found = os.environ.get("RAG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(found).exists():
+        pytest.fail(
+            "Debian's chromium is not installed; `make test` installs it (scripts/setup.sh), "
+            "or run: apt-get install -y chromium"
+        )
+    return found
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright (no browser download), one per session."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium_path(),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,7 @@ width, Chinese UI, a refused origin, and no HTML injection. Screenshots go to
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,40 +22,10 @@ QUESTION = "What is the name of the shared print queue?"
 ROOT = "document.querySelector('[data-kb-widget]').shadowRoot"
 
 
-def chromium_path() -> str:
-    found = os.environ.get("RAG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(found).exists():
-        pytest.fail(
-            "Debian's chromium is not installed; `make test` installs it (scripts/setup.sh), "
-            "or run: apt-get install -y chromium"
-        )
-    return found
-
-
 @pytest.fixture(scope="module")
 def server(e2e_server: Server) -> tuple[str, Path]:
-    return e2e_server.base, e2e_server.workdir
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium_path(),
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
+    return e2e_server.base, e2e_server.workdir
 
 
 def open_widget(page: Any) -> None:

@@ -319,3 +319,56 @@ def test_eval_scores_a_hand_made_dataset_with_known_answers(tmp_path: Path) -> N
     proc = cli(tmp_path / "store", "eval", "--dataset", str(data), "--workdir", str(work))
     assert proc.returncode != 0
     assert "qrels/test.tsv" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_stats_fails_loudly_when_the_store_is_unreachable(tmp_path: Path) -> None:
+    from tests.e2e.serverproc import free_port
+
+    empty = cli(tmp_path / "chroma", "stats", "--json")
+    assert empty.returncode == 0, empty.stderr  # nothing ingested yet: zeros, not an error
+    assert json.loads(empty.stdout)["store_chunks"] == 0
+    listed = cli(tmp_path / "chroma", "list")  # a table with its header, even when empty
+    assert listed.returncode == 0 and listed.stdout.split() == [
+        "doc_id",
+        "chunks",
+        "groups",
+        "path",
+    ]
+    down = cli(
+        tmp_path / "chroma",
+        "stats",
+        RAG_STORE__MODE="http",
+        RAG_STORE__PORT=str(free_port()),  # nobody listens there
+    )
+    assert down.returncode == 5, down.stdout + down.stderr
+    assert "Cannot reach the Chroma server" in down.stderr and "store_chunks" not in down.stdout
+
+
+def test_relative_paths_follow_one_root_and_libraries_stay_quiet(tmp_path: Path) -> None:
+    """Run from another folder, rag-ingest uses the store under the root (``RAG_HOME``; by
+    default the checkout), not under the working directory, and prints no library noise."""
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    doc = elsewhere / "note.txt"
+    doc.write_text("The bike shed key hangs in reception.\n", encoding="utf-8")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RAG_")},
+        "PYTHONPATH": str(REPO),
+        "RAG_PROFILE": "test",
+        "RAG_HOME": str(home),
+        "RAG_PATHS__ASSETS_DIR": str(ASSETS),
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "ingest.cli", "add", "note.txt"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=elsewhere,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (home / "var" / "kb" / "chroma").is_dir()
+    assert not (elsewhere / "var").exists()
+    noise = [line for line in run.stderr.splitlines() if "DEBUG" in line or "INFO" in line]
+    assert not noise, noise

@@ -21,7 +21,7 @@ def test_profile_from_environment_and_nested_override() -> None:
     assert settings.profile == "gpu-20b"
     assert settings.llm.max_model_len == 131072
     assert settings.llm.family == "gpt-oss"
-    assert settings.store.path == Path("var/kb")
+    assert settings.store.path == Path(__file__).resolve().parents[2] / "var" / "kb"
     assert settings.llm.max_tokens == 99
 
 
@@ -62,3 +62,53 @@ def test_every_shipped_profile_is_valid() -> None:
     assert {"dev", "test", "gpu-20b", "gpu-120b"} <= set(names)
     for name in names:
         assert load_settings(name, environ={}).profile == name
+
+
+def test_config_dir_adds_profiles_without_a_copy_of_base(tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text("server:\n  port: 9443\n  public_docs: false\n")
+    settings = load_settings("site", environ={"RAG_CONFIG_DIR": str(tmp_path)})
+    assert settings.profile == "site" and settings.server.port == 9443
+    assert not settings.server.public_docs and settings.auth.required  # base.yaml underneath
+    assert settings.store.hnsw_ef_search == 200
+    # The shipped profiles stay available, and a base.yaml there changes the shipped one.
+    (tmp_path / "base.yaml").write_text("retrieval:\n  top_k: 3\n")
+    env = {"RAG_CONFIG_DIR": str(tmp_path)}
+    assert load_settings("site", environ=env).retrieval.top_k == 3
+    assert load_settings("dev", environ=env).retrieval.top_k == 3
+    with pytest.raises(ConfigError, match="RAG_CONFIG_DIR") as refused:
+        load_settings("nope", environ=env)
+    assert "site" in refused.value.message and "prod-cpu" in refused.value.message
+
+
+def test_a_rule_across_settings_reads_as_one_sentence() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings("remote-openai", environ={"RAG_AUTH__REQUIRED": "false"})
+    lines = refused.value.message.splitlines()
+    assert lines[1].startswith("  auth.required is false in the 'remote-openai' profile")
+    assert "Value error" not in refused.value.message and " : " not in refused.value.message
+
+
+def test_prod_cpu_needs_keys_and_hides_the_docs() -> None:
+    settings = load_settings("prod-cpu", environ={})
+    assert settings.auth.required and not settings.server.public_docs
+    assert settings.llm.backend == "vllm" and not settings.widget.demo_page
+
+
+def test_the_exit_code_table_is_the_same_in_the_readme_and_the_help() -> None:
+    from typer.testing import CliRunner
+
+    from ingest.cli import EXIT_CODES, app
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = {
+        int(code): meaning
+        for code, meaning in (
+            line.strip("|").split("|")
+            for line in readme.splitlines()
+            if line.startswith("| ") and line[2].isdigit()
+        )
+    }
+    assert {k: v.strip() for k, v in rows.items()} == EXIT_CODES
+    shown = " ".join(CliRunner().invoke(app, ["--help"], terminal_width=400).output.split())
+    for code, meaning in EXIT_CODES.items():
+        assert f"{code} {meaning}" in shown
