@@ -43,6 +43,7 @@ def anonymous(settings: Settings) -> Principal:
         frozenset(settings.retrieval.anonymous_groups),
         anonymous=True,
         scopes=frozenset(SCOPES),
+        credential="anonymous",
     )
 
 
@@ -82,6 +83,7 @@ def get_principal(request: Request) -> Principal:
             frozenset(key.groups),
             anonymous=False,
             scopes=frozenset(key.scopes),
+            credential=f"key:{key.key_id}",
         )
     token = request.headers.get(TOKEN_HEADER)
     if token is not None:
