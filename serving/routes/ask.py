@@ -86,6 +86,7 @@ async def ask(
         raise BadRequestError("The question is empty. Type a question and retry.")
     answer_id = uuid.uuid4().hex
     cid = service.conversation_id(caller, body.conversation_id)
+    http.slots.check()  # after every check of the request: an invalid one holds no place
     if not body.stream:
         with http.slots:
             done = await until_disconnected(

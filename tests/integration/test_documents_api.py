@@ -197,6 +197,46 @@ async def test_ingest_rules_never_put_an_upload_in_the_uploaders_foreign_groups(
     assert meta["groups"] == ["finance"]
 
 
+async def test_the_body_cap_counts_bytes_received_before_auth(
+    api: tuple[httpx.AsyncClient, Any],
+) -> None:
+    """Issue 19, finding 4: the limit read only ``Content-Length``; a chunked body with no
+    key was read (and parsed) whole before the 401. Now the first bytes over the cap end the
+    request with a 413: the rest is never pulled from the client."""
+    client, state = api
+    limit = state.settings.auth.max_body_kb * 1024
+    piece = b"x" * 65536
+    for path in ("/v1/ask", "/v1/retrieve", "/v1/chat/completions", "/v1/feedback"):
+        pulled = 0
+
+        async def body() -> AsyncIterator[bytes]:
+            nonlocal pulled
+            for _ in range(64):  # 4 MiB in all, never declared
+                pulled += len(piece)
+                yield piece
+
+        resp = await client.post(path, content=body(), headers={"Content-Type": "application/json"})
+        assert resp.status_code == 413, (path, resp.status_code, resp.text)
+        assert resp.json()["error"]["code"] == "payload_too_large"
+        assert pulled <= limit + 2 * len(piece), (path, pulled)
+    declared = await client.post(
+        "/v1/ask", content=b"{}" + b" " * limit, headers={"Content-Type": "application/json"}
+    )
+    assert declared.status_code == 413
+
+
+async def test_a_request_id_is_echoed_only_when_short_and_plain(
+    api: tuple[httpx.AsyncClient, Any],
+) -> None:
+    client, _ = api
+    assert (await client.get("/healthz", headers={"X-Request-ID": "abc-123"})).headers[
+        "x-request-id"
+    ] == "abc-123"
+    for sent in ("x" * 200_000, "evil\x1b[31mred", "a b"):
+        got = (await client.get("/healthz", headers={"X-Request-ID": sent})).headers
+        assert got["x-request-id"] != sent and len(got["x-request-id"]) == 16
+
+
 async def test_a_failed_upload_leaves_no_file_behind(api: tuple[httpx.AsyncClient, Any]) -> None:
     client, state = api
     loader = key(state, ["ingest"], ["everyone"])
