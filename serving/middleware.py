@@ -8,10 +8,10 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.config import Settings
 from serving import metrics, widget
@@ -20,6 +20,12 @@ from serving.uploads import MAX_FILES_PER_UPLOAD
 
 log = logging.getLogger(__name__)
 Next = Callable[[Request], Awaitable[Response]]
+# The ASGI types (as Starlette spells them; FastAPI does not re-export them).
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 UPLOAD_PATH = "/v1/documents"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
