@@ -88,6 +88,13 @@ def _rule_groups(path: Path, root: Path | None, settings: IngestSettings) -> lis
     return groups
 
 
+def rule_groups(path: Path, settings: IngestSettings) -> tuple[str, ...]:
+    """The groups the rules (or, when none matches, ``default_groups``) give ``path``,
+    without a sidecar: what an upload without explicit groups would get."""
+    groups = _rule_groups(path, None, settings) or list(settings.default_groups)
+    return tuple(dict.fromkeys(groups))
+
+
 def resolve_meta(path: Path, root: Path | None, settings: IngestSettings) -> DocMeta:
     """Groups, title and link of a document (raises :class:`IngestError` on a bad sidecar)."""
     groups = _rule_groups(path, root, settings)

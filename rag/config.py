@@ -508,6 +508,12 @@ class WidgetToken(_Section):
         min_length=1,
         description="The iss claim a signed identity must carry; null: not checked.",
     )
+    identity_groups: list[str] = Field(
+        default_factory=list,
+        description="Groups a signed identity from this token may claim (besides the token's "
+        "own groups); an identity claiming any other group is refused (403). Empty: "
+        "identities carry only the token's groups.",
+    )
 
 
 class WidgetSettings(_Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,6 +42,17 @@ class Principal:
     groups: frozenset[str]
     anonymous: bool = True
     scopes: frozenset[str] = frozenset({"ask"})
+    credential: str = ""
+    """What vouched for the caller: ``key:<id>``, ``widget:<token name>`` or ``anonymous``."""
+
+    @property
+    def owner(self) -> str:
+        """Whose conversations, answers and ratings these are: the subject, the credential
+        it came with and its groups. The same user through another site's widget token, or
+        with fewer groups, is another owner (issue 19: a partner site's signed ``alice``
+        continued the intranet's ``alice`` conversation)."""
+        digest = hashlib.sha256("|".join(sorted(self.groups)).encode("utf-8")).hexdigest()
+        return f"{self.subject} via {self.credential or '-'} groups:{digest[:12]}"
 
 
 @dataclass(frozen=True, slots=True)

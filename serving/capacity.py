@@ -1,8 +1,9 @@
 """Back-pressure: at most ``server.max_concurrent_answers`` answers in flight; beyond that a
 question gets 503 with ``Retry-After`` at once instead of queueing without bound.
 
-A question is admitted (:meth:`AnswerSlots.check`, in the request's dependencies) before its
-answer starts (``with slots:``, inside the handler or the streaming body). The admission
+A question is admitted (:meth:`AnswerSlots.check`, by the route once the request has passed
+every check of its own, so an invalid request never holds a place) just before its answer
+starts (``with slots:``, inside the handler or the streaming body). The admission
 reserves a place at once: otherwise a burst of streaming requests all pass the check before
 any of their answers has started, and the limit does not hold. A reservation whose answer
 does not start within ``lease_s`` (the request was refused afterwards, or the client left
@@ -29,9 +30,8 @@ class BusyError(EngineError):
 
 
 class AnswerSlots:
-    """Counts answers in flight. Used on the event loop thread only (the admission check in
-    the async ``serving.principal.asking``, the answers in the handlers and streams), so it
-    needs no lock."""
+    """Counts answers in flight. Used on the event loop thread only (the admission check and
+    the answers in the async handlers and streams), so it needs no lock."""
 
     def __init__(
         self, limit: int, *, lease_s: float = 5.0, clock: Callable[[], float] = time.monotonic

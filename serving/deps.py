@@ -85,7 +85,8 @@ UploadsDep = Annotated[Uploads, Depends(get_uploads)]
 AnswerLogDep = Annotated[AnswerLog, Depends(get_answer_log)]
 
 Asker = Annotated[Principal, Depends(asking)]
-"""Scope ``ask``, within its rate limit, admitted by the capacity check."""
+"""Scope ``ask``, within its rate limit (the route then validates, then takes a place:
+``http.slots.check()``)."""
 Reader = Annotated[Principal, Depends(require("ask"))]
 Ingester = Annotated[Principal, Depends(require("ingest"))]
 Admin = Annotated[Principal, Depends(require("admin"))]

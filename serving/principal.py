@@ -4,8 +4,8 @@ A caller is, in order: an API key (``Authorization: Bearer kb_...`` or ``X-API-K
 widget (``X-Widget-Token`` + the page's ``Origin``, optionally a signed
 ``X-Widget-Identity``), or, only when ``auth.required`` is off (dev), anonymous with
 ``retrieval.anonymous_groups``. ``require(scope)`` adds the scope check; ``asking`` adds
-the rate limit and the capacity check. The ``Annotated`` aliases routes use (``Asker``,
-``Reader``, ...) are in :mod:`serving.deps`.
+the rate limit (the capacity check is the route's, after validation). The ``Annotated``
+aliases routes use (``Asker``, ``Reader``, ...) are in :mod:`serving.deps`.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def anonymous(settings: Settings) -> Principal:
         frozenset(settings.retrieval.anonymous_groups),
         anonymous=True,
         scopes=frozenset(SCOPES),
+        credential="anonymous",
     )
 
 
@@ -82,6 +83,7 @@ def get_principal(request: Request) -> Principal:
             frozenset(key.groups),
             anonymous=False,
             scopes=frozenset(key.scopes),
+            credential=f"key:{key.key_id}",
         )
     token = request.headers.get(TOKEN_HEADER)
     if token is not None:
@@ -114,9 +116,11 @@ def require(scope: str) -> Callable[[Principal], Principal]:
 async def asking(
     request: Request, caller: Annotated[Principal, Depends(require("ask"))]
 ) -> Principal:
-    """The ``ask`` scope, the per-caller question rate limit, and the service's capacity
-    (checked last: a refused request must not hold a place). Async on purpose: the rate
-    limiter and the answer slots are used on the event loop only, so they need no lock."""
+    """The ``ask`` scope and the per-caller question rate limit. The service's capacity is
+    not taken here: a route takes its place (``http.slots.check()``) after it has validated
+    the request, so an invalid request never holds a place (issue 19: eight requests naming
+    an unknown model held every slot). Async on purpose: the rate limiter and the answer
+    slots are used on the event loop only, so they need no lock."""
     limiter: RateLimits = request.app.state.rag.limiter
     who = caller.subject
     if caller.anonymous:  # anonymous widget visitors share a subject: tell them apart by IP
@@ -129,7 +133,6 @@ async def asking(
             f"{seconds} s.",
             seconds,
         )
-    request.app.state.http.slots.check()
     return caller
 
 

@@ -57,7 +57,7 @@ class AnswerLog:
             await asyncio.to_thread(
                 self.feedback.record_answer,
                 answer_id,
-                caller.subject,
+                caller.owner,
                 declined=answer.declined,
                 doc_ids=sorted({c.doc_id for c in answer.citations}),
                 latency_ms=answer.timings.get("total_ms", 0.0),

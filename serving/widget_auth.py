@@ -9,11 +9,14 @@ secret the site shares with the service (held in an environment variable named b
 token's config). The secret never goes to the browser; the site's own back end signs the
 identity. PyJWT checks the signature (HS256 only: ``alg: none`` and other algorithms are
 refused), ``exp`` (an integer, 60 s of clock skew), ``nbf``, ``aud`` and ``iss``; the service
-adds its own cap: an identity may not live longer than 24 hours.
+adds its own cap: an identity may not live longer than 24 hours, and the groups it claims
+must be the token's ``identity_groups`` (or its own ``groups``): one partner site's secret
+cannot grant another site's groups (issue 19).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import time
@@ -42,6 +45,10 @@ class InvalidWidgetTokenError(ForbiddenError):
 
 class InvalidIdentityError(AuthError):
     code = "invalid_identity"
+
+
+class IdentityGroupsNotAllowedError(ForbiddenError):
+    code = "identity_groups_not_allowed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +128,12 @@ def find_token(settings: WidgetSettings, token: str) -> WidgetToken | None:
     return None
 
 
+def token_credential(found: WidgetToken) -> str:
+    """Names one widget token (two tokens may share a ``name``)."""
+    digest = hashlib.sha256(found.token.encode("utf-8")).hexdigest()[:8]
+    return f"widget:{found.name}:{digest}"
+
+
 def widget_principal(
     settings: WidgetSettings,
     token: str,
@@ -141,7 +154,12 @@ def widget_principal(
             "origin to the widget token's origins."
         )
     if not identity:
-        return Principal(f"widget:{found.name}", frozenset(found.groups), anonymous=True)
+        return Principal(
+            f"widget:{found.name}",
+            frozenset(found.groups),
+            anonymous=True,
+            credential=token_credential(found),
+        )
     env = os.environ if environ is None else environ
     secret = env.get(found.identity_secret_env or "", "")
     if not secret:
@@ -155,4 +173,15 @@ def widget_principal(
         audience=found.identity_audience,
         issuer=found.identity_issuer,
     )
-    return Principal(f"user:{who.subject}", frozenset(who.groups) | set(found.groups), False)
+    beyond = sorted(set(who.groups) - set(found.identity_groups) - set(found.groups))
+    if beyond:
+        raise IdentityGroupsNotAllowedError(
+            f"Identities signed for this widget may not grant the group(s) {', '.join(beyond)}. "
+            "Ask the administrator to list them in the widget token's identity_groups."
+        )
+    return Principal(
+        f"user:{who.subject}",
+        frozenset(who.groups) | set(found.groups),
+        False,
+        credential=token_credential(found),
+    )

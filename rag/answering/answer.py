@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -222,12 +223,24 @@ class AnswerService:
             return len(ids), replace(request, prompt_ids=tuple(ids))
         return self._engine.count_prompt_tokens(request, history), request
 
+    def conversation_id(self, principal: Principal, requested: str | None) -> str | None:
+        """The conversation a question belongs to. A signed-in caller's ids are its own
+        (history is kept per :attr:`Principal.owner`). Anonymous callers share an owner
+        (every visitor of one widget token), so they only continue a conversation the
+        service issued and already holds; any other id, or none, gets a new unguessable
+        id, which the answer returns (issue 19: visitors read each other's history)."""
+        if not principal.anonymous:
+            return requested
+        if requested and self._conversations.known(principal.owner, requested):
+            return requested
+        return secrets.token_urlsafe(24)
+
     def history_for(
         self, principal: Principal, conversation_id: str | None, history: Sequence[HistoryTurn]
     ) -> list[HistoryTurn]:
         turns = list(history)
         if conversation_id:
-            turns = self._conversations.history(principal.subject, conversation_id) + turns
+            turns = self._conversations.history(principal.owner, conversation_id) + turns
         cfg = self._settings.context
         return trim_history(
             turns, self._count, max_tokens=cfg.history_tokens, max_turns=cfg.history_turns
@@ -406,7 +419,7 @@ class AnswerService:
         self, principal: Principal, conversation_id: str | None, question: str, answer: str
     ) -> None:
         if conversation_id:
-            self._conversations.append(principal.subject, conversation_id, question, answer)
+            self._conversations.append(principal.owner, conversation_id, question, answer)
 
     async def ask(
         self,

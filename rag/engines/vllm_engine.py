@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
@@ -208,21 +209,51 @@ class _PassThrough:
 
 
 class ChatTemplateRenderer:
-    """Any model with a chat template: rules as system, sources and question as user."""
+    """Any model with a chat template: rules as system, sources and question as user.
+
+    Message text is never read as special tokens (issue 19: the template's output was
+    tokenized whole, so ``<|im_start|>system`` in a document, a question or the history
+    became a real role marker). The template is rendered with a random placeholder per
+    message; the template's own text between them is tokenized with its special tokens, and
+    each message's text with ``split_special_tokens`` (a special token's spelling becomes
+    ordinary tokens), the way the harmony renderer encodes text."""
 
     def __init__(self, tokenizer: Any) -> None:
         self._tok = tokenizer
         self.stop_token_ids: list[int] = []
 
     def render(self, request: GenerationRequest, history: Sequence[HistoryTurn]) -> list[int]:
-        messages = [{"role": "system", "content": request.instructions}]
-        messages += [{"role": t.role, "content": t.text} for t in history]
-        messages.append({"role": "user", "content": user_text(request)})
-        text = self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return list(self._tok.encode(str(text), add_special_tokens=False))
+        contents = [request.instructions, *(t.text for t in history), user_text(request)]
+        roles = ["system", *(t.role for t in history), "user"]
+        nonce = secrets.token_hex(8)
+        slots = [f"@@rag-{nonce}-{i}@@" for i in range(len(contents))]
+        messages = [{"role": r, "content": slot} for r, slot in zip(roles, slots, strict=True)]
+        text = str(
+            self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        )
+        ids: list[int] = []
+        for slot, content in zip(slots, contents, strict=True):
+            before, found, text = text.partition(slot)
+            if not found or slot in text:
+                raise EngineError(
+                    "The model's chat template changes or repeats message text, so the "
+                    "service cannot keep document text apart from its role markers. Use a "
+                    "model whose template places each message's content once, as given."
+                )
+            ids += self._structure(before) + self._text(content)
+        return ids + self._structure(text)
+
+    def _structure(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False)) if text else []
+
+    def _text(self, text: str) -> list[int]:
+        if not text:
+            return []
+        encoded = self._tok(text, add_special_tokens=False, split_special_tokens=True)
+        return list(encoded["input_ids"])
 
     def count_text(self, text: str) -> int:
-        return len(self._tok.encode(text, add_special_tokens=False))
+        return len(self._text(text))
 
     def new_filter(self) -> _OutputFilter:
         return _PassThrough()

@@ -1,16 +1,18 @@
-"""BM25 keyword search over the stored chunks (the only importer of ``bm25s``).
+"""BM25 keyword search over the stored chunks.
 
-``bm25s`` has no incremental update, so the index is kept in two layers in one folder:
+The index is kept in two layers in one folder:
 
 - ``terms.sqlite``: one row per chunk (id, document, source, groups, position in its
   document, analysed heading terms, analysed text terms), written at once by
   :meth:`KeywordIndex.on_upsert` / :meth:`KeywordIndex.on_delete` (the ingest pipeline's
   :class:`rag.seams.IndexListener` calls),
-- ``index-<generation>/``: the bm25s matrices plus ``meta.json`` (chunk ids, documents,
-  sources, groups in index order), rebuilt from the table by :meth:`KeywordIndex.commit`
-  when anything changed, written to a new folder and switched to by an atomic rename of the
-  ``CURRENT`` pointer. Readers memory-map it and notice a newer generation on their next
-  search, so a server sees what another process ingested without restarting.
+- ``index-<generation>/``: the term frequencies by term (``start``/``rows``/``tf``
+  ``.npy``, compressed columns), each row's length, ``vocab.json`` and ``meta.json`` (chunk
+  ids, documents, sources, groups in index order), rebuilt from the table by
+  :meth:`KeywordIndex.commit` when anything changed, written to a new folder and switched
+  to by an atomic rename of the ``CURRENT`` pointer. Readers memory-map it and notice a
+  newer generation on their next search, so a server sees what another process ingested
+  without restarting.
 
 BM25 reads each chunk as a window: its title and heading, its own text counted twice, and
 the text of ``window`` neighbouring chunks of the same document and access groups each side
@@ -25,9 +27,16 @@ A crash between the store write and the listener call leaves the table behind th
 :meth:`KeywordIndex.reconcile` (run when the service starts) adds the store's missing chunks,
 drops chunks the store no longer has, and rebuilds.
 
-Access control happens before ranking: bm25s multiplies every document's score by a weight
-mask, and the mask is zero for chunks outside the caller's groups (and outside any
-``doc_id``/``source`` filter), so such chunks never compete for the top ``k``.
+Access control happens before ranking, and inside the scoring itself: the BM25 statistics
+(number of chunks, average window length, each term's document frequency) are computed at
+query time over the chunks the caller's groups may read, so a score (and so a ranking) never
+depends on text the caller may not read (issue 19: with statistics over every group, the
+score of a probe word told whether it also occurs in HR's documents). The per-term work is a
+slice of the term's postings; the statistics of a group set are cached per index
+generation. Unreadable chunks (and chunks outside any ``doc_id``/``source`` filter) score 0
+and never compete for the top ``k``. The scores are Lucene's BM25 variant (what bm25s
+computed before): ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))`` times
+``tf / (tf + k1 (1 - b + b len / avg))``.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import sqlite3
@@ -44,7 +54,6 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -115,14 +124,27 @@ def windows(rows: Sequence[tuple[str, int, str, str, str]], window: int) -> list
 
 
 @dataclass
+class _Postings:
+    """Term frequencies by term (compressed columns): the rows holding term ``t`` are
+    ``rows[start[t]:start[t + 1]]`` with counts ``tf[...]``; ``length`` per row."""
+
+    vocab: dict[str, int]
+    start: np.ndarray
+    rows: np.ndarray
+    tf: np.ndarray
+    length: np.ndarray
+
+
+@dataclass
 class _Snapshot:
     generation: str
-    retriever: Any
+    postings: _Postings | None
     ids: list[str]
     doc_ids: np.ndarray
     sources: np.ndarray
     groups: list[frozenset[str]]
     masks: dict[frozenset[str], np.ndarray] = field(default_factory=dict)
+    stats: dict[frozenset[str] | None, tuple[float, float]] = field(default_factory=dict)
     group_rows: dict[str, np.ndarray] | None = None
     row_of: dict[str, int] | None = None
 
@@ -150,6 +172,25 @@ class _Snapshot:
             self.masks.clear()
         self.masks[groups] = mask
         return mask
+
+    def collection_stats(
+        self, groups: frozenset[str] | None, mask: np.ndarray | None
+    ) -> tuple[float, float]:
+        """``(N, average length)`` over the rows ``groups`` may read (all rows for None)."""
+        cached = self.stats.get(groups)
+        if cached is not None:
+            return cached
+        assert self.postings is not None
+        length = self.postings.length
+        if mask is None:
+            n, total = float(len(length)), float(length.sum())
+        else:
+            n, total = float(mask.sum()), float((length * mask).sum())
+        found = (n, total / n if n else 1.0)
+        if len(self.stats) > 256:
+            self.stats.clear()
+        self.stats[groups] = found
+        return found
 
 
 class KeywordIndex:
@@ -250,6 +291,7 @@ class KeywordIndex:
                 "stemming": self._stemming,
                 "window": self._window,
                 "own": _OWN,
+                "format": "postings",
             }
         )
         with self._lock:
@@ -304,8 +346,6 @@ class KeywordIndex:
         log.warning("keyword analysis settings changed: the index is rebuilt from the store")
 
     def _rebuild(self) -> None:
-        import bm25s
-
         started = time.perf_counter()
         rows = self._conn().execute(
             "SELECT chunk_id, doc_id, source, groups, position, head, terms FROM chunks "
@@ -329,9 +369,8 @@ class KeywordIndex:
         tmp = self._folder / f".{generation}.tmp"
         tmp.mkdir(parents=True)
         if ids:
-            retriever = bm25s.BM25(k1=self._k1, b=self._b)
-            retriever.index(corpus, show_progress=False)
-            retriever.save(str(tmp), show_progress=False)
+            _write_postings(tmp, corpus)
+        del corpus
         meta = {"ids": ids, "doc_ids": doc_ids, "sources": sources, "groups": groups}
         (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         os.replace(tmp, target)
@@ -378,11 +417,7 @@ class KeywordIndex:
             folder = self._folder / generation
             try:
                 meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-                retriever = None
-                if meta["ids"]:
-                    import bm25s
-
-                    retriever = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
+                postings = _read_postings(folder) if meta["ids"] else None
             except (OSError, ValueError, KeyError) as exc:
                 raise StoreError(
                     f"The keyword index at {folder} is unreadable ({exc}). Delete "
@@ -390,7 +425,7 @@ class KeywordIndex:
                 ) from exc
             self._snapshot = _Snapshot(
                 generation=generation,
-                retriever=retriever,
+                postings=postings,
                 ids=list(meta["ids"]),
                 doc_ids=np.asarray(meta["doc_ids"], dtype=object),
                 sources=np.asarray(meta["sources"], dtype=object),
@@ -440,16 +475,15 @@ class KeywordIndex:
     ) -> list[tuple[str, float]]:
         """Best ``k`` chunk ids with BM25 scores, only among chunks the filters allow."""
         snap = self._load()
-        if snap is None or snap.retriever is None or k < 1:
+        if snap is None or snap.postings is None or k < 1:
             return []
-        terms = [t for t in analyze(query, stemming=self._stemming) if t]
-        vocab = snap.retriever.vocab_dict
-        terms = [t for t in terms if t in vocab]
+        post = snap.postings
+        terms = [post.vocab[t] for t in analyze(query, stemming=self._stemming) if t in post.vocab]
         if not terms:
             return []
-        mask: np.ndarray | None = None
-        if groups is not None:
-            mask = snap.group_mask(frozenset(groups))
+        key = None if groups is None else frozenset(groups)
+        readable = None if key is None else snap.group_mask(key)
+        mask = readable
         if doc_ids is not None:
             allow = np.isin(snap.doc_ids, list(doc_ids)).astype(np.float32)
             mask = allow if mask is None else mask * allow
@@ -458,7 +492,7 @@ class KeywordIndex:
             mask = allow if mask is None else mask * allow
         if mask is not None and not mask.any():
             return []
-        scores = snap.retriever.get_scores(terms)
+        scores = self._scores(snap, terms, key, readable)
         if mask is not None:
             scores = scores * mask
         # Top k among the chunks that match at all: bm25s' own top-k partitions the whole
@@ -469,9 +503,76 @@ class KeywordIndex:
         top = matching[np.argsort(-scores[matching], kind="stable")]
         return [(snap.ids[int(i)], float(scores[i])) for i in top]
 
+    def _scores(
+        self,
+        snap: _Snapshot,
+        terms: Sequence[int],
+        key: frozenset[str] | None,
+        readable: np.ndarray | None,
+    ) -> np.ndarray:
+        """BM25 (Lucene's variant, as bm25s scores it) with every statistic taken over the
+        rows ``readable`` allows: the number of rows, their average length and each term's
+        document frequency. A chunk the caller may not read changes no score they see."""
+        post = snap.postings
+        assert post is not None
+        n, avg = snap.collection_stats(key, readable)
+        scores = np.zeros(len(snap.ids), dtype=np.float64)
+        if n == 0:
+            return scores
+        norm = self._k1 * ((1 - self._b) + self._b * np.asarray(post.length) / avg)
+        for term in terms:
+            lo, hi = int(post.start[term]), int(post.start[term + 1])
+            rows = np.asarray(post.rows[lo:hi])
+            tf = np.asarray(post.tf[lo:hi], dtype=np.float64)
+            if readable is not None:
+                keep = readable[rows] > 0
+                rows, tf = rows[keep], tf[keep]
+            df = len(rows)
+            if df == 0:
+                continue
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            scores[rows] += idf * tf / (norm[rows] + tf)
+        return scores
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.close()
                 self._db = None
+
+
+_POSTINGS = ("start", "rows", "tf", "length")
+
+
+def _write_postings(folder: Path, corpus: Sequence[Sequence[str]]) -> None:
+    """Term frequencies per (term, row) in compressed columns, and each row's length."""
+    vocab: dict[str, int] = {}
+    term_ids: list[int] = []
+    row_ids: list[int] = []
+    length = np.zeros(len(corpus), dtype=np.float32)
+    for row, words in enumerate(corpus):
+        length[row] = len(words)
+        for word in words:
+            term_ids.append(vocab.setdefault(word, len(vocab)))
+        row_ids.extend([row] * len(words))
+    packed = (np.asarray(term_ids, dtype=np.int64) << 32) | np.asarray(row_ids, dtype=np.int64)
+    pairs, counts = np.unique(packed, return_counts=True)
+    terms = pairs >> 32
+    start = np.zeros(len(vocab) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(terms, minlength=len(vocab)), out=start[1:])
+    arrays = {
+        "start": start,
+        "rows": (pairs & 0xFFFFFFFF).astype(np.int32),
+        "tf": counts.astype(np.float32),
+        "length": length,
+    }
+    for name in _POSTINGS:
+        np.save(folder / f"{name}.npy", arrays[name])
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+
+
+def _read_postings(folder: Path) -> _Postings:
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _POSTINGS}
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    return _Postings(vocab=vocab, **arrays)

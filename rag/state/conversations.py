@@ -17,9 +17,13 @@ from rag.types import HistoryTurn
 
 
 class ConversationStore(Protocol):
-    """Earlier turns per (caller subject, conversation id); another caller never sees them."""
+    """Earlier turns per (owner, conversation id), the owner being
+    :attr:`rag.types.Principal.owner` (subject, credential and groups); another owner never
+    sees them."""
 
     def history(self, subject: str, conversation_id: str) -> list[HistoryTurn]: ...
+
+    def known(self, subject: str, conversation_id: str) -> bool: ...
 
     def append(self, subject: str, conversation_id: str, question: str, answer: str) -> None: ...
 
@@ -66,6 +70,12 @@ class Conversations:
             self._data[(subject, conversation_id)] = (now, entry[1])
             self._data.move_to_end((subject, conversation_id))
             return list(entry[1])
+
+    def known(self, subject: str, conversation_id: str) -> bool:
+        """Whether this owner holds the conversation (and it has not expired)."""
+        with self._lock:
+            self._expire(self._clock())
+            return (subject, conversation_id) in self._data
 
     def append(self, subject: str, conversation_id: str, question: str, answer: str) -> None:
         with self._lock:

@@ -104,6 +104,7 @@ async def chat(
     answer_id = uuid.uuid4().hex
     completion = Completion(f"chatcmpl-{answer_id}", int(time.time()), model, answer_id)
     record = partial(answer_log.record, answer_id, question, caller)
+    http.slots.check()  # after every check of the request: an invalid one holds no place
     if not body.stream:
         with http.slots:
             answer = await until_disconnected(

@@ -84,7 +84,9 @@ async def ask(
     question = checked_length(body.question, settings)
     if not question.strip():
         raise BadRequestError("The question is empty. Type a question and retry.")
-    answer_id, cid = uuid.uuid4().hex, body.conversation_id
+    answer_id = uuid.uuid4().hex
+    cid = service.conversation_id(caller, body.conversation_id)
+    http.slots.check()  # after every check of the request: an invalid one holds no place
     if not body.stream:
         with http.slots:
             done = await until_disconnected(

@@ -10,9 +10,11 @@ Uploads and deletes go through the service's one ingest pipeline (:mod:`serving.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated
 
@@ -67,12 +69,57 @@ def _visible(settings: Settings, collection: str, caller: Principal, doc_id: str
 
 
 def safe_filename(name: str | None) -> str:
-    """A plain file name for an upload: no folders, no control characters, no dot files."""
-    base = Path((name or "").replace("\\", "/")).name
+    """A plain file name for an upload: no folders, no control characters, no dot files.
+
+    A name that had to be changed (a folder part, a character a file name cannot have)
+    gets a short hash of the name as sent, so two different names never fold into one
+    file (``a\\b.txt`` and ``/x/b.txt`` were both ``b.txt``, one replacing the other)."""
+    sent = name or ""
+    base = Path(sent.replace("\\", "/")).name
     base = _UNSAFE.sub("_", base).strip(" .")
     if not base or base.startswith("."):
         raise BadRequestError("A file has no usable name. Give it a name with its extension.")
-    return base[:200]
+    base = base[:200]
+    if base != sent:
+        stem, dot, suffix = base.rpartition(".")
+        tag = hashlib.sha256(sent.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        base = f"{stem}-{tag}.{suffix}" if dot and stem else f"{base}-{tag}"
+    return base
+
+
+def upload_folder(settings: Settings, groups: Collection[str]) -> Path:
+    """Where uploads readable by exactly ``groups`` are kept: one folder per group set.
+
+    A document's id comes from its path, so an upload can only ever replace (or, by
+    ``updated`` against ``added``, reveal) a document of the same group set, which the
+    uploader (a member of every one of those groups) may read (issue 19: one shared folder
+    let an everyone key overwrite HR's ``policy.txt``)."""
+    key = hashlib.sha256("|".join(sorted(set(groups))).encode("utf-8")).hexdigest()[:16]
+    return settings.paths.data_dir / UPLOAD_DIR / key
+
+
+def upload_groups(
+    caller: Principal, wanted: list[str], names: list[str], settings: Settings
+) -> list[tuple[str, ...]]:
+    """The groups each upload gets: the ones asked for, else what the ingest rules (or
+    ``default_groups``) give its name. Never a group the uploader is not in: a 403 names
+    the groups and says to pass ``groups`` (issue 19: an everyone key's
+    ``payroll-notes.txt`` landed in ``finance`` by a rule)."""
+    from ingest.access import rule_groups
+
+    if wanted:
+        chosen = [tuple(dict.fromkeys(wanted))] * len(names)
+    else:
+        flat = settings.paths.data_dir / UPLOAD_DIR
+        chosen = [rule_groups(flat / name, settings.ingest) for name in names]
+    beyond = sorted({g for groups in chosen for g in groups} - caller.groups)
+    if beyond:
+        how = "" if wanted else " (by the ingest rules, since no groups were given)"
+        raise ForbiddenError(
+            f"You may not give documents groups you are not in{how}: {', '.join(beyond)}. "
+            "Pass `groups` with groups of your own."
+        )
+    return chosen
 
 
 @router.get(
@@ -178,8 +225,10 @@ async def upload(
     ] = None,
 ) -> UploadResult:
     """Each file goes through the same pipeline as `rag-ingest add`: type and size
-    checks, parsing, chunking, embedding, both indexes. A file with the same name
-    replaces its earlier version; an unchanged one is skipped. Up to 20 files per
+    checks, parsing, chunking, embedding, both indexes. A file with the same name and the
+    same groups replaces its earlier version (uploads with other groups are other
+    documents); an unchanged one is skipped. Without `groups`, the ingest rules'
+    groups apply, and must all be groups of the uploader. Up to 20 files per
     request; an upload arriving while another is indexed waits for it. Needs the `ingest`
     scope."""
     files = files or []
@@ -188,16 +237,15 @@ async def upload(
             f"{len(files)} files in one upload; the limit is {MAX_FILES_PER_UPLOAD}."
         )
     wanted = [g.strip() for g in (groups or "").split(",") if g.strip()]
-    beyond = sorted(set(wanted) - caller.groups)
-    if beyond:
-        raise ForbiddenError(
-            f"You may not give documents groups you are not in: {', '.join(beyond)}."
-        )
-    outcomes, saved = await _save_all(files, settings, wanted)
+    names = [_name_or_blank(item) for item in files]
+    per_file = upload_groups(caller, wanted, names, settings)
+    outcomes, saved = await _save_all(files, settings, per_file)
     for _ in range(len(files) - len(saved)):
         http.metrics.observe_ingest("failed", 0)
     for path, result in zip(saved, await uploads.add(saved) if saved else [], strict=True):
         http.metrics.observe_ingest(result.status, result.chunks)
+        if result.status == "failed":  # nothing of it is indexed: keep no file either
+            await asyncio.to_thread(_discard, path)
         outcomes[path.name] = FileOutcome(
             filename=path.name,
             doc_id=result.doc_id,
@@ -231,21 +279,28 @@ async def delete_document(
     return DeleteResult(doc_id=record.doc_id, chunks=result.chunks)
 
 
+def _name_or_blank(item: UploadFile | str) -> str:
+    try:
+        return "" if isinstance(item, str) else safe_filename(item.filename)
+    except BadRequestError:
+        return ""
+
+
 async def _save_all(
-    files: list[UploadFile | str], settings: Settings, groups: list[str]
+    files: list[UploadFile | str], settings: Settings, per_file: list[tuple[str, ...]]
 ) -> tuple[dict[str, FileOutcome], list[Path]]:
     """Each file saved into the uploads folder (with a groups sidecar); a part that is not
     a usable file becomes a failed outcome instead."""
     outcomes: dict[str, FileOutcome] = {}
     saved: list[Path] = []
-    for n, item in enumerate(files, 1):
+    for n, (item, groups) in enumerate(zip(files, per_file, strict=True), 1):
         try:
             if isinstance(item, str):  # a text field, not a file: e.g. curl -F files=path
                 raise BadRequestError(
                     f"Part {n} of `files` is text, not a file. Send it as a file with its name "
                     "(curl: -F files=@report.pdf)."
                 )
-            target = settings.paths.data_dir / UPLOAD_DIR / safe_filename(item.filename)
+            target = upload_folder(settings, groups) / safe_filename(item.filename)
             saved.append(await asyncio.to_thread(_save, item, target, settings, groups))
         except (BadRequestError, IngestError) as exc:
             label = f"files[{n}]" if isinstance(item, str) else item.filename or "?"
@@ -253,7 +308,12 @@ async def _save_all(
     return outcomes, saved
 
 
-def _save(item: UploadFile, target: Path, settings: Settings, groups: list[str]) -> Path:
+def _discard(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".meta.json").unlink(missing_ok=True)
+
+
+def _save(item: UploadFile, target: Path, settings: Settings, groups: tuple[str, ...]) -> Path:
     from ingest.parse import SUPPORTED_SUFFIXES
 
     if target.suffix.lower() not in SUPPORTED_SUFFIXES:
@@ -277,9 +337,6 @@ def _save(item: UploadFile, target: Path, settings: Settings, groups: list[str])
                 )
             out.write(chunk)
     sidecar = target.with_name(target.name + ".meta.json")
-    if groups:
-        sidecar.write_text(json.dumps({"groups": groups}), encoding="utf-8")
-    else:
-        sidecar.unlink(missing_ok=True)
+    sidecar.write_text(json.dumps({"groups": list(groups)}), encoding="utf-8")
     shutil.move(partial, target)
     return target

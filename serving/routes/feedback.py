@@ -36,7 +36,7 @@ async def feedback(body: FeedbackRequest, caller: Reader, store: Feedback) -> Fe
     (from /v1/ask, the widget, or /v1/chat/completions: each answer carries an
     `answer_id`). An unknown answer_id, or another caller's, is a 404."""
     comment = body.comment.strip() if body.comment else None
-    await asyncio.to_thread(store.add, body.answer_id, caller.subject, body.rating, comment)
+    await asyncio.to_thread(store.add, body.answer_id, caller.owner, body.rating, comment)
     return FeedbackResponse()
 
 

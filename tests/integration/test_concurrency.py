@@ -124,6 +124,52 @@ async def test_capacity_never_admits_more_than_its_places(sample_kb: Any) -> Non
     assert threads.seen == {loop_thread}
 
 
+async def test_invalid_questions_never_hold_an_answer_place(sample_kb: Any) -> None:
+    """Issue 19, finding 6: capacity was reserved before the model name, question length and
+    message checks, so eight requests naming an unknown model gave everyone else 503."""
+    from serving.app import create_app
+
+    settings = sample_kb.model_copy(
+        update={
+            "server": sample_kb.server.model_copy(update={"max_concurrent_answers": 2}),
+            "auth": sample_kb.auth.model_copy(update={"rate_per_minute": 0}),
+        }
+    )
+    gate = Gate()
+    app = create_app(settings, engine=gate)
+    long_question = "x" * (settings.server.max_question_chars + 1)
+    invalid = [
+        (
+            "/v1/chat/completions",
+            {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]},
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "model": "no-such-model",
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        ),
+        ("/v1/chat/completions", {"messages": [{"role": "assistant", "content": "no question"}]}),
+        ("/v1/ask", {"question": long_question}),
+        ("/v1/ask", {"question": long_question, "stream": True}),
+        ("/v1/ask", {"question": "   "}),
+    ] * 2
+    async with ready_client(app) as client:
+        slots = app.state.http.slots
+        for path, body in invalid:
+            resp = await client.post(path, json=body)
+            assert 400 <= resp.status_code < 500, (path, resp.status_code, resp.text)
+        assert (slots.reserved, slots.in_flight) == (0, 0)
+        asks = [asyncio.create_task(client.post("/v1/ask", json=QUESTION)) for _ in range(2)]
+        await wait_for(lambda: gate.inside == 2)  # both admitted: no place was held
+        gate.open.set()
+        answered = await asyncio.gather(*asks)
+    assert [r.status_code for r in answered] == [200, 200]
+    assert (slots.reserved, slots.in_flight) == (0, 0)
+
+
 async def test_rate_limit_tokens_are_never_spent_twice(sample_kb: Any) -> None:
     from serving.app import create_app
 

@@ -23,7 +23,10 @@ HR_TEXT = "Relocation allowance code ZEBRA-4471 covers moving costs up to 9,000 
 async def api(make_settings: Any, smol_engine: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     from serving.app import create_app
 
-    settings = make_settings(auth={"required": True, "rate_per_minute": 0})
+    settings = make_settings(
+        auth={"required": True, "rate_per_minute": 0},
+        ingest={"group_rules": [{"pattern": "*payroll*", "groups": ["finance"]}]},
+    )
     app = create_app(settings, engine=smol_engine)
     async with ready_client(app) as client:
         yield client, app.state.rag
@@ -57,7 +60,9 @@ async def test_upload_list_search_delete(api: tuple[httpx.AsyncClient, Any]) -> 
     hr_files = [("files", ("../../relocation.md", HR_TEXT.encode(), "text/markdown"))]
     hr = await client.post("/v1/documents", files=hr_files, data={"groups": "hr"}, headers=loader)
     [hr_result] = hr.json()["results"]
-    assert hr_result["status"] == "added" and hr_result["filename"] == "relocation.md"
+    assert hr_result["status"] == "added"
+    # A name with folders is made plain, tagged so that it cannot fold into another name.
+    assert hr_result["filename"].startswith("relocation-") and hr_result["filename"].endswith(".md")
     hr_id = hr_result["doc_id"]
 
     families = {
@@ -114,3 +119,130 @@ async def test_analytics_is_for_admins(api: tuple[httpx.AsyncClient, Any]) -> No
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<svg" in page.text and "<script" not in page.text
     assert (await client.get("/v1/analytics?format=pdf", headers=admin)).status_code == 422
+
+
+POLICY_HR = "Severance for directors is code OSPREY-88, two months per year.\n" * 3
+POLICY_FAKE = "Severance is zero for everyone, says the new policy.\n" * 3
+
+
+async def test_an_upload_never_replaces_or_reveals_a_restricted_document(
+    api: tuple[httpx.AsyncClient, Any],
+) -> None:
+    """Issue 19, finding 2: an everyone-scope ingest key uploading ``policy.txt`` over HR's
+    ``policy.txt`` got ``updated``, and HR's document then held the attacker's text."""
+    client, state = api
+    hr = key(state, ["ask", "ingest"], ["hr"])
+    outsider = key(state, ["ask", "ingest"], ["everyone"])
+    first = await client.post(
+        "/v1/documents",
+        files=[("files", ("policy.txt", POLICY_HR.encode(), "text/plain"))],
+        data={"groups": "hr"},
+        headers=hr,
+    )
+    [mine] = first.json()["results"]
+    assert mine["status"] == "added", first.text
+    for groups in ({}, {"groups": "everyone"}):  # rules' default, and explicit groups
+        attack = await client.post(
+            "/v1/documents",
+            files=[("files", ("policy.txt", POLICY_FAKE.encode(), "text/plain"))],
+            data=groups,
+            headers=outsider,
+        )
+        [theirs] = attack.json()["results"]
+        # No oracle: the same outcome as for a name nobody used; another document.
+        assert theirs["status"] in ("added", "unchanged") and theirs["doc_id"] != mine["doc_id"]
+    kept = (await client.get(f"/v1/documents/{mine['doc_id']}/source", headers=hr)).json()
+    assert "OSPREY-88" in kept["passages"][0]["text"]
+    meta = (await client.get(f"/v1/documents/{mine['doc_id']}", headers=hr)).json()
+    assert meta["groups"] == ["hr"]
+    blind = await client.get(f"/v1/documents/{mine['doc_id']}/source", headers=outsider)
+    assert blind.status_code == 404
+
+
+async def test_distinct_upload_names_never_fold_into_one(
+    api: tuple[httpx.AsyncClient, Any],
+) -> None:
+    client, state = api
+    loader = key(state, ["ingest"], ["everyone"])
+    results = []
+    for n, name in enumerate(["a\\b.txt", "/x/b.txt", "b.txt"]):
+        body = f"Distinct note number {n} about the b file, code FOLD-{n}.\n".encode()
+        up = await client.post(
+            "/v1/documents", files=[("files", (name, body, "text/plain"))], headers=loader
+        )
+        [result] = up.json()["results"]
+        results.append(result)
+    assert [r["status"] for r in results] == ["added"] * 3
+    assert len({r["doc_id"] for r in results}) == 3
+    assert len({r["filename"] for r in results}) == 3
+
+
+async def test_ingest_rules_never_put_an_upload_in_the_uploaders_foreign_groups(
+    api: tuple[httpx.AsyncClient, Any],
+) -> None:
+    """Issue 19, finding 7: without explicit groups a rule (``*payroll*`` -> finance) put an
+    everyone key's upload into ``finance``, a group the uploader is not in."""
+    client, state = api
+    outsider = key(state, ["ingest"], ["everyone"])
+    files = [("files", ("payroll-notes.txt", b"Payroll runs on the 25th.\n", "text/plain"))]
+    refused = await client.post("/v1/documents", files=files, headers=outsider)
+    assert refused.status_code == 403
+    assert "finance" in refused.json()["error"]["message"]
+    assert "groups" in refused.json()["error"]["message"]
+    finance = key(state, ["ask", "ingest"], ["finance"])
+    ok = await client.post("/v1/documents", files=files, headers=finance)
+    [result] = ok.json()["results"]
+    assert result["status"] == "added"
+    meta = (await client.get(f"/v1/documents/{result['doc_id']}", headers=finance)).json()
+    assert meta["groups"] == ["finance"]
+
+
+async def test_the_body_cap_counts_bytes_received_before_auth(
+    api: tuple[httpx.AsyncClient, Any],
+) -> None:
+    """Issue 19, finding 4: the limit read only ``Content-Length``; a chunked body with no
+    key was read (and parsed) whole before the 401. Now the first bytes over the cap end the
+    request with a 413: the rest is never pulled from the client."""
+    client, state = api
+    limit = state.settings.auth.max_body_kb * 1024
+    piece = b"x" * 65536
+    for path in ("/v1/ask", "/v1/retrieve", "/v1/chat/completions", "/v1/feedback"):
+        pulled = 0
+
+        async def body() -> AsyncIterator[bytes]:
+            nonlocal pulled
+            for _ in range(64):  # 4 MiB in all, never declared
+                pulled += len(piece)
+                yield piece
+
+        resp = await client.post(path, content=body(), headers={"Content-Type": "application/json"})
+        assert resp.status_code == 413, (path, resp.status_code, resp.text)
+        assert resp.json()["error"]["code"] == "payload_too_large"
+        assert pulled <= limit + 2 * len(piece), (path, pulled)
+    declared = await client.post(
+        "/v1/ask", content=b"{}" + b" " * limit, headers={"Content-Type": "application/json"}
+    )
+    assert declared.status_code == 413
+
+
+async def test_a_request_id_is_echoed_only_when_short_and_plain(
+    api: tuple[httpx.AsyncClient, Any],
+) -> None:
+    client, _ = api
+    assert (await client.get("/healthz", headers={"X-Request-ID": "abc-123"})).headers[
+        "x-request-id"
+    ] == "abc-123"
+    for sent in ("x" * 200_000, "evil\x1b[31mred", "a b"):
+        got = (await client.get("/healthz", headers={"X-Request-ID": sent})).headers
+        assert got["x-request-id"] != sent and len(got["x-request-id"]) == 16
+
+
+async def test_a_failed_upload_leaves_no_file_behind(api: tuple[httpx.AsyncClient, Any]) -> None:
+    client, state = api
+    loader = key(state, ["ingest"], ["everyone"])
+    files = [("files", ("broken.pdf", b"%PDF-1.4 not really a pdf", "application/pdf"))]
+    up = await client.post("/v1/documents", files=files, headers=loader)
+    [result] = up.json()["results"]
+    assert result["status"] == "failed" and result["error"]
+    uploads = state.settings.paths.data_dir / "uploads"
+    assert not list(uploads.rglob("broken.pdf*"))

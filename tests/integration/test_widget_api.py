@@ -18,6 +18,8 @@ pytestmark = pytest.mark.slow
 ORIGIN = "https://intranet.example.com"
 TOKEN = "intranet-widget-token-0001"
 CONTRACTOR_TOKEN = "contractor-widget-token-01"
+PARTNER_TOKEN = "partner-widget-token-00001"
+PARTNER_ORIGIN = "https://partner.example.org"
 SECRET = "test-identity-secret-0123456789-abcdef"  # HS256 wants >= 32 bytes
 
 
@@ -39,8 +41,16 @@ async def client(
                     "origins": [ORIGIN],
                     "groups": ["everyone"],
                     "identity_secret_env": "KB_TEST_WIDGET_SECRET",
+                    "identity_groups": ["hr"],
                 },
                 {"token": CONTRACTOR_TOKEN, "origins": [ORIGIN], "groups": ["contractors"]},
+                {
+                    "token": PARTNER_TOKEN,
+                    "name": "partner",
+                    "origins": [PARTNER_ORIGIN],
+                    "groups": ["everyone"],
+                    "identity_secret_env": "KB_TEST_WIDGET_SECRET",
+                },
             ],
         }
     )
@@ -131,7 +141,8 @@ async def test_answer_feedback_and_source_view(client: tuple[httpx.AsyncClient, 
     )
     assert ok.status_code == 200, ok.text
     [stored] = state.feedback.feedback(done["answer_id"])
-    assert (stored.subject, stored.rating, stored.comment) == ("user:alice", "down", "too vague")
+    assert stored.subject.startswith("user:alice via widget:intranet:")
+    assert (stored.rating, stored.comment) == ("down", "too vague")
     other = await c.post(  # an anonymous visitor cannot rate alice's answer
         "/v1/feedback",
         json={"answer_id": done["answer_id"], "rating": "up"},
@@ -149,3 +160,100 @@ async def test_answer_feedback_and_source_view(client: tuple[httpx.AsyncClient, 
     )
     assert hidden.status_code == 404  # not in the contractors group: as if it did not exist
     assert cited["title"] not in hidden.text
+
+
+async def _ask(c: httpx.AsyncClient, headers: dict[str, str], cid: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"question": "What is the name of the shared print queue?"}
+    if cid is not None:
+        body["conversation_id"] = cid
+    resp = await c.post("/v1/ask", json=body, headers=headers)
+    assert resp.status_code == 200, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+async def test_history_is_bound_to_the_caller_token_and_groups(
+    client: tuple[httpx.AsyncClient, Any],
+) -> None:
+    """Issue 19, finding 5: history was keyed by subject and conversation id only. A partner
+    site's signed ``alice`` continued the intranet's ``alice`` conversation, anonymous
+    visitors of one token shared one subject (and so each other's conversations), and a user
+    whose groups shrank kept restricted history."""
+    c, state = client
+    answers = state.answers
+    intranet_alice = widget_headers(
+        **{"X-Widget-Identity": sign_identity(SECRET.encode(), "alice", ["hr"])}
+    )
+    first = await _ask(c, intranet_alice, "alice-conv")
+    assert first["conversation_id"] == "alice-conv"  # a signed-in user's own id is kept
+    from serving.widget_auth import widget_principal
+
+    def principal(token: str, origin: str, groups: list[str] | None) -> Any:
+        ident = None if groups is None else sign_identity(SECRET.encode(), "alice", groups)
+        return widget_principal(state.settings.widget, token, origin, ident)
+
+    owner = principal(TOKEN, ORIGIN, ["hr"])
+    assert len(answers.history_for(owner, "alice-conv", ())) == 2
+    # The same name through the partner's token, or with fewer groups: another owner.
+    for other in (principal(PARTNER_TOKEN, PARTNER_ORIGIN, []), principal(TOKEN, ORIGIN, [])):
+        assert answers.history_for(other, "alice-conv", ()) == []
+    partner_alice = {
+        "X-Widget-Token": PARTNER_TOKEN,
+        "Origin": PARTNER_ORIGIN,
+        "X-Widget-Identity": sign_identity(SECRET.encode(), "alice", []),
+    }
+    await _ask(c, partner_alice, "alice-conv")
+    assert len(answers.history_for(owner, "alice-conv", ())) == 2  # untouched
+
+    # Anonymous visitors: a client-chosen id is never honoured; the service issues one.
+    visitor = widget_headers()
+    a = await _ask(c, visitor, "shared-guess")
+    b = await _ask(c, visitor, "shared-guess")
+    assert a["conversation_id"] != "shared-guess" and b["conversation_id"] != "shared-guess"
+    assert a["conversation_id"] != b["conversation_id"] and len(a["conversation_id"]) >= 32
+    anon = principal(TOKEN, ORIGIN, None)
+    assert len(answers.history_for(anon, a["conversation_id"], ())) == 2
+    assert answers.history_for(anon, "shared-guess", ()) == []
+    # The visitor holding the issued id continues it.
+    again = await _ask(c, visitor, a["conversation_id"])
+    assert again["conversation_id"] == a["conversation_id"]
+    assert len(answers.history_for(anon, a["conversation_id"], ())) == 4
+
+
+async def test_a_signed_identity_may_claim_only_its_tokens_groups(
+    client: tuple[httpx.AsyncClient, Any],
+) -> None:
+    """Issue 19, finding 8: one partner site's secret granted HR. The partner token lists no
+    identity groups: an identity it signs claiming ``hr`` (or ``finance``) is refused."""
+    c, _ = client
+    for groups in (["hr"], ["everyone", "finance"], ["contractors"]):
+        forged = sign_identity(SECRET.encode(), "mallory", groups)
+        for route, body in (
+            ("/v1/ask", {"question": "salary bands?"}),
+            ("/v1/retrieve", {"query": "salary"}),
+        ):
+            resp = await c.post(
+                route,
+                json=body,
+                headers={
+                    "X-Widget-Token": PARTNER_TOKEN,
+                    "Origin": PARTNER_ORIGIN,
+                    "X-Widget-Identity": forged,
+                },
+            )
+            assert resp.status_code == 403, (groups, route, resp.text)
+            assert resp.json()["error"]["code"] == "identity_groups_not_allowed"
+    # The intranet token allows hr: its identities may claim it (and no more).
+    ok = sign_identity(SECRET.encode(), "alice", ["hr"])
+    resp = await c.post(
+        "/v1/retrieve",
+        json={"query": "salary"},
+        headers=widget_headers(**{"X-Widget-Identity": ok}),
+    )
+    assert resp.status_code == 200
+    beyond = sign_identity(SECRET.encode(), "alice", ["hr", "finance"])
+    resp = await c.post(
+        "/v1/retrieve",
+        json={"query": "salary"},
+        headers=widget_headers(**{"X-Widget-Identity": beyond}),
+    )
+    assert resp.status_code == 403

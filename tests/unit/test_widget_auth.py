@@ -10,6 +10,7 @@ import pytest
 
 from rag.config import WidgetSettings
 from serving.widget_auth import (
+    IdentityGroupsNotAllowedError,
     InvalidIdentityError,
     InvalidWidgetTokenError,
     OriginNotAllowedError,
@@ -32,6 +33,7 @@ def settings() -> WidgetSettings:
                     "origins": ["https://intranet.example.com/"],
                     "groups": ["everyone"],
                     "identity_secret_env": "KB_TEST_SECRET",
+                    "identity_groups": ["hr"],
                 },
                 {"token": "other-token-without-secret", "origins": ["https://b.example"]},
             ]
@@ -104,6 +106,17 @@ def test_signed_identity_adds_the_users_groups() -> None:
         widget_principal(settings(), TOKEN, "https://intranet.example.com", ident, {})
     with pytest.raises(InvalidIdentityError):  # this token takes no identities at all
         widget_principal(settings(), "other-token-without-secret", "https://b.example", ident, ENV)
+
+
+def test_signed_identity_may_claim_only_the_tokens_identity_groups() -> None:
+    """Issue 19, finding 8: a site's secret could grant any group."""
+    for groups in (["finance"], ["hr", "admins"], ["everyone", "hr", "x"]):
+        forged = sign_identity(SECRET, "mallory", groups)
+        with pytest.raises(IdentityGroupsNotAllowedError):
+            widget_principal(settings(), TOKEN, "https://intranet.example.com", forged, ENV)
+    fine = sign_identity(SECRET, "alice", ["everyone", "hr"])
+    who = widget_principal(settings(), TOKEN, "https://intranet.example.com", fine, ENV)
+    assert who.groups == {"hr", "everyone"}
 
 
 def _token(header: dict[str, object], claims: dict[str, object], secret: bytes = SECRET) -> str:
