@@ -136,4 +136,4 @@ class Answer:
     top_score: float | None = None
     """The best retrieval similarity (dense cosine), kept with the feedback record."""
     quoted: bool = False
-    """No sentence of the model's text was supported: a source sentence was quoted."""
+    """The answer quotes the sources (extractive, or no model sentence was verified)."""

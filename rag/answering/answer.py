@@ -25,8 +25,10 @@ from rag.answering import prompt, tokens
 from rag.answering.citations import to_citation
 from rag.answering.context import Packed, Packer, readable_by
 from rag.answering.conversation import Conversations, standalone_query, trim_history
-from rag.answering.grounding import Sentence, ground, quote_for, with_quote
+from rag.answering.grounding import Sentence
 from rag.answering.health import EngineHealth
+from rag.answering.verify import Verifier
+from rag.answering.wording import say
 from rag.config import Settings
 from rag.errors import BadRequestError, EngineError, RagError
 from rag.index.store import acl_where
@@ -69,6 +71,8 @@ class DoneEvent:
     sentences: list[Sentence] = field(default_factory=list)
     sources: list[Source] = field(default_factory=list)
     """The numbered sources the model was given."""
+    withheld: str = ""
+    """The model's text that was not shown (never verified; rag/answering/verify.py)."""
 
 
 AnswerEvent = SourcesEvent | TextDelta | DoneEvent
@@ -230,13 +234,14 @@ class AnswerService:
         if not self._relevant(hits):
             self.counters.declined += 1
             log.info("declined: nothing relevant enough (hits=%d)", len(hits))
+            decline = say("decline", question)
             yield SourcesEvent([])
-            yield TextDelta(prompt.DECLINE_MESSAGE)
+            yield TextDelta(decline)
             clock.mark("total_ms")
-            self._remember(principal, conversation_id, question, prompt.DECLINE_MESSAGE)
+            self._remember(principal, conversation_id, question, decline)
             yield DoneEvent(
                 Answer(
-                    prompt.DECLINE_MESSAGE,
+                    decline,
                     [],
                     Usage(),
                     dict(clock.marks),
@@ -256,14 +261,19 @@ class AnswerService:
         yield SourcesEvent([to_citation(s) for s in sources])
         parts: list[str] = []
         usage = Usage()
+        # What is shown, per answer.mode: rag/answering/verify.py.
+        verifier = Verifier(self._settings, question, query, sources)
+        engine = self._engine.stream(request, turns) if verifier.generates else _nothing()
         try:
-            async with contextlib.aclosing(self._engine.stream(request, turns)) as events:
+            async with contextlib.aclosing(engine) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
                         if not parts:
                             clock.mark("first_token_ms")
                         parts.append(event.text)
-                        yield event
+                        shown = verifier.feed(event.text)
+                        if shown:
+                            yield TextDelta(shown)
                     elif isinstance(event, Finished):
                         usage = event.usage
         except (asyncio.CancelledError, GeneratorExit, BadRequestError):
@@ -279,36 +289,30 @@ class AnswerService:
             self._engine_failed(error)
             raise error from exc
         self.engine_health.succeeded()
-        cfg = self._settings.context
-        streamed = "".join(parts)
-        text = streamed.strip()
-        grounded = ground(text, sources, min_support=cfg.min_support)
-        quote = None
-        if cfg.quote_fallback and not any(s.citations for s in grounded.sentences):
-            quote = quote_for(query, sources, min_share=cfg.quote_min_share)
-        if quote is not None:
-            source, sentence = quote
-            line = prompt.quote_line(question, sentence, source.n)
-            addition = f"\n\n{line}" if text else line
-            text = (streamed + addition).strip()  # the answer is what was streamed
-            yield TextDelta(addition)
-            grounded = with_quote(grounded, source, line, sentence)
+        outcome = await asyncio.to_thread(verifier.finish, "".join(parts))
+        for piece in outcome.pieces:
+            if "first_token_ms" not in clock.marks:
+                clock.mark("first_token_ms")
+            yield TextDelta(piece)
+        text, grounded = outcome.text, outcome.grounded
+        if outcome.quoted:
             self.counters.quoted += 1
-        elif not text:
-            text = prompt.NO_ANSWER_MESSAGE
-            yield TextDelta(text)
-            grounded = ground(text, sources, min_support=cfg.min_support)
+        if outcome.declined:
+            self.counters.declined += 1
         unsupported = grounded.unsupported
         self.counters.unsupported_sentences += len(unsupported)
         clock.mark("total_ms")
         log.info(
-            "answered: sources=%d mode=%s context_tokens=%d sentences=%d unsupported=%d quoted=%s",
+            "answered: sources=%d mode=%s context_tokens=%d sentences=%d unsupported=%d "
+            "quoted=%s declined=%s withheld=%s",
             len(sources),
             packed.mode,
             packed.tokens,
             len(grounded.sentences),
             len(unsupported),
-            quote is not None,
+            outcome.quoted,
+            outcome.declined,
+            bool(outcome.withheld),
         )
         self._remember(principal, conversation_id, question, text)
         answer = Answer(
@@ -316,11 +320,12 @@ class AnswerService:
             grounded.citations,
             usage,
             dict(clock.marks),
+            declined=outcome.declined,
             unsupported=unsupported,
             top_score=_best_score(hits),
-            quoted=quote is not None,
+            quoted=outcome.quoted,
         )
-        yield DoneEvent(answer, grounded.sentences, list(sources))
+        yield DoneEvent(answer, grounded.sentences, list(sources), outcome.withheld)
 
     def _engine_failed(self, error: RagError) -> None:
         self.engine_health.failed(error.message)
@@ -367,6 +372,12 @@ class AnswerService:
                 if isinstance(event, DoneEvent):
                     return event
         raise RuntimeError("answer stream ended without a result")  # pragma: no cover
+
+
+async def _nothing() -> AsyncGenerator[TextDelta | Finished, None]:
+    """No engine events (extractive mode asks no model)."""
+    return
+    yield
 
 
 def _best_score(hits: Sequence[Hit]) -> float | None:

@@ -62,3 +62,11 @@ def test_every_shipped_profile_is_valid() -> None:
     assert {"dev", "test", "gpu-20b", "gpu-120b"} <= set(names)
     for name in names:
         assert load_settings(name, environ={}).profile == name
+
+
+def test_the_cpu_demo_answers_extractively_and_gpt_oss_generates() -> None:
+    assert load_settings("dev", environ={}).answer.mode == "extractive"
+    for name in ("gpu-20b", "gpu-120b"):
+        assert load_settings(name, environ={}).answer.mode == "generative"
+    with pytest.raises(ConfigError, match=r"answer\.mode"):
+        load_settings(environ={"RAG_ANSWER__MODE": "creative"})
