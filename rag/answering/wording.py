@@ -18,6 +18,10 @@ _TEXT: dict[str, dict[Language, str]] = {
         "en": "I could not verify an answer in the sources. The closest passage:",
         "zh": "无法在资料中核实答案。最相关的原文：",
     },
+    "not_verified": {
+        "en": "I could not verify this answer in the sources.",
+        "zh": "无法在资料中核实这个回答。",
+    },
     "decline": {
         "en": DECLINE_MESSAGE,
         "zh": "知识库中没有找到这个问题的答案。请换个说法再问，或请服务台补充相关文档。",
@@ -29,7 +33,7 @@ def language_of(question: str) -> Language:
     return "zh" if is_chinese(question) else "en"
 
 
-def say(what: Literal["lead_in", "unverified", "decline"], question: str) -> str:
+def say(what: Literal["lead_in", "unverified", "not_verified", "decline"], question: str) -> str:
     return _TEXT[what][language_of(question)]
 
 

@@ -171,3 +171,32 @@ def test_extractive_and_hybrid_modes() -> None:
     hybrid = Verifier(settings("hybrid"), question, question, ALL)
     bad = hybrid.finish("Print jobs are held for 36 hours. They cost 5 EUR.")
     assert bad.withheld and bad.text.startswith("The knowledge base says:")
+
+
+def test_the_sentence_being_written_opens_the_stream_at_a_supported_number() -> None:
+    question = "How long are print jobs held?"
+    v = Verifier(settings("generative"), question, question, ALL)
+    shown = feed(v, "Unreleased print jobs are held for 36 hours and then deleted.")
+    assert shown[0] == "Unreleased print jobs are held for 36 "
+    assert shown[1:] == ["hours ", "and ", "then ", "deleted. "]
+    # A number still being written ("3" of "36") or a cut code opens nothing.
+    v = Verifier(settings("generative"), question, question, ALL)
+    assert v.feed("Jobs are held for 3") == "" and not v.open
+    question = "What is the name of the shared print queue?"
+    v = Verifier(settings("generative"), question, question, ALL)
+    pieces = ["The", " shared print queue", " is called", " NW", "-Follow", "-Me", "."]
+    shown = [v.feed(p) for p in pieces]
+    assert shown == ["", "", "", "", "", "The shared print queue is called NW-Follow-Me", "."]
+    assert v.finish("".join(shown)).grounded.verified
+
+
+def test_a_stream_opened_on_a_number_that_ends_unsupported_gets_the_notice() -> None:
+    question = "How long are print jobs held?"
+    v = Verifier(settings("generative"), question, question, ALL)
+    reply = "Print jobs are held for 36 days."
+    shown = feed(v, reply)
+    assert shown and "".join(shown).strip() == reply  # opened at "36", shown as written
+    out = v.finish("".join(shown))
+    assert out.text.startswith(reply + " \n\n" + wording.say("unverified", question))
+    assert "".join([*shown, *out.pieces]).strip() == out.text
+    assert out.grounded.unsupported == [reply] and out.quoted
