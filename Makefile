@@ -8,10 +8,14 @@ export DO_NOT_TRACK := 1
 export VLLM_NO_USAGE_STATS := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: setup browser widget demo test lint lock serve ingest clean
+.PHONY: setup setup-gpu browser widget demo test lint lock gpu-lock gpu-lock-check serve ingest clean
 
 setup:
 	@bash scripts/setup.sh
+
+# A GPU host's environment (.venv-gpu): requirements/gpu-lock.txt, vLLM's CUDA build. Never CI.
+setup-gpu:
+	@bash scripts/setup-gpu.sh
 
 demo: setup
 	$(BIN)/rag-ingest add examples/kb
@@ -31,6 +35,16 @@ lint: setup
 	$(BIN)/ruff check rag ingest serving tests scripts
 	$(BIN)/ruff format --check rag ingest serving tests scripts
 	$(BIN)/mypy
+	$(BIN)/python scripts/gpu_lock.py check
+
+# Resolve requirements/gpu.in for linux x86_64 CPython 3.11 into requirements/gpu-lock.txt
+# (pip --dry-run --report: metadata only, nothing installed); gpu-lock-check re-resolves it
+# (part of lint; needs the package index, RAG_SKIP_GPU_LOCK_CHECK=1 skips it, saying so).
+gpu-lock:
+	$(BIN)/python scripts/gpu_lock.py write
+
+gpu-lock-check:
+	$(BIN)/python scripts/gpu_lock.py check
 
 # Freeze .venv into requirements/lock.txt; refuses (writing nothing) when a package came from a
 # local wheel, a path or a VCS URL, which no other machine could install.

@@ -4,7 +4,13 @@ service, with figures from both sides.
 - client side: time to the first streamed answer text (gpt-oss first writes its analysis
   channel, which is never streamed, so this includes the reasoning) and total time;
 - engine side, from the service's per-request log lines: time to the first generated token,
-  decode tokens/s, and prompt tokens served from the prefix cache.
+  decode tokens/s, and prompt tokens served from the prefix cache;
+- a conversation of three turns (sources first: the follow-ups should reuse the prompt);
+- one question at each reasoning effort through the OpenAI route (completion tokens, whether
+  the budget ran out while reasoning);
+- the service's /metrics: output faults the harmony filter survived, prefix-cache hit ratio.
+
+Every figure is also printed as ``REPORT key=value`` lines at the end, for the issue.
 
     python bench/gpu_smoke_client.py --url http://127.0.0.1:8011 --log service.log
 """
@@ -51,13 +57,14 @@ class EngineLine:
     tokens_per_s: float
 
 
-async def ask(client: httpx.AsyncClient, url: str, question: str) -> Result:
+async def ask(
+    client: httpx.AsyncClient, url: str, question: str, conversation: str | None = None
+) -> Result:
     start = time.perf_counter()
     first = 0.0
     event, done = "", {}
-    async with client.stream(
-        "POST", f"{url}/v1/ask", json={"question": question, "stream": True}
-    ) as resp:
+    body = {"question": question, "stream": True, "conversation_id": conversation}
+    async with client.stream("POST", f"{url}/v1/ask", json=body) as resp:
         if resp.status_code != 200:
             body = (await resp.aread()).decode(errors="replace")[:300]
             return Result(False, 0, time.perf_counter() - start, 0, 0, f"{resp.status_code} {body}")
@@ -113,6 +120,53 @@ def long_question(target_tokens: int) -> str:
     return head + enc.decode(filler[: max(0, target_tokens - len(enc.encode(head)))])
 
 
+FOLLOW_UPS = ["And who maintains it?", "Is there a second one on another floor?"]
+REPORT: list[str] = []
+
+
+def report(key: str, value: object) -> None:
+    REPORT.append(f"REPORT {key}={value}")
+
+
+async def efforts(client: httpx.AsyncClient, url: str) -> None:
+    """One question per reasoning effort through the OpenAI route: how much of the budget
+    the reasoning took, and whether it ran out (the answer then says so)."""
+    print("\n== reasoning effort (OpenAI route, one question each)")
+    for effort in ("low", "medium", "high"):
+        body = {
+            "model": "knowledge-base",
+            "messages": [{"role": "user", "content": SHORT}],
+            "reasoning_effort": effort,
+        }
+        start = time.perf_counter()
+        resp = await client.post(f"{url}/v1/chat/completions", json=body)
+        took = time.perf_counter() - start
+        if resp.status_code != 200:
+            print(f"  {effort}: HTTP {resp.status_code} {resp.text[:200]}")
+            report(f"effort_{effort}", f"http_{resp.status_code}")
+            continue
+        data = resp.json()
+        choice = data["choices"][0]
+        tokens = data.get("usage", {}).get("completion_tokens", 0)
+        cut = "spent its whole budget" in choice["message"]["content"]
+        print(
+            f"  {effort:<6} {took:6.1f} s, {tokens} completion tokens, finish_reason "
+            f"{choice.get('finish_reason')}, {'CUT OFF while reasoning' if cut else 'answered'}"
+        )
+        report(f"effort_{effort}_completion_tokens", tokens)
+        report(f"effort_{effort}_cut_in_reasoning", cut)
+
+
+async def metrics(client: httpx.AsyncClient, url: str) -> None:
+    text = (await client.get(f"{url}/metrics")).text
+    print("\n== /metrics")
+    for line in text.splitlines():
+        if line.startswith(("kb_engine_output_faults_total", "kb_prefix_cache_hit_ratio")):
+            print(f"  {line}")
+            key = line.split(" ")[0].replace('kb_engine_output_faults_total{kind="', "faults_")
+            report(key.rstrip('"}'), line.split(" ")[-1])
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -149,6 +203,18 @@ async def main(args: argparse.Namespace) -> int:
         results = await asyncio.gather(*(ask(client, args.url, q) for q in batch))
         wall = time.perf_counter() - start
         lines, offset = engine_lines(log, offset)
+        print("\n== a conversation: one question and two follow-ups (sources come first)")
+        conversation = f"smoke-{time.time():.0f}"
+        for n, text in enumerate([SHORT, *FOLLOW_UPS]):
+            res = await ask(client, args.url, text, conversation)
+            turn, offset = engine_lines(log, offset)
+            line = turn[-1] if turn else None
+            cached = f"{line.cached:,} of {line.prompt:,}" if line else "?"
+            print(f"  turn {n + 1}: {'ok' if res.ok else res.error}; prefix cache {cached}")
+            if line and n:
+                report(f"followup_{n}_cached_share", f"{line.cached / max(1, line.prompt):.2f}")
+        await efforts(client, args.url)
+        await metrics(client, args.url)
 
     print("\n== one long question, twice (the second reuses the prefix cache)")
     for n, (res, line) in enumerate(longs, 1):
@@ -185,6 +251,18 @@ async def main(args: argparse.Namespace) -> int:
     for r in results:
         if not r.ok:
             print(f"  failed: {r.error}")
+    for n, (res, line) in enumerate(longs, 1):
+        report(f"long_{n}_prompt_tokens", res.prompt_tokens)
+        report(f"long_{n}_first_text_s", f"{res.first_text_s:.2f}")
+        if line:
+            report(f"long_{n}_engine_first_token_s", f"{line.first_ms / 1000:.2f}")
+            report(f"long_{n}_cached_tokens", line.cached)
+            report(f"long_{n}_decode_tok_s", f"{line.tokens_per_s:.1f}")
+    report("concurrent_answered", f"{len(ok)}/{len(results)}")
+    report("concurrent_first_text_p50_s", f"{pct(firsts, 0.5):.2f}")
+    report("concurrent_first_text_p90_s", f"{pct(firsts, 0.9):.2f}")
+    report("concurrent_tok_s", f"{generated / wall:.1f}")
+    print("\n" + "\n".join(REPORT))
     return 0 if len(ok) == len(results) else 1
 
 

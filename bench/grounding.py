@@ -2,7 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python -m bench.grounding [--profile dev] [--mode extractive]
         [--set sample|bilingual] [--split all|train|test] [--only COLUMN...] [--limit N]
-        [--hide-source]
+        [--hide-source] [--temperature 1.0 --top-p 1.0]   # sampling (default 0: greedy)
 
 (with ``-m``: run as a script, ``bench/ingest.py`` would shadow the ``ingest`` package)
 
@@ -10,7 +10,7 @@ Ingests the knowledge base into a scratch store (each file in an access group of
 starts the profile's engine and asks every question through
 :class:`rag.answering.answer.AnswerService`. ``--set sample``: examples/kb and
 examples/questions.yaml. ``--set bilingual``: the held-out Chinese/English helpdesk set in
-BEIR format (``--bilingual-dir``, default /work/scratch/bilingual; queries carry their
+BEIR format (``--bilingual-dir``, default examples/eval/helpdesk-bilingual; queries carry their
 ``answers`` strings, in the document's language).
 
 Per language of the question (Chinese when it has more Han characters than Latin words;
@@ -54,6 +54,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+BILINGUAL = REPO / "examples" / "eval" / "helpdesk-bilingual"
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]+")
 
@@ -210,6 +211,7 @@ async def run(args: argparse.Namespace) -> None:
         "paths": {"assets_dir": str(REPO / "var" / "assets"), "data_dir": str(tmp)},
         "store": {"path": str(tmp / "chroma")},
         "ingest": {"group_rules": [{"pattern": f"*{f}", "groups": [group(f)]} for f in files]},
+        "llm": {"temperature": args.temperature, "top_p": args.top_p},
     }
     if args.mode:
         overrides["answer"] = {"mode": args.mode}
@@ -283,10 +285,12 @@ def main() -> None:
     parser.add_argument("--profile", default="dev")
     parser.add_argument("--mode", choices=["generative", "extractive", "hybrid"], default=None)
     parser.add_argument("--set", choices=["sample", "bilingual"], default="sample")
-    parser.add_argument("--bilingual-dir", default="/work/scratch/bilingual")
+    parser.add_argument("--bilingual-dir", default=str(BILINGUAL))
     parser.add_argument("--split", choices=["all", "train", "test"], default="all")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     parser.add_argument("--hide-source", action="store_true")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument(
         "--only", nargs="+", default=[], help="only these columns (en, zh; bilingual: zh->en...)"
     )

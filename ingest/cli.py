@@ -46,24 +46,11 @@ def _fail(exc: RagError, as_json: bool) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-def index_listeners(settings: Settings) -> list[Any]:
-    """Secondary indexes kept in step with the store (the keyword index plugs in here)."""
-    import importlib
+def _ingestor(settings: Settings, *, check_embedder: bool = True) -> Any:
+    from ingest.pipeline import build_ingestor
+    from rag.services import build_knowledge_base
 
-    build = getattr(importlib.import_module("rag.services"), "build_index_listeners", None)
-    return [] if build is None else list(build(settings))
-
-
-def _ingestor(settings: Settings) -> Any:
-    from ingest.pipeline import Ingestor
-    from rag.index.embedding import create_embedder
-    from rag.index.store import ChromaStore
-
-    embedder = create_embedder(settings.embedding, settings.paths)
-    store = ChromaStore(
-        settings.store, embedder_id=embedder.model_id, dimension=lambda: embedder.dimension
-    )
-    return Ingestor(settings, embedder, store, listeners=index_listeners(settings))
+    return build_ingestor(settings, build_knowledge_base(settings, check_embedder=check_embedder))
 
 
 def _report(results: Iterable[Any], total: int, as_json: bool) -> int:
@@ -189,16 +176,10 @@ def delete(
     profile: ProfileOpt = None,
 ) -> None:
     """Remove documents from the index (the files are not touched)."""
-    from ingest.pipeline import Ingestor
-    from rag.index.embedding import create_embedder
-    from rag.index.store import ChromaStore
-
     failed = 0
     try:
         settings = _settings(profile)
-        embedder = create_embedder(settings.embedding, settings.paths)
-        store = ChromaStore(settings.store, embedder_id=None)
-        ingestor = Ingestor(settings, embedder, store, listeners=index_listeners(settings))
+        ingestor = _ingestor(settings, check_embedder=False)
         for key in keys:
             try:
                 result = ingestor.delete(key)
@@ -220,9 +201,9 @@ def delete(
 
 
 def _manifest(settings: Settings) -> Any:
-    from rag.index.manifest import Manifest
+    from rag.services import open_manifest
 
-    return Manifest(settings.store.manifest_path())
+    return open_manifest(settings)
 
 
 @app.command("list")
@@ -251,7 +232,7 @@ def list_(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
 @app.command()
 def stats(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
     """How many documents and chunks the index holds, and with which model."""
-    from rag.index.store import ChromaStore
+    from rag.services import open_store
 
     try:
         settings = _settings(profile)
@@ -259,7 +240,7 @@ def stats(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
             collection = manifest.active(settings.store.collection)
             data: dict[str, Any] = {"collection": collection, **manifest.stats(collection)}
         try:
-            store = ChromaStore(settings.store, embedder_id=None, collection=collection)
+            store = open_store(settings, collection=collection)
             data["store_chunks"] = store.count()
             data["embedder"] = store.embedder_id
         except RagError:
@@ -275,16 +256,16 @@ def reindex(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
     """Rebuild the index with the configured embedding model, beside the old one, and
     switch to it only when complete (queries keep working meanwhile)."""
     from ingest.reindex import Reindex
-    from rag.index.embedding import create_embedder
+    from rag.services import build_embedder, build_index_listeners
 
     try:
         settings = _settings(profile)
         with _manifest(settings) as manifest:
             job = Reindex(
                 settings,
-                create_embedder(settings.embedding, settings.paths),
+                build_embedder(settings),
                 manifest,
-                listeners=index_listeners(settings),
+                listeners=build_index_listeners(settings),
             )
             results: list[Any] = []
             files = sum(1 for d in job.documents if not d.parent)
@@ -339,18 +320,17 @@ def report(
     """Helpdesk report: questions per day, answer rate, unanswered questions, thumbs-down."""
     try:
         settings = _settings(profile)
-        from rag.index.embedding import create_embedder
+        from rag.services import build_embedder, build_feedback_store, open_state, state_missing
         from rag.state.analytics import build_report, render_html
-        from rag.state.feedback import FeedbackStore
 
-        path = settings.paths.data_dir / "feedback.sqlite3"
-        if not path.exists():
+        missing = state_missing(settings)
+        if missing is not None:
             raise RagError(
-                f"No answers recorded yet ({path} does not exist). Serve some questions first "
-                "(rag-serve), or point paths.data_dir at the service's data directory."
+                f"No answers recorded yet ({missing} does not exist). Serve some questions "
+                "first (rag-serve), or point paths.data_dir at the service's data directory."
             )
-        store = FeedbackStore(path, retention_days=settings.feedback.retention_days)
-        embedder = create_embedder(settings.embedding, settings.paths)
+        store = build_feedback_store(settings, open_state(settings))
+        embedder = build_embedder(settings)
         result = build_report(store, days=days, embed=embedder.embed_documents)
         if html_out is not None:
             html_out.write_text(render_html(result), encoding="utf-8")
@@ -385,10 +365,10 @@ app.add_typer(keys_app, name="keys")
 
 
 def _keystore(profile: str | None) -> Any:
-    from rag.state.apikeys import KeyStore
+    from rag.services import build_key_store, open_state
 
     settings = _settings(profile)
-    return KeyStore(settings.paths.data_dir / "keys.sqlite3")
+    return build_key_store(settings, open_state(settings))
 
 
 def _key_json(key: Any) -> dict[str, Any]:
@@ -488,14 +468,14 @@ def eval_(
         settings = _settings(profile)
         from rag.errors import BadRequestError
         from rag.eval.beir import MODES, build_index, evaluate, load_beir
-        from rag.index.embedding import create_embedder
+        from rag.services import build_embedder
 
         modes = mode or list(MODES)
         if set(modes) - set(MODES):
             raise BadRequestError(f"--mode takes {', '.join(MODES)}; got {', '.join(modes)}.")
         data = load_beir(dataset, split)
         # The configured backend (ONNX int8 by default), so eval scores what ingest ships.
-        embedder = create_embedder(settings.embedding, settings.paths)
+        embedder = build_embedder(settings)
         folder = workdir or settings.paths.data_dir / "eval"
         index = build_index(data, settings, embedder, folder, embed=modes != ["keyword"])
         report = evaluate(

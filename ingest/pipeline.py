@@ -36,6 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ingest.access import SIDECAR_SUFFIX, DocMeta, resolve_meta
 from ingest.chunk import ChunkPlan, make_chunks
@@ -60,11 +61,15 @@ from rag.index.store import ChromaStore
 from rag.seams import Embedder, IndexListener
 from rag.types import Chunk
 
+if TYPE_CHECKING:
+    from rag.services import KnowledgeBase
+
 __all__ = [
     "SIDECAR_SUFFIX",
     "FileResult",
     "Ingestor",
     "Target",
+    "build_ingestor",
     "discover",
     "doc_id_for",
     "embed_text",
@@ -160,8 +165,12 @@ class Ingestor:
         *,
         listeners: Sequence[IndexListener] = (),
         manifest: Manifest | None = None,
+        keep_workers: bool = False,
     ) -> None:
+        """``keep_workers``: the parse workers stay up between runs (a long-lived ingestor,
+        the service's uploads); :meth:`close` stops them. Otherwise each run stops them."""
         self._settings = settings
+        self._keep_workers = keep_workers
         self._embedder = embedder
         self._store = store
         self._listeners = tuple(listeners)
@@ -205,10 +214,16 @@ class Ingestor:
             raise self._storage_error(exc) from exc
         finally:
             try:
-                self._parser.close()
+                if not self._keep_workers:
+                    self._parser.close()
                 self._commit_listeners()
             finally:
                 self._manifest.unlock()
+
+    def close(self) -> None:
+        """Stop the parse workers and close the manifest."""
+        self._parser.close()
+        self._manifest.close()
 
     def _storage_error(self, exc: OSError | sqlite3.Error) -> RagError:
         where = self._manifest.path.parent
@@ -556,6 +571,16 @@ class Ingestor:
     def _commit_listeners(self) -> None:
         for listener in self._listeners:
             listener.commit()
+
+
+def build_ingestor(
+    settings: Settings, kb: KnowledgeBase, *, keep_workers: bool = False
+) -> Ingestor:
+    """The ingest pipeline over the parts :mod:`rag.services` built (``rag-ingest`` and the
+    service's uploads alike)."""
+    return Ingestor(
+        settings, kb.embedder, kb.store, listeners=kb.listeners, keep_workers=keep_workers
+    )
 
 
 def _since(started: float) -> float:

@@ -39,6 +39,7 @@ CONFIG_DIR_ENV = "RAG_CONFIG_DIR"
 DEFAULT_PROFILE = "dev"
 OLLAMA_DEFAULT_URL = "http://127.0.0.1:11434"
 CRASH_ENV = "RAG_TEST_CRASH_AT"  # a test hook of the ingest pipeline, not a setting
+DEFAULT_IDENTITY_AUDIENCE = "kb-widget"
 _NOT_SETTINGS = {PROFILE_ENV, CONFIG_DIR_ENV, CRASH_ENV}
 
 
@@ -288,6 +289,14 @@ class AnswerSettings(_Section):
     )
 
 
+class EffortScale(_Section):
+    """max_tokens multipliers per gpt-oss reasoning effort."""
+
+    low: float = Field(1.0, ge=1, description="At low effort.")
+    medium: float = Field(2.0, ge=1, description="At medium effort.")
+    high: float = Field(4.0, ge=1, description="At high effort.")
+
+
 class LLMSettings(_Section):
     backend: Literal["vllm", "openai", "ollama"] = Field(
         "vllm",
@@ -314,7 +323,14 @@ class LLMSettings(_Section):
         None, description="vLLM executor for several GPUs: mp (one node) or ray (several)."
     )
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = Field(
-        "auto", description="KV cache dtype: auto (the model's) or fp8 (half the memory)."
+        "auto",
+        description="KV cache dtype: auto (the model's) or fp8 (half the memory; gpt-oss: "
+        "Blackwell only, per vLLM's recipe; FlashAttention takes fp8/fp8_e4m3, not fp8_e5m2).",
+    )
+    kv_cache_dtype_skip_layers: list[str] = Field(
+        default_factory=list,
+        description="Layers kept in the model's dtype when kv_cache_dtype is fp8: indices or "
+        "attention types (sliding_window).",
     )
     max_num_batched_tokens: int | None = Field(
         None, ge=256, description="Tokens per engine step (prefill chunk); null: vLLM's."
@@ -334,9 +350,29 @@ class LLMSettings(_Section):
     reasoning_effort: Literal["low", "medium", "high"] = Field(
         "low", description="gpt-oss reasoning effort (system message)."
     )
-    max_tokens: int = Field(512, ge=1, description="Answer length limit in tokens.")
-    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int = Field(
+        512,
+        ge=1,
+        description="Answer length limit in tokens (gpt-oss: reasoning included, at low "
+        "effort; effort_max_tokens_scale multiplies it for medium and high).",
+    )
+    effort_max_tokens_scale: EffortScale = Field(
+        default_factory=lambda: EffortScale(),
+        description="gpt-oss: max_tokens times this for each reasoning effort (reasoning and "
+        "answer share the budget; more effort, more reasoning).",
+    )
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling (1: off).")
     seed: int | None = Field(0, description="Sampling seed; null for random.")
+    stream_interval: int | None = Field(
+        None, ge=1, description="Tokens per streamed engine output; null: vLLM's default (1)."
+    )
+    log_stats_interval_s: float = Field(
+        0.0,
+        ge=0,
+        description="Log vLLM's engine stats (KV cache usage, prefix-cache hits) every this "
+        "many seconds; 0: off.",
+    )
     # Remote backends (openai, ollama): where the model server is and how to talk to it.
     base_url: str | None = Field(
         None,
@@ -394,6 +430,17 @@ class ServerSettings(_Section):
         min_length=1,
         description="Model id of the OpenAI-compatible API (GET /v1/models).",
     )
+    sse_keepalive_s: float = Field(
+        15,
+        ge=0,
+        description="A streamed answer sends a ': keep-alive' comment after this many silent "
+        "seconds, so proxies keep the connection through a long prefill (0: never).",
+    )
+    upload_wait_s: float = Field(
+        120,
+        gt=0,
+        description="How long an upload waits for the one being indexed before it gets 409.",
+    )
 
 
 class AuthSettings(_Section):
@@ -418,6 +465,16 @@ class FeedbackSettings(_Section):
     )
 
 
+class StateSettings(_Section):
+    url: str | None = Field(
+        None,
+        min_length=1,
+        description="SQLAlchemy URL of the state database (API keys, answers, feedback). "
+        "null: sqlite:///<paths.data_dir>/state.sqlite3. A password belongs in the "
+        "environment (RAG_STATE__URL), never in YAML.",
+    )
+
+
 class WidgetToken(_Section):
     token: str = Field(
         ...,
@@ -438,6 +495,17 @@ class WidgetToken(_Section):
         None,
         description="Environment variable holding the HMAC secret (HS256 JWT) the site signs "
         "user identities with; unset: signed identities are refused.",
+    )
+    identity_audience: str = Field(
+        DEFAULT_IDENTITY_AUDIENCE,
+        min_length=1,
+        description="The aud claim a signed identity must carry (identities minted for "
+        "another service are refused).",
+    )
+    identity_issuer: str | None = Field(
+        None,
+        min_length=1,
+        description="The iss claim a signed identity must carry; null: not checked.",
     )
 
 
@@ -462,6 +530,7 @@ class Settings(_Section):
     widget: WidgetSettings = Field(default_factory=WidgetSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
 
     @model_validator(mode="after")
     def _auth_off_only_for_development(self) -> Settings:
@@ -472,6 +541,16 @@ class Settings(_Section):
                 "create)."
             )
         return self
+
+
+STATE_FILE = "state.sqlite3"
+
+
+def state_url(settings: Settings) -> str:
+    """``state.url``, or the SQLite file ``state.sqlite3`` in ``paths.data_dir``."""
+    if settings.state.url:
+        return settings.state.url
+    return f"sqlite:///{(settings.paths.data_dir / STATE_FILE).resolve()}"
 
 
 def default_config_dir() -> Path:

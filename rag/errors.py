@@ -1,24 +1,32 @@
 """Every error the service raises on purpose, each with a message that says what to do next.
 
-::
+The whole tree, ``(exit_code / http_status)``; the errors only the HTTP layer raises are
+defined in the ``serving`` module named at the end of their line::
 
-    RagError                      base; ``exit_code`` for the CLI, ``http_status`` for the API
-    ├── ConfigError               bad profile, unknown key, invalid value            (2 / 500)
-    ├── AssetError                vocabulary or local model missing or corrupt       (3 / 503)
-    ├── IngestError               one file could not be ingested                     (4 / 422)
-    │   └── UnsupportedFileError  the file type is not supported                     (4 / 415)
-    ├── StoreError                the vector store cannot be opened or written       (5 / 503)
-    │   ├── EmbedderMismatchError collection built with another embedding model      (5 / 409)
-    │   ├── StoreReadOnlyError    the index's files are read-only for this user      (5 / 503)
-    │   └── DiskFullError         no space left while writing the index              (7 / 503)
-    ├── EngineError               the language model engine failed                   (6 / 503)
-    │   ├── EngineNotReadyError   still loading, or stopped                          (6 / 503)
-    │   ├── EngineUnavailableError the remote model server cannot be reached          (6 / 503)
-    │   └── EngineTimeoutError    the remote model server is too slow                (6 / 504)
-    ├── BadRequestError           the caller sent something unusable                 (2 / 422)
-    ├── NotFoundError             no such thing, or not visible to the caller        (2 / 404)
-    ├── AuthError                 missing, invalid or expired credentials            (2 / 401)
-    └── ForbiddenError            credentials valid, but not allowed here            (2 / 403)
+    RagError                        an expected failure                  (1 / 500)
+    ├── ConfigError                 bad profile, key or value            (2 / 500)
+    ├── AssetError                  vocabulary or local model missing    (3 / 503)
+    ├── IngestError                 one file could not be ingested       (4 / 422)
+    │   └── UnsupportedFileError    the file type is not supported       (4 / 415)
+    ├── StoreError                  the index or state database fails    (5 / 503)
+    │   ├── EmbedderMismatchError   collection built with another model  (5 / 409)
+    │   ├── IndexBusyError          another writer holds the index       (5 / 409)
+    │   ├── StoreReadOnlyError      files read-only for this user        (5 / 503)
+    │   └── DiskFullError           no space left while writing          (7 / 503)
+    ├── EngineError                 the language model engine failed     (6 / 503)
+    │   ├── EngineNotReadyError     still loading, or stopped            (6 / 503)
+    │   ├── EngineUnavailableError  remote model server unreachable      (6 / 503)
+    │   ├── EngineTimeoutError      remote model server too slow         (6 / 504)
+    │   └── BusyError               all answer places taken              (6 / 503) capacity
+    ├── BadRequestError             the caller sent something unusable   (2 / 422)
+    ├── NotFoundError               no such thing, or not visible        (2 / 404)
+    ├── AuthError                   missing, invalid or expired key      (2 / 401)
+    │   └── InvalidIdentityError    bad signed widget identity           (2 / 401) widget_auth
+    ├── ForbiddenError              valid, but not allowed here          (2 / 403)
+    │   ├── OriginNotAllowedError   widget used from another site        (2 / 403) widget_auth
+    │   └── InvalidWidgetTokenError unknown widget token                 (2 / 403) widget_auth
+    ├── RateLimitedError            too many questions (Retry-After)     (2 / 429) principal
+    └── ClientDisconnectedError     the client left before its answer    (1 / 499) streaming
 """
 
 from __future__ import annotations
@@ -70,6 +78,11 @@ class StoreError(RagError):
 class EmbedderMismatchError(StoreError):
     http_status = 409
     code = "embedder_mismatch"
+
+
+class IndexBusyError(StoreError):
+    http_status = 409
+    code = "index_busy"
 
 
 class StoreReadOnlyError(StoreError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol, runtime_checkable
 
-from rag.types import Chunk, EngineEvent, GenerationRequest, HistoryTurn, Hit
+from rag.types import Chunk, EngineEvent, GenerationRequest, HistoryTurn
 
 
 class Embedder(Protocol):
@@ -24,16 +24,6 @@ class Embedder(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
-class VectorStore(Protocol):
-    def upsert(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None: ...
-
-    def delete_document(self, doc_id: str) -> None: ...
-
-    def query(self, vector: Sequence[float], k: int) -> list[Hit]: ...
-
-    def count(self) -> int: ...
-
-
 class IndexListener(Protocol):
     """A secondary index (e.g. BM25 keyword search) kept in step with the vector store.
 
@@ -48,12 +38,6 @@ class IndexListener(Protocol):
     def on_delete(self, chunk_ids: Sequence[str]) -> None: ...
 
     def commit(self) -> None: ...
-
-
-class Reranker(Protocol):
-    """An optional second stage that reorders fused hits (none ships offline)."""
-
-    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]: ...
 
 
 class Engine(Protocol):
@@ -80,10 +64,22 @@ class Engine(Protocol):
     def stream(
         self, request: GenerationRequest, history: Sequence[HistoryTurn] = ()
     ) -> AsyncGenerator[EngineEvent, None]:
-        """Yield answer text deltas, then one ``Finished``; cancelling aborts the request."""
+        """Yield answer text deltas, then one ``Finished``; cancelling aborts the request.
+        ``request.prompt_ids``, when set, is the prompt as this engine renders it."""
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class PromptRenderer(Protocol):
+    """An engine that takes its prompt as token ids (the in-process vLLM engine). The answer
+    service renders the prompt once, to count it while packing, and hands the ids on in
+    ``GenerationRequest.prompt_ids``."""
+
+    def render(self, request: GenerationRequest, history: Sequence[HistoryTurn] = ()) -> list[int]:
+        """The prompt's token ids, history included."""
+        ...
 
 
 @runtime_checkable

@@ -1,15 +1,42 @@
-"""The composition root: builds the object graph from :class:`Settings`. No DI framework."""
+"""The composition root: every part of the service is built here from :class:`Settings`.
+
+``rag-serve`` (:class:`Services`, which the app's lifespan opens), ``rag-ingest`` (the
+``build_*`` functions) and the tests build their parts through this module and nowhere else,
+so adding a part touches this file and the one that uses it. No DI framework: plain
+functions and one class.
+
+``rag`` never imports ``ingest`` or ``serving``: the ingest pipeline is built from a
+:class:`KnowledgeBase` by :func:`ingest.pipeline.build_ingestor`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
 
-from rag.config import Settings
+from rag.answering.answer import AnswerService
+from rag.config import STATE_FILE, Settings, state_url
+from rag.engines import start_engine
+from rag.errors import EngineNotReadyError, RagError
 from rag.index.embedding import create_embedder
 from rag.index.keyword import KeywordIndex
+from rag.index.manifest import Manifest
 from rag.index.store import ChromaStore
 from rag.retrieval.hybrid import Retriever, keyword_folder
-from rag.seams import Embedder, IndexListener
+from rag.seams import Embedder, Engine, IndexListener
+from rag.state.apikeys import KeyStore
+from rag.state.conversations import Conversations
+from rag.state.db import StateDB
+from rag.state.feedback import FeedbackStore
+from rag.state.legacy import FEEDBACK_FILE, KEYS_FILE
+from rag.state.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -20,6 +47,18 @@ class KnowledgeBase:
     embedder: Embedder
     store: ChromaStore
     keyword: KeywordIndex | None = None
+
+    @property
+    def listeners(self) -> list[IndexListener]:
+        """The secondary indexes the ingest pipeline keeps in step with the store."""
+        return [self.keyword] if self.keyword is not None else []
+
+
+# -- the index ---------------------------------------------------------------------------
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    return create_embedder(settings.embedding, settings.paths)
 
 
 def build_keyword_index(settings: Settings) -> KeywordIndex:
@@ -34,10 +73,35 @@ def build_keyword_index(settings: Settings) -> KeywordIndex:
     )
 
 
-def build_knowledge_base(settings: Settings) -> KnowledgeBase:
-    embedder = create_embedder(settings.embedding, settings.paths)
-    store = ChromaStore(settings.store, embedder_id=embedder.model_id, dimension=embedder.dimension)
+def build_knowledge_base(
+    settings: Settings, *, check_embedder: bool = True, collection: str | None = None
+) -> KnowledgeBase:
+    """The embedder, the store and the BM25 index. Nothing loads the embedding model until
+    it is used (an unchanged ``rag-ingest`` re-run never imports torch). Without
+    ``check_embedder`` the store opens whatever model built the collection (deleting,
+    statistics)."""
+    embedder = build_embedder(settings)
+    store = ChromaStore(
+        settings.store,
+        embedder_id=embedder.model_id if check_embedder else None,
+        dimension=lambda: embedder.dimension,
+        collection=collection,
+    )
     return KnowledgeBase(embedder, store, build_keyword_index(settings))
+
+
+def build_index_listeners(settings: Settings) -> list[IndexListener]:
+    """The secondary indexes ``rag-ingest`` keeps in step with the store: BM25 today."""
+    return [build_keyword_index(settings)]
+
+
+def open_manifest(settings: Settings) -> Manifest:
+    return Manifest(settings.store.manifest_path())
+
+
+def open_store(settings: Settings, *, collection: str | None = None) -> ChromaStore:
+    """The store as it is, without an embedder (statistics): never creates a collection."""
+    return ChromaStore(settings.store, embedder_id=None, collection=collection)
 
 
 def build_retriever(settings: Settings, kb: KnowledgeBase, *, reconcile: bool = True) -> Retriever:
@@ -48,6 +112,111 @@ def build_retriever(settings: Settings, kb: KnowledgeBase, *, reconcile: bool = 
     return Retriever(settings.retrieval, kb.embedder, kb.store, kb.keyword)
 
 
-def build_index_listeners(settings: Settings) -> list[IndexListener]:
-    """The secondary indexes ``rag-ingest`` keeps in step with the store: BM25 today."""
-    return [build_keyword_index(settings)]
+# -- the state database ----------------------------------------------------------------------
+
+
+def open_state(settings: Settings) -> StateDB:
+    return StateDB(state_url(settings))
+
+
+def state_missing(settings: Settings) -> Path | None:
+    """The default state file when neither it nor an older feedback file exists yet (nothing
+    was ever recorded in this ``paths.data_dir``); None otherwise."""
+    data = settings.paths.data_dir
+    if settings.state.url or (data / FEEDBACK_FILE).exists() or (data / STATE_FILE).exists():
+        return None
+    return data / STATE_FILE
+
+
+def build_key_store(settings: Settings, db: StateDB) -> KeyStore:
+    return KeyStore(db, legacy=settings.paths.data_dir / KEYS_FILE)
+
+
+def build_feedback_store(settings: Settings, db: StateDB) -> FeedbackStore:
+    return FeedbackStore(
+        db,
+        store_questions=settings.feedback.store_questions,
+        retention_days=settings.feedback.retention_days,
+        legacy=settings.paths.data_dir / FEEDBACK_FILE,
+    )
+
+
+# -- the running service ---------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Services:
+    """The object graph of one ``rag-serve`` process.
+
+    The constructor opens what a request needs first and costs little: the state database,
+    the key store, the rate limiter and the conversation store. :meth:`open` (the app's
+    lifespan runs it as a task, so ``/healthz`` answers meanwhile) opens the rest in worker
+    threads: the feedback store, the knowledge base, the retriever (the BM25 index catches up
+    with the store), then the engine unless one was handed in. ``status`` is ``loading``,
+    then ``ready`` or ``failed`` (``detail`` says why); :meth:`part` is the one place that
+    turns a part that is not there yet into a 503 that says so.
+    """
+
+    settings: Settings
+    engine: Engine | None = None
+    db: StateDB = field(init=False)
+    keys: KeyStore = field(init=False)
+    limiter: RateLimiter = field(init=False)
+    conversations: Conversations = field(init=False)
+    feedback: FeedbackStore | None = None
+    kb: KnowledgeBase | None = None
+    retriever: Retriever | None = None
+    answers: AnswerService | None = None
+    status: str = "loading"
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        self.owns_engine = self.engine is None
+        self.db = open_state(self.settings)
+        self.keys = build_key_store(self.settings, self.db)
+        self.limiter = RateLimiter(self.settings.auth.rate_per_minute, self.settings.auth.burst)
+        # Only the newest ``history_turns`` turns are ever sent: keep no more than that.
+        self.conversations = Conversations(max_turns=max(2, self.settings.context.history_turns))
+
+    async def open(self) -> None:
+        settings = self.settings
+        try:
+            self.feedback = await asyncio.to_thread(build_feedback_store, settings, self.db)
+            kb = await asyncio.to_thread(build_knowledge_base, settings)
+            # Load the embedding model now rather than on the first question.
+            await asyncio.to_thread(lambda: kb.embedder.dimension)
+            self.kb = kb
+            self.retriever = await asyncio.to_thread(build_retriever, settings, kb)
+            if self.engine is None:
+                self.engine = await asyncio.to_thread(start_engine, settings)
+            self.answers = AnswerService(
+                settings, self.retriever, self.engine, conversations=self.conversations
+            )
+            self.status = "ready"
+            log.info("service ready")
+        except RagError as exc:
+            self.status, self.detail = "failed", exc.message
+            log.error("start-up failed: %s", exc.message)
+        except Exception as exc:
+            self.status, self.detail = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("start-up failed")
+
+    def part(self, value: T | None, what: str) -> T:
+        """``value`` once it is there; else a 503 saying whether it is loading or failed."""
+        if value is not None:
+            return value
+        if self.status == "failed":
+            raise EngineNotReadyError(
+                f"The service failed to start: {self.detail}. Fix the cause and restart."
+            )
+        raise EngineNotReadyError(f"The {what} is still loading. Retry in a few seconds.")
+
+    async def close(self) -> None:
+        try:
+            if self.owns_engine and self.engine is not None:
+                await self.engine.close()
+        finally:
+            if self.kb is not None and self.kb.keyword is not None:
+                with contextlib.suppress(Exception):
+                    self.kb.keyword.close()
+            self.db.close()

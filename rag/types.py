@@ -47,9 +47,10 @@ class Principal:
 class Hit:
     """A chunk found for a query, with its similarity (higher is better).
 
-    ``score`` is what ranked it (the fused RRF score in hybrid search); ``dense_score`` is
-    the cosine similarity when dense search saw it, ``keyword_score`` the BM25 score when
-    keyword search did.
+    ``score`` is what ranked it (in hybrid search the fused score: by default the convex
+    combination of each ranker's scaled scores, ``retrieval.fusion``); ``dense_score`` is the
+    cosine similarity when dense search saw it, ``keyword_score`` the BM25 score when keyword
+    search did.
     """
 
     chunk: Chunk
@@ -96,6 +97,9 @@ class GenerationRequest:
     max_tokens: int
     temperature: float
     reasoning_effort: Literal["low", "medium", "high"] = "low"
+    prompt_ids: tuple[int, ...] = ()
+    """The prompt as the engine's own ``render`` made it (history included), when the answer
+    service rendered it already to count it; empty: the engine renders it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,3 +141,5 @@ class Answer:
     """The best retrieval similarity (dense cosine), kept with the feedback record."""
     quoted: bool = False
     """The answer quotes the sources (extractive, or no model sentence was verified)."""
+    finish_reason: str = "stop"
+    """Why the engine stopped: ``stop``, or ``length`` at the token cap."""

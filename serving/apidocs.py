@@ -26,7 +26,7 @@ from fastapi.routing import APIRoute
 
 from rag.config import Settings
 from serving.principal import asking, get_principal
-from serving.schemas import ErrorResponse
+from serving.schemas.ask import ErrorResponse
 
 ERROR_REF = "#/components/schemas/ErrorResponse"
 FASTAPI_DEFAULTS = {"Successful Response", "Validation Error", "Additional Response"}
@@ -67,6 +67,17 @@ ERRORS: dict[int, tuple[str, dict[str, tuple[str, str]]]] = {
             "not_found": (
                 "not_found",
                 "No such document, or you may not read it. Check the link, or ask for access.",
+            ),
+        },
+    ),
+    409: (
+        "The index is being written by another upload (past `server.upload_wait_s`) or by a "
+        "`rag-ingest` run; retry.",
+        {
+            "index_busy": (
+                "index_busy",
+                "Another rag-ingest is writing to this index. Wait for it to finish (or stop "
+                "it), then retry.",
             ),
         },
     ),

@@ -29,7 +29,9 @@ class BusyError(EngineError):
 
 
 class AnswerSlots:
-    """Counts answers in flight (all on the event loop thread: no lock needed)."""
+    """Counts answers in flight. Used on the event loop thread only (the admission check in
+    the async ``serving.principal.asking``, the answers in the handlers and streams), so it
+    needs no lock."""
 
     def __init__(
         self, limit: int, *, lease_s: float = 5.0, clock: Callable[[], float] = time.monotonic

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rag.config import Settings, load_settings
 from rag.errors import EngineUnavailableError, RagError
+
+if TYPE_CHECKING:
+    from rag.services import Services
 
 cli = typer.Typer(add_completion=False, help="Serve the knowledge-base Q&A API.")
 
@@ -52,25 +55,43 @@ def serve(
     if check:
         _check(profile, gpu_memory_gib, concurrency, context_tokens, json_output)
         return
+    overrides: dict[str, dict[str, object]] = {"server": {}}
+    if host:
+        overrides["server"]["host"] = host
+    if port:
+        overrides["server"]["port"] = port
     try:
-        overrides: dict[str, dict[str, object]] = {"server": {}}
-        if host:
-            overrides["server"]["host"] = host
-        if port:
-            overrides["server"]["port"] = port
         settings = load_settings(profile, overrides=overrides)
+        services = _services(settings)
     except RagError as exc:
         typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(exc.exit_code) from exc
+    from rag.deploy.offline import apply_offline_env
 
-    from rag.state.apikeys import KeyStore
+    apply_offline_env(settings, in_process_engine=settings.llm.backend == "vllm")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    import uvicorn
 
-    try:
-        active = KeyStore(settings.paths.data_dir / "keys.sqlite3").active_count()
-    except RagError as exc:
-        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(exc.exit_code) from exc
-    if settings.auth.required and active == 0:
+    from serving.app import create_app
+
+    _banner(settings)
+    uvicorn.run(
+        create_app(settings, services=services),
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def _services(settings: Settings) -> Services:
+    """The service's parts; refuses a profile that needs API keys while none exists."""
+    from rag.services import Services
+
+    services = Services(settings)
+    if settings.auth.required and services.keys.active_count() == 0:
         typer.secho(
             f"error: the {settings.profile!r} profile requires API keys and none exists. Create "
             "one: rag-ingest keys create --name NAME --scope ask --group everyone",
@@ -85,16 +106,10 @@ def serve(
             fg=typer.colors.YELLOW,
             err=True,
         )
-    from rag.deploy.offline import apply_offline_env
+    return services
 
-    apply_offline_env(settings, in_process_engine=settings.llm.backend == "vllm")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    import uvicorn
 
-    from serving.app import create_app
-
+def _banner(settings: Settings) -> None:
     base = f"http://{settings.server.host}:{settings.server.port}"
     print(f"profile {settings.profile}: {settings.llm.describe()}", file=sys.stderr)
     print(f"API docs:  {base}/docs", file=sys.stderr)
@@ -108,13 +123,6 @@ def serve(
     print(
         f"Ready when {base}/readyz answers 200 (the model loads in the background).",
         file=sys.stderr,
-    )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        log_level="info",
-        timeout_graceful_shutdown=5,
     )
 
 

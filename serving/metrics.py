@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rag.index.manifest import Manifest
 from rag.types import Answer
+
+if TYPE_CHECKING:
+    from rag.services import Services
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METRICS_EXAMPLE = (
@@ -37,8 +40,9 @@ _TOKENS = (64, 256, 1024, 4096, 16384, 32768, 65536, 131072)
 class _StateCollector(Collector):
     """Values read at scrape time: engine queue depth, readiness, store size."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: Services, metrics: Metrics) -> None:
         self._state = state
+        self._metrics = metrics
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         state = self._state
@@ -53,6 +57,9 @@ class _StateCollector(Collector):
             )
             depth.add_metric([], float(running()))
             yield depth
+        faults = getattr(engine, "decode_faults", None)
+        if callable(faults):
+            yield _output_faults(faults())
         answers = state.answers
         if answers is not None:
             failures = CounterMetricFamily(
@@ -60,18 +67,16 @@ class _StateCollector(Collector):
             )
             failures.add_metric([], float(answers.engine_health.failures))
             yield failures
-        metrics = state.metrics
-        if metrics is not None:
-            total, cached = metrics.prompt_seen, metrics.cached_seen
-            rate = GaugeMetricFamily(
-                "kb_prefix_cache_hit_ratio",
-                "Share of prompt tokens served from the engine's prefix cache since start "
-                "(0 when the engine does not report it).",
-            )
-            rate.add_metric([], cached / total if total else 0.0)
-            yield rate
+        total, cached = self._metrics.prompt_seen, self._metrics.cached_seen
+        rate = GaugeMetricFamily(
+            "kb_prefix_cache_hit_ratio",
+            "Share of prompt tokens served from the engine's prefix cache since start "
+            "(0 when the engine does not report it).",
+        )
+        rate.add_metric([], cached / total if total else 0.0)
+        yield rate
         yield from _index_stats(state)
-        store = state.store
+        store = state.kb.store if state.kb is not None else None
         if store is not None:
             chunks = GaugeMetricFamily("kb_store_chunks", "Chunks in the vector store.")
             try:
@@ -81,10 +86,25 @@ class _StateCollector(Collector):
             yield chunks
 
 
+def _output_faults(counts: dict[str, int]) -> CounterMetricFamily:
+    """What the engine's output filter met in the model's output (rag/engines/harmony.py):
+    malformed tokens skipped, headers repaired, raw text recovered, answers cut off while
+    reasoning, tool calls refused. Counts only."""
+    family = CounterMetricFamily(
+        "kb_engine_output_faults",
+        "Faults in the model's output the engine survived, by kind (gpt-oss harmony).",
+        labels=["kind"],
+    )
+    for kind, count in sorted(counts.items()):
+        family.add_metric([kind], float(count))
+    return family
+
+
 def _index_stats(state: Any) -> Iterator[GaugeMetricFamily]:
     """What the ingest manifest records for the served collection, whoever ingested it
     (`rag-ingest` or uploads): documents, chunks, and files that failed to ingest."""
-    store, path = state.store, state.settings.store.manifest_path()
+    store = state.kb.store if state.kb is not None else None
+    path = state.settings.store.manifest_path()
     if store is None or not path.is_file():
         return
     try:
@@ -103,7 +123,10 @@ def _index_stats(state: Any) -> Iterator[GaugeMetricFamily]:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """One registry per app: request counts and latencies, answer and ingest outcomes, and
+    what the service's parts report at scrape time."""
+
+    def __init__(self, services: Services) -> None:
         self.registry = CollectorRegistry()
         self.prompt_seen = 0
         self.cached_seen = 0
@@ -164,6 +187,7 @@ class Metrics:
             buckets=(0, 1, 2, 3, 5, 8, 13),
             registry=r,
         )
+        r.register(_StateCollector(services, self))
 
     def observe_answer(self, answer: Answer) -> None:
         self.answers.labels("declined" if answer.declined else "answered").inc()
@@ -190,38 +214,35 @@ class Metrics:
             self.ingested_chunks.inc(chunks)
 
 
-def install(app: FastAPI, state: Any) -> Metrics:
-    metrics = Metrics()
-    metrics.registry.register(_StateCollector(state))
+async def count_requests(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Middleware: requests and latency per route template (never the raw path)."""
+    started = time.perf_counter()
+    response = await call_next(request)
+    metrics: Metrics = request.app.state.http.metrics
+    route = request.scope.get("route")
+    name = getattr(route, "path", None) or "unmatched"
+    metrics.requests.labels(name, request.method, str(response.status_code)).inc()
+    metrics.latency.labels(name).observe(time.perf_counter() - started)
+    return response
 
-    @app.middleware("http")
-    async def count(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", None) or "unmatched"
-        metrics.requests.labels(name, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(name).observe(time.perf_counter() - started)
-        return response
 
-    api = APIRouter(tags=["ops"])
+router = APIRouter(tags=["ops"])
 
-    @api.get(
-        "/metrics",
-        summary="Prometheus metrics (text format).",
-        response_class=Response,
-        response_description="Prometheus text exposition format.",
-        responses={200: {"content": {CONTENT_TYPE: {"example": METRICS_EXAMPLE}}}},
-    )
-    async def scrape() -> Response:
-        """For Prometheus to scrape: request counts and latencies per route, retrieval
-        time, time to first token, tokens in and out, engine queue depth, declined answers,
-        citations per answer, prefix-cache hits, ingest counts. No key needed; labels never
-        carry question or document text."""
-        body = await asyncio.to_thread(generate_latest, metrics.registry)
-        return Response(body, media_type=CONTENT_TYPE)
 
-    app.include_router(api)
-    return metrics
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text format).",
+    response_class=Response,
+    response_description="Prometheus text exposition format.",
+    responses={200: {"content": {CONTENT_TYPE: {"example": METRICS_EXAMPLE}}}},
+)
+async def scrape(request: Request) -> Response:
+    """For Prometheus to scrape: request counts and latencies per route, retrieval
+    time, time to first token, tokens in and out, engine queue depth, declined answers,
+    citations per answer, prefix-cache hits, ingest counts. No key needed; labels never
+    carry question or document text."""
+    metrics: Metrics = request.app.state.http.metrics
+    body = await asyncio.to_thread(generate_latest, metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE)

@@ -4,7 +4,8 @@ A caller is, in order: an API key (``Authorization: Bearer kb_...`` or ``X-API-K
 widget (``X-Widget-Token`` + the page's ``Origin``, optionally a signed
 ``X-Widget-Identity``), or, only when ``auth.required`` is off (dev), anonymous with
 ``retrieval.anonymous_groups``. ``require(scope)`` adds the scope check; ``asking`` adds
-the rate limit and the capacity check.
+the rate limit and the capacity check. The ``Annotated`` aliases routes use (``Asker``,
+``Reader``, ...) are in :mod:`serving.deps`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rag.config import Settings
 from rag.errors import AuthError, ForbiddenError, RagError
 from rag.state.apikeys import PREFIX as KEY_PREFIX
 from rag.state.apikeys import SCOPES, KeyStore
-from rag.state.ratelimit import RateLimiter, retry_after
+from rag.state.ratelimit import RateLimits, retry_after
 from rag.types import Principal
 from serving.widget_auth import widget_principal
 
@@ -62,6 +63,7 @@ def _api_key(request: Request) -> str | None:
 
 
 def get_principal(request: Request) -> Principal:
+    """Runs in FastAPI's threadpool: an API key is looked up in the state database."""
     state = request.app.state.rag
     settings: Settings = state.settings
     keys: KeyStore = state.keys
@@ -109,10 +111,13 @@ def require(scope: str) -> Callable[[Principal], Principal]:
     return check
 
 
-def asking(request: Request, caller: Annotated[Principal, Depends(require("ask"))]) -> Principal:
+async def asking(
+    request: Request, caller: Annotated[Principal, Depends(require("ask"))]
+) -> Principal:
     """The ``ask`` scope, the per-caller question rate limit, and the service's capacity
-    (checked last: a refused request must not hold a place)."""
-    limiter: RateLimiter = request.app.state.rag.limiter
+    (checked last: a refused request must not hold a place). Async on purpose: the rate
+    limiter and the answer slots are used on the event loop only, so they need no lock."""
+    limiter: RateLimits = request.app.state.rag.limiter
     who = caller.subject
     if caller.anonymous:  # anonymous widget visitors share a subject: tell them apart by IP
         who += "|" + (request.client.host if request.client else "?")
@@ -124,12 +129,8 @@ def asking(request: Request, caller: Annotated[Principal, Depends(require("ask")
             f"{seconds} s.",
             seconds,
         )
-    request.app.state.rag.slots.check()
+    request.app.state.http.slots.check()
     return caller
-
-
-Asker = Annotated[Principal, Depends(asking)]
-Reader = Annotated[Principal, Depends(require("ask"))]
 
 
 def can_read(principal: Principal, groups: tuple[str, ...]) -> bool:

@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from rag.config import Settings
 from rag.errors import NotFoundError
 from serving.apidocs import route_error
+from serving.deps import SettingsDep
 from serving.widget_auth import allowed_origins, normalize_origin
 
 WIDGET_DIR = Path(__file__).resolve().parent / "widget"
@@ -35,69 +36,69 @@ DEMO_QUESTIONS = {
 }
 
 
-def router(settings: Settings) -> APIRouter:
-    api = APIRouter(tags=["widget"])
+router = APIRouter(tags=["widget"])
 
-    @api.get(
-        "/widget.js",
-        summary="The embeddable widget script (one tag: see /widget/demo).",
-        response_class=FileResponse,
-        response_description="The widget bundle (plain JS, about 10 KB gzipped).",
-        responses={
-            200: {
-                "content": {
-                    "text/javascript": {
-                        "example": "/* kb-widget 9553 bytes gzipped */ (() => { ... })();"
-                    }
+
+@router.get(
+    "/widget.js",
+    summary="The embeddable widget script (one tag: see /widget/demo).",
+    response_class=FileResponse,
+    response_description="The widget bundle (plain JS, about 10 KB gzipped).",
+    responses={
+        200: {
+            "content": {
+                "text/javascript": {
+                    "example": "/* kb-widget 9553 bytes gzipped */ (() => { ... })();"
                 }
             }
-        },
+        }
+    },
+)
+async def widget_js() -> FileResponse:
+    """Embed the helpdesk widget on an intranet page with one tag:
+    `<script src="https://kb.example.com/widget.js" data-token="<widget token>"
+    async></script>`. The token must allow the page's origin (`widget.tokens`)."""
+    return FileResponse(
+        BUNDLE,
+        media_type="text/javascript; charset=utf-8",
+        headers={"Cache-Control": "public, max-age=300"},
     )
-    async def widget_js() -> FileResponse:
-        """Embed the helpdesk widget on an intranet page with one tag:
-        `<script src="https://kb.example.com/widget.js" data-token="<widget token>"
-        async></script>`. The token must allow the page's origin (`widget.tokens`)."""
-        return FileResponse(
-            BUNDLE,
-            media_type="text/javascript; charset=utf-8",
-            headers={"Cache-Control": "public, max-age=300"},
+
+
+@router.get(
+    "/widget/demo",
+    summary="A fake intranet page with the widget on it.",
+    response_class=HTMLResponse,
+    response_description="An HTML page with the widget on it.",
+    responses={
+        200: {"content": {"text/html": {"example": "<!doctype html><html>...</html>"}}},
+        404: route_error(
+            404,
+            "not_found",
+            "The widget demo page is off. Set widget.demo_page: true and configure a "
+            "widget token (see configs/dev.yaml).",
+            "The demo page is off (widget.demo_page), or no widget token is configured.",
+        ),
+    },
+)
+async def widget_demo(
+    settings: SettingsDep,
+    lang: Annotated[str, Query(description="en, or zh for the Chinese UI.")] = "en",
+) -> HTMLResponse:
+    """Try the widget without an intranet: `make demo` prints this page's address."""
+    if not settings.widget.demo_page or not settings.widget.tokens:
+        raise NotFoundError(
+            "The widget demo page is off. Set widget.demo_page: true and configure a "
+            "widget token (see configs/dev.yaml)."
         )
-
-    @api.get(
-        "/widget/demo",
-        summary="A fake intranet page with the widget on it.",
-        response_class=HTMLResponse,
-        response_description="An HTML page with the widget on it.",
-        responses={
-            200: {"content": {"text/html": {"example": "<!doctype html><html>...</html>"}}},
-            404: route_error(
-                404,
-                "not_found",
-                "The widget demo page is off. Set widget.demo_page: true and configure a "
-                "widget token (see configs/dev.yaml).",
-                "The demo page is off (widget.demo_page), or no widget token is configured.",
-            ),
-        },
-    )
-    async def widget_demo(
-        lang: Annotated[str, Query(description="en, or zh for the Chinese UI.")] = "en",
-    ) -> HTMLResponse:
-        """Try the widget without an intranet: `make demo` prints this page's address."""
-        if not settings.widget.demo_page or not settings.widget.tokens:
-            raise NotFoundError(
-                "The widget demo page is off. Set widget.demo_page: true and configure a "
-                "widget token (see configs/dev.yaml)."
-            )
-        token = settings.widget.tokens[0].token
-        page = DEMO_PAGE.read_text(encoding="utf-8")
-        page = page.replace("{{TOKEN}}", html.escape(token, quote=True))
-        code = "zh" if lang.startswith("zh") else "en"
-        page = page.replace("{{LANG}}", code)
-        suggestions = json.dumps(DEMO_QUESTIONS[code], ensure_ascii=False)
-        page = page.replace("{{SUGGESTIONS}}", html.escape(suggestions, quote=True))
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
-
-    return api
+    token = settings.widget.tokens[0].token
+    page = DEMO_PAGE.read_text(encoding="utf-8")
+    page = page.replace("{{TOKEN}}", html.escape(token, quote=True))
+    code = "zh" if lang.startswith("zh") else "en"
+    page = page.replace("{{LANG}}", code)
+    suggestions = json.dumps(DEMO_QUESTIONS[code], ensure_ascii=False)
+    page = page.replace("{{SUGGESTIONS}}", html.escape(suggestions, quote=True))
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
 
 def install_cors(app: FastAPI, settings: Settings) -> None:

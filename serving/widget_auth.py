@@ -1,31 +1,35 @@
-"""Widget tokens and signed user identities -> a :class:`Principal`.
+"""Widget tokens and signed user identities -> a :class:`Principal` (the only importer of
+``jwt``, PyJWT).
 
 A widget token is public (it sits in the page). It is bound to the page origins allowed to use
 it and to the groups an anonymous visitor gets. A site that knows its users can pass a signed
-identity: an HS256 JWT (``sub``, ``groups``, ``exp``) signed with a secret the site shares with
-the service (held in an environment variable named by the token's config). The secret never
-goes to the browser; the site's own back end signs the identity.
+identity: an HS256 JWT (``sub``, ``groups``, ``exp``, ``aud``: the token's
+``identity_audience``; ``iss`` when the token names an ``identity_issuer``) signed with a
+secret the site shares with the service (held in an environment variable named by the
+token's config). The secret never goes to the browser; the site's own back end signs the
+identity. PyJWT checks the signature (HS256 only: ``alg: none`` and other algorithms are
+refused), ``exp`` (an integer, 60 s of clock skew), ``nbf``, ``aud`` and ``iss``; the service
+adds its own cap: an identity may not live longer than 24 hours.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import hmac
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rag.config import WidgetSettings, WidgetToken
+import jwt
+
+from rag.config import DEFAULT_IDENTITY_AUDIENCE, WidgetSettings, WidgetToken
 from rag.errors import AuthError, ForbiddenError
 from rag.types import Principal
 
 CLOCK_SKEW_S = 60
 MAX_IDENTITY_TTL_S = 24 * 3600
+DEFAULT_AUDIENCE = DEFAULT_IDENTITY_AUDIENCE
 
 
 class OriginNotAllowedError(ForbiddenError):
@@ -55,60 +59,57 @@ def allowed_origins(settings: WidgetSettings) -> frozenset[str]:
     return frozenset(normalize_origin(o) for t in settings.tokens for o in t.origins)
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def sign_identity(
-    secret: bytes, subject: str, groups: Sequence[str], ttl_s: int = 3600, now: float | None = None
+    secret: bytes,
+    subject: str,
+    groups: Sequence[str],
+    ttl_s: int = 3600,
+    now: float | None = None,
+    *,
+    audience: str = DEFAULT_AUDIENCE,
+    issuer: str | None = None,
 ) -> str:
     """An HS256 JWT for ``subject`` in ``groups``: what a site's back end hands its pages."""
     issued = int(time.time() if now is None else now)
-    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    claims = {"sub": subject, "groups": list(groups), "iat": issued, "exp": issued + ttl_s}
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    sig = hmac.new(secret, f"{header}.{payload}".encode("ascii"), hashlib.sha256).digest()
-    return f"{header}.{payload}.{_b64(sig)}"
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "groups": list(groups),
+        "iat": issued,
+        "exp": issued + ttl_s,
+        "aud": audience,
+    }
+    if issuer is not None:
+        claims["iss"] = issuer
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def verify_identity(token: str, secret: bytes, now: float | None = None) -> Identity:
-    """Check an HS256 JWT's signature and expiry; raise :class:`InvalidIdentityError`."""
+def verify_identity(
+    token: str, secret: bytes, *, audience: str = DEFAULT_AUDIENCE, issuer: str | None = None
+) -> Identity:
+    """Check an HS256 JWT's signature, expiry, audience (and issuer); raise
+    :class:`InvalidIdentityError`."""
     bad = InvalidIdentityError(
         "The signed user identity is invalid or expired. Reload the page to get a fresh one."
     )
-    parts = token.split(".")
-    if len(parts) != 3 or len(token) > 8192:
+    if len(token) > 8192:
         raise bad
+    required = ["exp", "sub", "aud", *(["iss"] if issuer is not None else [])]
     try:
-        header = json.loads(_unb64(parts[0]))
-        claims = json.loads(_unb64(parts[1]))
-        sig = _unb64(parts[2])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            audience=audience,
+            issuer=issuer,
+            leeway=CLOCK_SKEW_S,
+            options={"require": required},
+        )
+    except jwt.PyJWTError:
         raise bad from None
-    if not isinstance(header, dict) or header.get("alg") != "HS256":
-        raise bad
-    want = hmac.new(secret, f"{parts[0]}.{parts[1]}".encode("ascii"), hashlib.sha256).digest()
-    if not hmac.compare_digest(sig, want):
-        raise bad
-    return _claims(claims, time.time() if now is None else now, bad)
-
-
-def _claims(claims: Any, now: float, bad: InvalidIdentityError) -> Identity:
-    if not isinstance(claims, dict):
-        raise bad
-    sub, groups, exp = claims.get("sub"), claims.get("groups", []), claims.get("exp")
-    if not isinstance(sub, str) or not sub or not isinstance(exp, int | float):
+    sub, groups, exp = claims.get("sub"), claims.get("groups", []), claims["exp"]
+    if not isinstance(sub, str) or not sub or exp > time.time() + MAX_IDENTITY_TTL_S:
         raise bad
     if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
-        raise bad
-    if exp < now - CLOCK_SKEW_S or exp > now + MAX_IDENTITY_TTL_S:
-        raise bad
-    nbf = claims.get("nbf")
-    if isinstance(nbf, int | float) and nbf > now + CLOCK_SKEW_S:
         raise bad
     return Identity(sub, tuple(groups), float(exp))
 
@@ -148,5 +149,10 @@ def widget_principal(
             "This widget token does not accept signed identities (no identity secret is "
             "configured). Remove the identity callback or configure identity_secret_env."
         )
-    who = verify_identity(identity, secret.encode())
+    who = verify_identity(
+        identity,
+        secret.encode(),
+        audience=found.identity_audience,
+        issuer=found.identity_issuer,
+    )
     return Principal(f"user:{who.subject}", frozenset(who.groups) | set(found.groups), False)

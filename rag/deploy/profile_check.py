@@ -23,6 +23,7 @@ from rag.deploy.memory_model import (
     effective_shape,
     estimate_memory,
     gib,
+    is_gpt_oss,
     kv_bytes_per_sequence,
     kv_dtype_bytes,
     load_shape,
@@ -80,12 +81,46 @@ def largest_model_len(est: MemoryEstimate, shape: ModelShape, llm: LLMSettings) 
     low, high = 0, max(llm.max_model_len, 1024) // 1024
     while low < high:
         mid = (low + high + 1) // 2
-        need = math.ceil(kv_bytes_per_sequence(shape, mid * 1024, kv_bytes) / est.gpus)
+        need = math.ceil(
+            kv_bytes_per_sequence(shape, mid * 1024, kv_bytes, est.kv_layout) / est.gpus
+        )
         if need <= est.kv_budget_per_gpu:
             low = mid
         else:
             high = mid - 1
     return low * 1024
+
+
+def fp8_problems(llm: LLMSettings, shape: ModelShape) -> list[str]:
+    """fp8_e5m2 on gpt-oss: vLLM 0.33's FlashAttention backend (gpt-oss's on Hopper and
+    Blackwell) lists only fp8/fp8_e4m3 among its KV cache dtypes; the engine would refuse."""
+    if llm.kv_cache_dtype == "fp8_e5m2" and is_gpt_oss(shape):
+        return [
+            "llm.kv_cache_dtype fp8_e5m2 is not a KV cache dtype of FlashAttention, gpt-oss's "
+            "attention backend on Hopper and Blackwell (it takes fp8 = fp8_e4m3). Use "
+            "kv_cache_dtype: auto (bf16, what vLLM's recipe uses on H100/H200) or fp8."
+        ]
+    return []
+
+
+def fp8_warnings(llm: LLMSettings, shape: ModelShape) -> list[str]:
+    """An fp8 KV cache halves the memory per token, at a cost for gpt-oss."""
+    if not is_gpt_oss(shape):
+        return ["FP8 KV cache: half the memory per token; needs a GPU with FP8 (Hopper+)."]
+    skip = (
+        ""
+        if "sliding_window" in llm.kv_cache_dtype_skip_layers
+        else (
+            " Keep the sliding-window layers in bf16 with llm.kv_cache_dtype_skip_layers: "
+            "[sliding_window]."
+        )
+    )
+    return [
+        "FP8 KV cache with gpt-oss: vLLM's gpt-oss recipe uses it on Blackwell only "
+        "(GPT-OSS_Blackwell.yaml); its Hopper config (H100/H200) keeps bf16. Crashes "
+        "(vllm-project/vllm#23832) and accuracy loss were reported; measure answers before "
+        f"serving with it.{skip}"
+    ]
 
 
 def check_llm(
@@ -109,7 +144,25 @@ def check_llm(
             "gpt-oss model. Put the checkpoint (at least its config.json) in that folder."
         )
         return result
-    problems, warnings = result.problems, result.warnings
+    _check_shape(llm, shape, cpu, result.problems, result.warnings)
+    est = estimate_memory(
+        llm, shape, gpu_memory_gib=gpu_memory_gib, measured_weights=measured_weights, cpu=cpu
+    )
+    result.estimate = est
+    if est.kv_budget_per_gpu is None or est.budget_per_gpu is None:
+        result.ok = not result.problems
+        return result
+    _check_memory(
+        llm, shape, est, gpu_memory_gib, measured_weights, concurrency, context_tokens, result
+    )
+    result.ok = not result.problems
+    return result
+
+
+def _check_shape(
+    llm: LLMSettings, shape: ModelShape, cpu: bool, problems: list[str], warnings: list[str]
+) -> None:
+    """What the settings ask of the model's shape and the parallelism."""
     if shape.max_position_embeddings and llm.max_model_len > shape.max_position_embeddings:
         problems.append(
             f"llm.max_model_len {llm.max_model_len} is longer than the model's "
@@ -138,14 +191,24 @@ def check_llm(
             "mp works."
         )
     if llm.kv_cache_dtype.startswith("fp8") and not cpu:
-        warnings.append("FP8 KV cache: half the memory per token; needs a GPU with FP8 (Hopper+).")
-    est = estimate_memory(
-        llm, shape, gpu_memory_gib=gpu_memory_gib, measured_weights=measured_weights, cpu=cpu
-    )
-    result.estimate = est
-    if est.kv_budget_per_gpu is None or est.budget_per_gpu is None:
-        result.ok = not problems
-        return result
+        problems.extend(fp8_problems(llm, shape))
+        warnings.extend(fp8_warnings(llm, shape))
+
+
+def _check_memory(
+    llm: LLMSettings,
+    shape: ModelShape,
+    est: MemoryEstimate,
+    gpu_memory_gib: float | None,
+    measured_weights: int | None,
+    concurrency: int,
+    context_tokens: int | None,
+    result: CheckResult,
+) -> None:
+    """Whether the weights, the runtime and the KV cache fit the budget."""
+    cpu, pp = gpu_memory_gib is None, llm.pipeline_parallel_size
+    problems, warnings = result.problems, result.warnings
+    assert est.kv_budget_per_gpu is not None and est.budget_per_gpu is not None
     where = (
         f"llm.kv_cache_space_gib {llm.kv_cache_space_gib:g}"
         if cpu
@@ -187,7 +250,9 @@ def check_llm(
     else:
         tokens = context_tokens or llm.max_model_len
         kv_bytes = kv_dtype_bytes(llm, effective_shape(llm, shape))
-        need = concurrency * math.ceil(kv_bytes_per_sequence(shape, tokens, kv_bytes) / est.gpus)
+        need = concurrency * math.ceil(
+            kv_bytes_per_sequence(shape, tokens, kv_bytes, est.kv_layout) / est.gpus
+        )
         if concurrency > 1 and need > est.kv_budget_per_gpu:
             fits = est.kv_budget_per_gpu // max(1, need // concurrency)
             problems.append(
@@ -202,8 +267,6 @@ def check_llm(
                 f"llm.max_num_seqs {llm.max_num_seqs} is below the concurrency {concurrency}: "
                 "the rest wait in vLLM's queue."
             )
-    result.ok = not problems
-    return result
 
 
 # --- a whole profile ------------------------------------------------------------------------
@@ -334,6 +397,13 @@ def render_report(report: ProfileReport, llm: LLMSettings) -> str:
             f"{llm.max_model_len}-token sequence {gib(est.kv_one_sequence_per_gpu)}"
             + ("" if res.target == "cpu" or est.gpus == 1 else " per GPU")
         )
+        if shape is not None and shape.sliding_layers:
+            layout = est.kv_layout
+            lines.append(
+                f"                sliding-window layers hold {est.sliding_tokens:,} tokens each "
+                f"(window {shape.sliding_window} + {layout.in_flight_tokens:,} in flight, "
+                f"{layout.block_tokens}-token blocks: vLLM's hybrid KV cache manager)"
+            )
         if est.budget_per_gpu is None:
             lines.append(
                 "  no GPU memory given (llm.gpu_memory_gib or --gpu-memory-gib): fit not judged"

@@ -37,7 +37,7 @@ def resolve_model_dir(settings: Settings) -> Path:
         hub = " and is no model id in the local Hugging Face cache" if "/" in model else ""
         raise AssetError(
             f"Model folder {path} does not exist{hub}. Download the weights on a connected "
-            "machine (see README, 'Air-gapped hosts'), copy them here and set llm.model."
+            "machine (see docs/DEPLOY.md, 'Air-gapped hosts'), copy them here and set llm.model."
         )
     return path
 

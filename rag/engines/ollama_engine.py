@@ -16,13 +16,18 @@ streamed.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from rag.config import OLLAMA_DEFAULT_URL, LLMSettings
-from rag.engines.remote import RemoteEngine, chat_messages, check_model_name, short
+from rag.engines.remote import (
+    RemoteEngine,
+    chat_messages,
+    check_model_name,
+    short,
+    stream_chunk,
+)
 from rag.errors import BadRequestError, EngineError
 from rag.types import EngineEvent, Finished, GenerationRequest, HistoryTurn, TextDelta, Usage
 
@@ -168,21 +173,11 @@ class OllamaEngine(RemoteEngine):
         return Usage(prompt_tokens=prompt, completion_tokens=completion)
 
     def _parse(self, line: str) -> dict[str, Any]:
-        try:
-            chunk = json.loads(line)
-        except ValueError as exc:
-            raise EngineError(
-                f"Ollama at {self.base_url} sent a malformed stream. Check that "
-                "llm.base_url is Ollama's address (e.g. http://127.0.0.1:11434, no /v1)."
-            ) from exc
-        if not isinstance(chunk, dict):
-            raise EngineError(f"Ollama at {self.base_url} sent a malformed stream.")
-        if "error" in chunk:
-            raise EngineError(
-                f"Ollama at {self.base_url} failed mid-answer ({short(str(chunk['error']))}). "
-                "Retry; if it persists, check Ollama's log."
-            )
-        return chunk
+        return stream_chunk(
+            line,
+            f"Ollama at {self.base_url}",
+            "Check that llm.base_url is Ollama's address (e.g. http://127.0.0.1:11434, no /v1).",
+        )
 
 
 def _finish_reason(reason: Any) -> str:

@@ -11,14 +11,19 @@ beside the answer) is dropped. ``/v1/models`` tells the served model and, on vLL
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from rag.config import LLMSettings
-from rag.engines.remote import RemoteEngine, chat_messages, check_model_name, short
+from rag.engines.remote import (
+    RemoteEngine,
+    chat_messages,
+    check_model_name,
+    short,
+    stream_chunk,
+)
 from rag.errors import BadRequestError, ConfigError, EngineError
 from rag.types import EngineEvent, Finished, GenerationRequest, HistoryTurn, TextDelta, Usage
 
@@ -134,23 +139,11 @@ class OpenAIEngine(RemoteEngine):
         )
 
     def _parse(self, data: str) -> dict[str, Any]:
-        try:
-            chunk = json.loads(data)
-        except ValueError as exc:
-            raise EngineError(
-                f"The model server at {self.base_url} sent a malformed stream. Check that "
-                "llm.base_url points at an OpenAI-compatible API (ending in /v1)."
-            ) from exc
-        if not isinstance(chunk, dict):
-            raise EngineError(f"The model server at {self.base_url} sent a malformed stream.")
-        if "error" in chunk:
-            err = chunk["error"]
-            message = err.get("message", "") if isinstance(err, dict) else str(err)
-            raise EngineError(
-                f"The model server at {self.base_url} failed mid-answer ({short(message)}). "
-                "Retry; if it persists, check the server's log."
-            )
-        return chunk
+        return stream_chunk(
+            data,
+            f"The model server at {self.base_url}",
+            "Check that llm.base_url points at an OpenAI-compatible API (ending in /v1).",
+        )
 
 
 def _usage(raw: Any, previous: Usage | None) -> Usage | None:

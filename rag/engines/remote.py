@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import re
 import time
@@ -27,8 +28,9 @@ from typing import Any
 
 import httpx
 
+from rag.answering.prompt import conversation
 from rag.config import LLMSettings
-from rag.engines.harmony import HarmonyCodec, user_text
+from rag.engines.harmony import HarmonyCodec
 from rag.errors import (
     BadRequestError,
     ConfigError,
@@ -63,11 +65,14 @@ def family_for(settings: LLMSettings, model_name: str) -> str:
 def chat_messages(
     request: GenerationRequest, history: Sequence[HistoryTurn]
 ) -> list[dict[str, str]]:
-    """Rules as the system message (gpt-oss servers make it the developer message),
-    earlier turns, then the sources and the question as the user message."""
+    """Rules as the system message (gpt-oss servers make it the developer message), then the
+    sources, the earlier turns and the question (rag.answering.prompt.conversation: a
+    follow-up's prompt starts with the previous one, so the server's prefix cache serves it)."""
     messages = [{"role": "system", "content": request.instructions}]
-    messages += [{"role": t.role, "content": t.text} for t in history]
-    messages.append({"role": "user", "content": user_text(request)})
+    messages += [
+        {"role": role, "content": text}
+        for role, text in conversation(request.context, request.question, history)
+    ]
     return messages
 
 
@@ -84,6 +89,25 @@ def short(text: str) -> str:
     """A server's error text, cut to a length fit for an error message."""
     text = " ".join(text.split())
     return text if len(text) <= _ERROR_TEXT_LIMIT else text[:_ERROR_TEXT_LIMIT] + "..."
+
+
+def stream_chunk(data: str, server: str, fix: str) -> dict[str, Any]:
+    """One JSON object of a model server's stream, or an EngineError: ``server`` names it
+    ("Ollama at ..."), ``fix`` says what to check when the stream is not JSON at all."""
+    try:
+        chunk = json.loads(data)
+    except ValueError as exc:
+        raise EngineError(f"{server} sent a malformed stream. {fix}") from exc
+    if not isinstance(chunk, dict):
+        raise EngineError(f"{server} sent a malformed stream.")
+    if "error" in chunk:
+        err = chunk["error"]
+        message = err.get("message", "") if isinstance(err, dict) else str(err)
+        raise EngineError(
+            f"{server} failed mid-answer ({short(str(message))}). Retry; if it persists, "
+            "check the server's log."
+        )
+    return chunk
 
 
 @functools.cache

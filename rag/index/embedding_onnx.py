@@ -64,8 +64,16 @@ def ensure_onnx(settings: EmbeddingSettings, paths: PathsSettings) -> Path:
     marker = target / _MARKER
     if marker.is_file() and marker.read_text().strip() == digest:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+    except OSError as exc:
+        raise AssetError(
+            f"Cannot write the ONNX export of {settings.model} under {target.parent} "
+            f"({type(exc).__name__}: {exc}). Export it ahead with `python -m rag.deploy.assets "
+            f"--dir {paths.assets_dir} --onnx` as a user that may write there, point "
+            "paths.assets_dir at a folder the service may write, or use embedding.backend: torch."
+        ) from exc
     try:
         _export(model_dir, work / "model.onnx")
         _quantize(work / "model.onnx", work / "model.int8.onnx")

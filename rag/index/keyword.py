@@ -18,7 +18,7 @@ the text of ``window`` neighbouring chunks of the same document and access group
 neighbour holds, so the chunk that has the words ranks first, and a term split across a
 chunk boundary still matches. Windows are built when the index is rebuilt from the table,
 so an update or delete of one chunk changes its neighbours' windows too. Chosen on
-SciFact's train queries (see README): with 128-token chunks, fused nDCG@10 0.749 against
+SciFact's train queries (docs/BENCHMARKS.md): with 128-token chunks, fused nDCG@10 0.749 against
 0.739 for 200-token chunks read alone.
 
 A crash between the store write and the listener call leaves the table behind the store:
@@ -50,23 +50,38 @@ import numpy as np
 
 from rag.errors import StoreError
 from rag.index.lexical import analyze
+from rag.migrations import Migration, add_columns, migrate_sqlite
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
 
 CURRENT = "CURRENT"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS chunks (
-    chunk_id TEXT PRIMARY KEY,
-    doc_id   TEXT NOT NULL,
-    source   TEXT NOT NULL,
-    groups   TEXT NOT NULL,
-    terms    TEXT NOT NULL,
-    position INTEGER NOT NULL DEFAULT -1,
-    head     TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+MIGRATIONS = [
+    Migration(
+        1,
+        "chunks (analysed terms), state",
+        """
+        CREATE TABLE IF NOT EXISTS chunks (
+            chunk_id TEXT PRIMARY KEY,
+            doc_id   TEXT NOT NULL,
+            source   TEXT NOT NULL,
+            groups   TEXT NOT NULL,
+            terms    TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+        """,
+    ),
+    # Windows: a row from before them keeps position -1 and still works alone; reconcile()
+    # re-reads such rows from the store to give them windows.
+    Migration(
+        2,
+        "chunks.position, chunks.head (windows)",
+        add_columns(
+            "chunks",
+            {"position": "INTEGER NOT NULL DEFAULT -1", "head": "TEXT NOT NULL DEFAULT ''"},
+        ),
+    ),
+]
 _SEP = "|"
 _OWN = 2
 """How many times a window counts the chunk's own text (neighbours count once)."""
@@ -169,14 +184,7 @@ class KeywordIndex:
                 db = sqlite3.connect(
                     self._folder / "terms.sqlite", check_same_thread=False, timeout=30
                 )
-                db.executescript(_SCHEMA)
-                columns = {str(r[1]) for r in db.execute("PRAGMA table_info(chunks)")}
-                if "position" not in columns:
-                    # A table from before windows: its rows still work alone (position -1);
-                    # reconcile() re-reads them from the store to give them windows.
-                    db.execute("ALTER TABLE chunks ADD COLUMN position INTEGER NOT NULL DEFAULT -1")
-                    db.execute("ALTER TABLE chunks ADD COLUMN head TEXT NOT NULL DEFAULT ''")
-                    db.commit()
+                migrate_sqlite(db, "keyword", MIGRATIONS)
             except (OSError, sqlite3.Error) as exc:
                 raise StoreError(
                     f"Cannot open the keyword index at {self._folder} ({exc}). Check the "

@@ -31,40 +31,52 @@ from types import TracebackType
 from typing import Any
 
 from rag.config import StoreSettings
-from rag.errors import StoreError, storage_failure
+from rag.errors import IndexBusyError, StoreError, storage_failure
+from rag.migrations import Migration, add_columns, migrate_sqlite
 
 ACTIVE_KEY = "active_collection"
 REINDEX_KEY = "reindex_target"
 PREVIOUS_KEY = "previous_collection"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS documents (
-    collection TEXT NOT NULL, doc_id TEXT NOT NULL, path TEXT NOT NULL,
-    file_hash TEXT NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL,
-    title TEXT NOT NULL, groups TEXT NOT NULL, embedder TEXT NOT NULL,
-    chunks INTEGER NOT NULL, pages INTEGER NOT NULL, size INTEGER NOT NULL,
-    ingested_at TEXT NOT NULL, root TEXT NOT NULL, parent TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (collection, doc_id)
-);
-CREATE INDEX IF NOT EXISTS documents_path ON documents (collection, path);
-CREATE TABLE IF NOT EXISTS chunks (
-    collection TEXT NOT NULL, chunk_id TEXT NOT NULL, doc_id TEXT NOT NULL,
-    PRIMARY KEY (collection, chunk_id)
-);
-CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (collection, doc_id);
-CREATE TABLE IF NOT EXISTS pending (
-    collection TEXT NOT NULL, chunk_id TEXT NOT NULL, doc_id TEXT NOT NULL,
-    PRIMARY KEY (collection, chunk_id)
-);
-CREATE TABLE IF NOT EXISTS garbage (
-    collection TEXT NOT NULL, chunk_id TEXT NOT NULL, PRIMARY KEY (collection, chunk_id)
-);
-CREATE TABLE IF NOT EXISTS failures (
-    collection TEXT NOT NULL, path TEXT NOT NULL, error TEXT NOT NULL, at TEXT NOT NULL,
-    PRIMARY KEY (collection, path)
-);
-"""
+MIGRATIONS = [
+    Migration(
+        1,
+        "documents, chunks, pending, garbage, failures, meta",
+        """
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS documents (
+            collection TEXT NOT NULL, doc_id TEXT NOT NULL, path TEXT NOT NULL,
+            file_hash TEXT NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL,
+            title TEXT NOT NULL, groups TEXT NOT NULL, embedder TEXT NOT NULL,
+            chunks INTEGER NOT NULL, pages INTEGER NOT NULL, size INTEGER NOT NULL,
+            ingested_at TEXT NOT NULL, root TEXT NOT NULL,
+            PRIMARY KEY (collection, doc_id)
+        );
+        CREATE INDEX IF NOT EXISTS documents_path ON documents (collection, path);
+        CREATE TABLE IF NOT EXISTS chunks (
+            collection TEXT NOT NULL, chunk_id TEXT NOT NULL, doc_id TEXT NOT NULL,
+            PRIMARY KEY (collection, chunk_id)
+        );
+        CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (collection, doc_id);
+        CREATE TABLE IF NOT EXISTS pending (
+            collection TEXT NOT NULL, chunk_id TEXT NOT NULL, doc_id TEXT NOT NULL,
+            PRIMARY KEY (collection, chunk_id)
+        );
+        CREATE TABLE IF NOT EXISTS garbage (
+            collection TEXT NOT NULL, chunk_id TEXT NOT NULL, PRIMARY KEY (collection, chunk_id)
+        );
+        CREATE TABLE IF NOT EXISTS failures (
+            collection TEXT NOT NULL, path TEXT NOT NULL, error TEXT NOT NULL, at TEXT NOT NULL,
+            PRIMARY KEY (collection, path)
+        )
+        """,
+    ),
+    Migration(
+        2,
+        "documents.parent: e-mail attachments live and die with their message",
+        add_columns("documents", {"parent": "TEXT NOT NULL DEFAULT ''"}),
+    ),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +156,7 @@ class Manifest:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(documents)")}
-            if "parent" not in columns:  # a manifest from before e-mail attachments
-                self._db.execute("ALTER TABLE documents ADD COLUMN parent TEXT NOT NULL DEFAULT ''")
+            migrate_sqlite(self._db, "manifest", MIGRATIONS)
         except sqlite3.Error as exc:
             raise storage_failure(exc, "ingest manifest", path) or StoreError(
                 f"Cannot open the ingest manifest {path} ({exc}). Check the folder is "
@@ -183,9 +192,9 @@ class Manifest:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
-            raise StoreError(
+            raise IndexBusyError(
                 "Another rag-ingest is writing to this index. Wait for it to finish "
-                "(or stop it), then run the command again."
+                "(or stop it), then retry."
             ) from exc
         self._lock_fd = fd
 

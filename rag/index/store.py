@@ -364,15 +364,9 @@ class ChromaStore:
         if k < 1:
             return []
         include = ["documents", "metadatas", "distances"] if text else ["metadatas", "distances"]
-        try:
-            res = self._collection.query(
-                query_embeddings=[list(vector)], n_results=k, where=where, include=include
-            )
-        except Exception as exc:
-            raise StoreError(
-                f"Searching the store failed ({type(exc).__name__}: {exc}). "
-                "Check the store is readable; run rag-ingest to (re)build it."
-            ) from exc
+        res = self._search(
+            query_embeddings=[list(vector)], n_results=k, where=where, include=include
+        )
         ids = (res.get("ids") or [[]])[0]
         docs = (res.get("documents") or [[""] * len(ids)])[0]
         metas = (res.get("metadatas") or [[]])[0]
@@ -382,19 +376,20 @@ class ChromaStore:
             for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
         ]
 
-    def query_ids(self, vector: Sequence[float], k: int) -> list[tuple[str, float]]:
-        """Nearest chunk ids with cosine similarity, nothing else read (the cheapest query)."""
-        if k < 1:
-            return []
+    def _search(self, **query: Any) -> Any:
         try:
-            res = self._collection.query(
-                query_embeddings=[list(vector)], n_results=k, include=["distances"]
-            )
+            return self._collection.query(**query)
         except Exception as exc:
             raise StoreError(
                 f"Searching the store failed ({type(exc).__name__}: {exc}). "
                 "Check the store is readable; run rag-ingest to (re)build it."
             ) from exc
+
+    def query_ids(self, vector: Sequence[float], k: int) -> list[tuple[str, float]]:
+        """Nearest chunk ids with cosine similarity, nothing else read (the cheapest query)."""
+        if k < 1:
+            return []
+        res = self._search(query_embeddings=[list(vector)], n_results=k, include=["distances"])
         ids = (res.get("ids") or [[]])[0]
         dists = (res.get("distances") or [[]])[0]
         return [(str(i), 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]

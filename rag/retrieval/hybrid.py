@@ -48,7 +48,7 @@ from rag.config import RetrievalSettings
 from rag.errors import BadRequestError
 from rag.index.keyword import KeywordIndex
 from rag.index.store import ChromaStore, acl_where
-from rag.seams import Embedder, Reranker
+from rag.seams import Embedder
 from rag.types import Chunk, Hit, Principal
 
 log = logging.getLogger(__name__)
@@ -216,13 +216,11 @@ class Retriever:
         embedder: Embedder,
         store: ChromaStore,
         keyword: KeywordIndex | None,
-        reranker: Reranker | None = None,
     ) -> None:
         self.settings = settings
         self._embedder = embedder
         self._store = store
         self._keyword = keyword
-        self._reranker = reranker
         self._subsets: OrderedDict[tuple[frozenset[str], str], _Subset] = OrderedDict()
         self._subsets_lock = threading.Lock()
 
@@ -273,14 +271,11 @@ class Retriever:
             stats.keyword_ms = (time.perf_counter() - started) * 1000
         stats.counts = {"dense": len(dense), "keyword": len(keyword)}
         order = self._fuse(dense, keyword, mode, n)
-        # Texts are read for the hits returned only (or for all candidates when a reranker
-        # reads them); each is checked once more against the store's current metadata.
-        want = len(order) if self._reranker is not None else k
+        # Texts are read for the hits returned only; each is checked once more against the
+        # store's current metadata.
         started = time.perf_counter()
-        hits = self._materialize(order, want, groups, filters)
+        hits = self._materialize(order, k, groups, filters)
         stats.fetch_ms = (time.perf_counter() - started) * 1000
-        if self._reranker is not None:
-            hits = [h for h in self._reranker.rerank(query, hits) if readable(h.chunk, groups)]
         return hits[:k]
 
     def dense(

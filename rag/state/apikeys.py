@@ -2,39 +2,63 @@
 
 A key looks like ``kb_<id>_<secret>``: the id finds the row, the secret (32 random bytes,
 base64url) is compared by its SHA-256 in constant time. High-entropy secrets need no slow
-password hash. The plaintext is shown once, at creation.
+password hash. The plaintext is shown once, at creation. Keys live in the state database
+(:class:`rag.state.db.StateDB`), so a key revoked through one process is refused by all.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from rag.errors import BadRequestError, NotFoundError, StoreError
-from rag.state.sqlitedb import session
+from rag.errors import BadRequestError, NotFoundError
+from rag.migrations import Database, Migration
+from rag.state.db import StateDB
+from rag.state.legacy import importer, read_table
 
 SCOPES = ("ask", "ingest", "admin")
 PREFIX = "kb_"
+COLUMNS = ("key_id", "name", "secret_sha", "scopes", "groups", "created_at", "revoked_at")
+_INSERT = (
+    "INSERT INTO api_keys (key_id, name, secret_sha, scopes, access_groups, created_at, "
+    "revoked_at) VALUES (:key_id, :name, :secret_sha, :scopes, :groups, :created_at, "
+    ":revoked_at)"
+)
+_FIELDS = "key_id, name, scopes, access_groups, created_at, revoked_at"
+_SELECT = f"SELECT {_FIELDS} FROM api_keys"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_id     TEXT PRIMARY KEY,
-    name       TEXT NOT NULL,
-    secret_sha TEXT NOT NULL,
-    scopes     TEXT NOT NULL,
-    groups     TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    revoked_at REAL
-);
-"""
+
+def migrations(legacy: Path | None) -> list[Migration]:
+    return [
+        Migration(
+            1,
+            "api_keys",
+            """CREATE TABLE IF NOT EXISTS api_keys (
+                key_id        VARCHAR(32) PRIMARY KEY,
+                name          TEXT NOT NULL,
+                secret_sha    VARCHAR(64) NOT NULL,
+                scopes        TEXT NOT NULL,
+                access_groups TEXT NOT NULL,
+                created_at    DOUBLE PRECISION NOT NULL,
+                revoked_at    DOUBLE PRECISION
+            )""",
+        ),
+        Migration(2, "import keys.sqlite3", importer(legacy, "API keys", _import)),
+    ]
+
+
+def _import(db: Database, path: Path) -> int:
+    rows = read_table(path, "api_keys", COLUMNS)
+    if rows:
+        db.run(_INSERT + " ON CONFLICT (key_id) DO NOTHING", rows)
+    return len(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,21 +79,18 @@ def _sha(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-class KeyStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with self._db() as db:
-                db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(
-                f"Cannot open the API key database {path} ({exc}). Check the data directory "
-                "is writable."
-            ) from exc
+def _key(row: tuple[Any, ...]) -> ApiKey:
+    revoked = None if row[5] is None else float(row[5])
+    return ApiKey(
+        row[0], row[1], tuple(json.loads(row[2])), tuple(json.loads(row[3])), row[4], revoked
+    )
 
-    def _db(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return session(self.path)
+
+class KeyStore:
+    def __init__(self, db: StateDB, *, legacy: Path | None = None) -> None:
+        """Keys in ``db``; ``legacy``: an old ``keys.sqlite3`` to import once."""
+        self.db = db
+        db.migrate("apikeys", migrations(legacy))
 
     def create(self, name: str, scopes: Sequence[str], groups: Sequence[str]) -> tuple[ApiKey, str]:
         """A new key and its plaintext (shown once)."""
@@ -83,47 +104,41 @@ class KeyStore:
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         key = ApiKey(key_id, name, tuple(sorted(set(scopes))), tuple(groups), time.time())
-        with self._db() as db:
-            db.execute(
-                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                (
-                    key_id,
-                    name,
-                    _sha(secret),
-                    json.dumps(key.scopes),
-                    json.dumps(key.groups),
-                    key.created_at,
-                ),
-            )
+        row = {
+            "key_id": key_id,
+            "name": name,
+            "secret_sha": _sha(secret),
+            "scopes": json.dumps(key.scopes),
+            "groups": json.dumps(key.groups),
+            "created_at": key.created_at,
+            "revoked_at": None,
+        }
+        with self.db.write() as tx:
+            tx.run(_INSERT, row)
         return key, f"{PREFIX}{key_id}_{secret}"
 
     def list(self) -> list[ApiKey]:
-        with self._db() as db:
-            rows = db.execute(
-                "SELECT key_id, name, scopes, groups, created_at, revoked_at FROM api_keys "
-                "ORDER BY created_at"
-            ).fetchall()
-        return [
-            ApiKey(r[0], r[1], tuple(json.loads(r[2])), tuple(json.loads(r[3])), r[4], r[5])
-            for r in rows
-        ]
+        with self.db.read() as tx:
+            rows = tx.rows(f"{_SELECT} ORDER BY created_at")
+        return [_key(r) for r in rows]
 
     def active_count(self) -> int:
-        with self._db() as db:
-            row = db.execute("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL").fetchone()
-        return int(row[0])
+        with self.db.read() as tx:
+            [(count,)] = tx.rows("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL")
+        return int(count)
 
     def revoke(self, key_id: str) -> ApiKey:
-        with self._db() as db:
-            done = db.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
-                (time.time(), key_id),
+        with self.db.write() as tx:
+            done = tx.run(
+                "UPDATE api_keys SET revoked_at = :now WHERE key_id = :id AND revoked_at IS NULL",
+                {"now": time.time(), "id": key_id},
             )
-        if done.rowcount == 0:
+            rows = tx.rows(f"{_SELECT} WHERE key_id = :id", {"id": key_id})
+        if done == 0:
             raise NotFoundError(
                 f"No active key with id {key_id!r}. `rag-ingest keys list` shows the ids."
             )
-        return next(k for k in self.list() if k.key_id == key_id)
+        return _key(rows[0])
 
     def verify(self, presented: str) -> ApiKey | None:
         """The active key ``presented`` is, or None."""
@@ -132,17 +147,13 @@ class KeyStore:
         key_id, _, secret = presented[len(PREFIX) :].partition("_")
         if not key_id or not secret:
             return None
-        with self._db() as db:
-            row = db.execute(
-                "SELECT key_id, name, scopes, groups, created_at, revoked_at, secret_sha "
-                "FROM api_keys WHERE key_id = ?",
-                (key_id,),
-            ).fetchone()
-        if row is None or row[5] is not None:
+        with self.db.read() as tx:
+            rows = tx.rows(
+                f"SELECT secret_sha, {_FIELDS} FROM api_keys WHERE key_id = :id", {"id": key_id}
+            )
+        if not rows or rows[0][6] is not None:
             _sha(secret)  # same work whether or not the id exists
             return None
-        if not hmac.compare_digest(row[6], _sha(secret)):
+        if not hmac.compare_digest(rows[0][0], _sha(secret)):
             return None
-        return ApiKey(
-            row[0], row[1], tuple(json.loads(row[2])), tuple(json.loads(row[3])), row[4], row[5]
-        )
+        return _key(rows[0][1:])

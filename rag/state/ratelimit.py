@@ -1,4 +1,9 @@
-"""Token-bucket rate limits per caller, in memory (one service process)."""
+"""Per-caller question budgets: the :class:`RateLimits` seam and its in-memory token buckets.
+
+In memory today: each process grants the full rate. Limits shared by several replicas (the
+state database or Redis, issue 25) plug in behind the same Protocol. ``take`` is called on
+the event loop only (``serving.principal.asking`` is async), so the buckets need no lock.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,18 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Protocol
 
 MAX_TRACKED = 50_000
+
+
+class RateLimits(Protocol):
+    rate: float
+    """Sustained questions per second per caller (0: unlimited)."""
+
+    def take(self, key: str) -> float:
+        """Spend one question for ``key``: 0.0 when allowed, else seconds until one is free."""
+        ...
 
 
 class RateLimiter:

@@ -120,7 +120,7 @@ def test_ask_stream_cite_rate_and_reload(server: tuple[str, Path], browser: Any)
     page.locator(".kbw-comment input").fill("e2e: too vague")
     page.locator(".kbw-comment button").click()
     expect(answer.locator("[role=status]")).to_have_text("Thanks for the feedback.")
-    with sqlite3.connect(workdir / "feedback.sqlite3") as db:
+    with sqlite3.connect(workdir / "state.sqlite3") as db:
         rows = db.execute("SELECT rating, comment FROM feedback").fetchall()
     assert rows == [("down", "e2e: too vague")]
 

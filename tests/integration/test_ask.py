@@ -87,7 +87,6 @@ async def test_question_below_the_relevance_threshold_is_declined(
     answer = await service.ask(
         "What is the guest Wi-Fi password?", Principal("anonymous", frozenset({"everyone"}))
     )
-    assert service.counters.declined == 1
     assert answer.declined
     assert answer.citations == []
     assert answer.usage.completion_tokens == 0

@@ -67,3 +67,36 @@ def test_streams_keep_each_vector_with_its_text(make_settings: Any) -> None:
     # And each vector belongs to its own text, not to a neighbour in the sorted order.
     for i, text in enumerate(texts):
         assert cosine(three.embed_query(text), side_by_side[i]) > 0.99999
+
+
+def test_a_read_only_assets_folder_is_a_clear_asset_error(tmp_path: Any) -> None:
+    """The GPU image's assets folder belongs to root and the service runs as uid 10001: the
+    first embedding must fail with what to do, never with an uncaught PermissionError
+    (the export's mkdir was outside the error handling)."""
+    import subprocess
+    import sys
+
+    from tests.integration.test_storage_faults import read_only
+
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from rag.config import EmbeddingSettings, PathsSettings\n"
+        "from rag.errors import AssetError\n"
+        "from rag.index.embedding_onnx import ensure_onnx\n"
+        "try:\n"
+        f"    ensure_onnx(EmbeddingSettings(), PathsSettings(assets_dir=Path({str(assets)!r})))\n"
+        "except AssetError as exc:\n"
+        "    print(exc.message)\n"
+        "    sys.exit(9)\n"
+    )
+    with read_only(assets) as prefix:
+        done = subprocess.run(
+            [*prefix, sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
+    assert done.returncode == 9, done.stderr[-2000:]
+    assert "Cannot write the ONNX export" in done.stdout
+    assert "--onnx" in done.stdout and "embedding.backend: torch" in done.stdout
+    assert not (assets / "onnx").exists()

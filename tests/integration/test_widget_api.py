@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 ORIGIN = "https://intranet.example.com"
 TOKEN = "intranet-widget-token-0001"
 CONTRACTOR_TOKEN = "contractor-widget-token-01"
-SECRET = "test-identity-secret-0123456789"
+SECRET = "test-identity-secret-0123456789-abcdef"  # HS256 wants >= 32 bytes
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ async def test_cors_follows_the_token_origins(client: tuple[httpx.AsyncClient, A
     )
     assert bad_token.status_code == 403
     assert bad_token.json()["error"]["code"] == "invalid_widget_token"
-    forged = sign_identity(b"not-the-secret", "mallory", ["hr"])
+    forged = sign_identity(b"not-the-secret-though-just-as-long", "mallory", ["hr"])
     bad_identity = await c.post(
         "/v1/ask",
         json={"question": "hi"},

@@ -14,6 +14,7 @@ import pytest
 
 from rag.state.analytics import build_report, cluster_questions, percentile, render_html
 from rag.state.feedback import FeedbackStore
+from tests.statedb import sqlite_state
 
 NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC).timestamp()
 DAY = 86400.0
@@ -28,7 +29,7 @@ def embed(assets: Any) -> Any:
 
 
 def seed(path: Path) -> FeedbackStore:
-    store = FeedbackStore(path)
+    store = FeedbackStore(sqlite_state(path))
     rows = [
         # (id, days ago, declined, docs, latency, question)
         ("a1", 2, False, ["wifi"], 800.0, "What is the guest Wi-Fi password?"),
@@ -76,11 +77,11 @@ def test_report_counts_rates_votes_and_latency(tmp_path: Path, embed: Any) -> No
 
 def test_questions_can_be_left_out_and_old_rows_expire(tmp_path: Path) -> None:
     path = tmp_path / "f.sqlite3"
-    store = FeedbackStore(path, store_questions=False)
+    store = FeedbackStore(sqlite_state(path), store_questions=False)
     store.record_answer("a", "u", declined=True, doc_ids=[], latency_ms=0, question="secret?")
     assert store.answers()[0].question is None
     seed(tmp_path / "g.sqlite3")
-    kept = FeedbackStore(tmp_path / "g.sqlite3", retention_days=30)
+    kept = FeedbackStore(sqlite_state(tmp_path / "g.sqlite3"), retention_days=30)
     assert "old" not in {a.answer_id for a in kept.answers()}
 
 
@@ -93,7 +94,7 @@ def test_cluster_and_percentile_edges(embed: Any) -> None:
 def test_report_command(tmp_path: Path, assets: Any) -> None:
     from tests.conftest import ASSETS, REPO
 
-    store = FeedbackStore(tmp_path / "feedback.sqlite3")
+    store = FeedbackStore(sqlite_state(tmp_path / "state.sqlite3"))  # the default state.url
     store.record_answer("x", "u", declined=True, doc_ids=[], latency_ms=0, question="Parking?")
     env = {
         "RAG_PROFILE": "test",

