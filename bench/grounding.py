@@ -3,6 +3,7 @@
     PYTHONPATH=. .venv/bin/python -m bench.grounding [--profile dev] [--mode extractive]
         [--set sample|bilingual] [--split all|train|test] [--only COLUMN...] [--limit N]
         [--hide-source] [--temperature 1.0 --top-p 1.0]   # sampling (default 0: greedy)
+        [--kv-cache-gib 1]   # a smaller CPU KV cache on a crowded machine
 
 (with ``-m``: run as a script, ``bench/ingest.py`` would shadow the ``ingest`` package)
 
@@ -42,6 +43,7 @@ import functools
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -211,7 +213,8 @@ async def run(args: argparse.Namespace) -> None:
         "paths": {"assets_dir": str(REPO / "var" / "assets"), "data_dir": str(tmp)},
         "store": {"path": str(tmp / "chroma")},
         "ingest": {"group_rules": [{"pattern": f"*{f}", "groups": [group(f)]} for f in files]},
-        "llm": {"temperature": args.temperature, "top_p": args.top_p},
+        "llm": {"temperature": args.temperature, "top_p": args.top_p}
+        | ({"kv_cache_space_gib": args.kv_cache_gib} if args.kv_cache_gib else {}),
     }
     if args.mode:
         overrides["answer"] = {"mode": args.mode}
@@ -226,6 +229,10 @@ async def run(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     asked = 0
     stopped = ""
+    # `timeout` (SIGTERM) ends the run with the figures so far instead of nothing.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     try:
         for i, q in enumerate(questions, 1):
             if i % 10 == 0:
@@ -239,7 +246,7 @@ async def run(args: argparse.Namespace) -> None:
                 done = await service.ask_full(q.text, reader)
                 judge(q, done, tallies[language], notice, hidden=True)
             asked = i
-    except Exception as exc:  # e.g. the engine killed for memory: report what was measured
+    except (Exception, asyncio.CancelledError) as exc:  # killed or stopped: report the figures
         stopped = f" STOPPED after {asked} questions ({type(exc).__name__}: {exc})"
     finally:
         await engine.close()
@@ -291,6 +298,9 @@ def main() -> None:
     parser.add_argument("--hide-source", action="store_true")
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
     parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument(
+        "--kv-cache-gib", type=float, default=0, help="CPU KV cache (default: the profile's)"
+    )
     parser.add_argument(
         "--only", nargs="+", default=[], help="only these columns (en, zh; bilingual: zh->en...)"
     )
