@@ -282,7 +282,7 @@ class AnswerSettings(_Section):
         ge=0,
         le=1,
         description="Extractive choice: the weighted share of the question's terms a source "
-        "unit must hold; below it the service declines (chosen on data, see README).",
+        "unit must hold; below it the service declines (chosen on data, see docs/BENCHMARKS.md).",
     )
     max_quotes: int = Field(
         2, ge=1, le=5, description="Extractive answers quote at most this many units."
