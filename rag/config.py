@@ -271,14 +271,29 @@ class ContextSettings(_Section):
     )
     quote_fallback: bool = Field(
         True,
-        description="When no sentence of the model's answer is supported by a source, add "
-        "the source sentence that best matches the question, quoted and cited.",
+        description="When no sentence of the model's answer is supported by a source, show "
+        "the source passage that best answers the question, quoted and cited, under a "
+        "'could not verify' notice (false: decline instead).",
     )
-    quote_min_share: float = Field(
-        0.6,
+
+
+class AnswerSettings(_Section):
+    mode: Literal["generative", "extractive", "hybrid"] = Field(
+        "generative",
+        description="generative: the model writes the answer (streamed once a sentence is "
+        "verified); extractive: the source sentences or table rows that answer the question, "
+        "quoted and cited, no model call; hybrid: the model writes, and its answer is shown "
+        "only when every claim is verified, else the extractive answer.",
+    )
+    min_score: float = Field(
+        0.65,
         ge=0,
         le=1,
-        description="Quote fallback: share of the question's key terms the sentence must hold.",
+        description="Extractive choice: the weighted share of the question's terms a source "
+        "unit must hold; below it the service declines (chosen on data, see docs/BENCHMARKS.md).",
+    )
+    max_quotes: int = Field(
+        2, ge=1, le=5, description="Extractive answers quote at most this many units."
     )
 
 
@@ -553,6 +568,7 @@ class Settings(_Section):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     context: ContextSettings = Field(default_factory=ContextSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     widget: WidgetSettings = Field(default_factory=WidgetSettings)

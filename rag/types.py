@@ -152,6 +152,6 @@ class Answer:
     top_score: float | None = None
     """The best retrieval similarity (dense cosine), kept with the feedback record."""
     quoted: bool = False
-    """No sentence of the model's text was supported: a source sentence was quoted."""
+    """The answer quotes the sources (extractive, or no model sentence was verified)."""
     finish_reason: str = "stop"
     """Why the engine stopped: ``stop``, or ``length`` at the token cap."""

@@ -177,8 +177,8 @@ class Metrics:
         )
         self.quotes = Counter(
             "kb_answer_quotes",
-            "Answers in which no model sentence was supported by a source, so a source "
-            "sentence was quoted instead (see context.quote_fallback).",
+            "Answers that quote the sources instead of model text: extractive answers, and "
+            "generative ones with no verified sentence (see answer.mode).",
             registry=r,
         )
         self.citations = Histogram(

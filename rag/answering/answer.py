@@ -27,8 +27,10 @@ from rag.answering.budget import checked_budget
 from rag.answering.citations import to_citation
 from rag.answering.context import Packed, Packer, readable_by
 from rag.answering.conversation import standalone_query, trim_history
-from rag.answering.grounding import Grounded, Sentence, ground, quote_for, with_quote
+from rag.answering.grounding import Grounded, Sentence
 from rag.answering.health import EngineHealth
+from rag.answering.verify import Verifier
+from rag.answering.wording import say
 from rag.config import Settings
 from rag.errors import BadRequestError, EngineError, RagError
 from rag.index.store import acl_where
@@ -72,6 +74,8 @@ class DoneEvent:
     sentences: list[Sentence] = field(default_factory=list)
     sources: list[Source] = field(default_factory=list)
     """The numbered sources the model was given."""
+    withheld: str = ""
+    """The model's text that was not shown (never verified; rag/answering/verify.py)."""
 
 
 AnswerEvent = SourcesEvent | TextDelta | DoneEvent
@@ -97,13 +101,15 @@ class _Generated:
 
 @dataclass(frozen=True, slots=True)
 class _Final:
-    """The grounded answer: its text, the checked citations, and what was added to the
-    streamed text (a quote, or the no-answer message)."""
+    """The grounded answer: its text, the checked citations, the text still to stream
+    after what the model's stream showed, and what the model wrote that was not shown."""
 
     text: str
     grounded: Grounded
-    addition: str | None = None
+    pieces: list[str]
     quoted: bool = False
+    declined: bool = False
+    withheld: str = ""
 
 
 class AnswerService:
@@ -282,29 +288,41 @@ class AnswerService:
         clock.mark("packing_ms")
         sources = packed.sources
         yield SourcesEvent([to_citation(s) for s in sources])
+        # What is shown, per answer.mode: rag/answering/verify.py.
+        verifier = Verifier(self._settings, question, query, sources)
         out = _Generated()
-        async with contextlib.aclosing(self._generate(request, turns, clock, out)) as deltas:
-            async for delta in deltas:
-                yield delta
-        self.engine_health.succeeded()
-        streamed = "".join(out.parts)
-        if not streamed.strip() and out.finish == "length" and self._engine.family == "gpt-oss":
-            # Cut off while reasoning: say so and what to change (a quote may follow).
-            streamed = prompt.reasoning_cut_message(request.max_tokens, request.reasoning_effort)
-            yield TextDelta(streamed)
-        final = await asyncio.to_thread(self._ground, question, query, streamed, sources)
-        if final.addition:
-            yield TextDelta(final.addition)
+        if verifier.generates:
+            deltas = self._generate(request, turns, clock, out)
+            async with contextlib.aclosing(deltas) as pieces:
+                async for delta in pieces:
+                    shown = verifier.feed(delta.text)
+                    if shown:
+                        yield TextDelta(shown)
+            self.engine_health.succeeded()
+        cut = (
+            verifier.generates
+            and not "".join(out.parts).strip()
+            and out.finish == "length"
+            and self._engine.family == "gpt-oss"
+        )
+        final = await asyncio.to_thread(self._ground, verifier, out.parts, cut, request)
+        for piece in final.pieces:
+            if "first_token_ms" not in clock.marks:
+                clock.mark("first_token_ms")
+            yield TextDelta(piece)
         grounded = final.grounded
         clock.mark("total_ms")
         log.info(
-            "answered: sources=%d mode=%s context_tokens=%d sentences=%d unsupported=%d quoted=%s",
+            "answered: sources=%d mode=%s context_tokens=%d sentences=%d unsupported=%d "
+            "quoted=%s declined=%s withheld=%s",
             len(sources),
             packed.mode,
             packed.tokens,
             len(grounded.sentences),
             len(grounded.unsupported),
             final.quoted,
+            final.declined,
+            bool(final.withheld),
         )
         self._remember(principal, conversation_id, question, final.text)
         answer = Answer(
@@ -312,12 +330,13 @@ class AnswerService:
             grounded.citations,
             out.usage,
             dict(clock.marks),
+            declined=final.declined,
             unsupported=grounded.unsupported,
             top_score=_best_score(hits),
             quoted=final.quoted,
             finish_reason=out.finish,
         )
-        yield DoneEvent(answer, grounded.sentences, list(sources))
+        yield DoneEvent(answer, grounded.sentences, list(sources), final.withheld)
 
     def _decline(
         self,
@@ -330,16 +349,17 @@ class AnswerService:
         """Nothing relevant enough: say so without calling the model."""
         log.info("declined: nothing relevant enough (hits=%d)", len(hits))
         clock.mark("total_ms")
-        self._remember(principal, conversation_id, question, prompt.DECLINE_MESSAGE)
+        decline = say("decline", question)
+        self._remember(principal, conversation_id, question, decline)
         declined = Answer(
-            prompt.DECLINE_MESSAGE,
+            decline,
             [],
             Usage(),
             dict(clock.marks),
             declined=True,
             top_score=_best_score(hits),
         )
-        return [SourcesEvent([]), TextDelta(prompt.DECLINE_MESSAGE), DoneEvent(declined)]
+        return [SourcesEvent([]), TextDelta(decline), DoneEvent(declined)]
 
     def _prepare(
         self,
@@ -386,26 +406,35 @@ class AnswerService:
             raise error from exc
 
     def _ground(
-        self, question: str, query: str, streamed: str, sources: Sequence[Source]
+        self,
+        verifier: Verifier,
+        parts: Sequence[str],
+        cut: bool,
+        request: GenerationRequest,
     ) -> _Final:
-        """Check every sentence against every source; when the model's text supports
-        nothing, a quoted source sentence (or, with no text at all, a plain message) is
-        added. The answer stays exactly what was streamed, plus that addition."""
-        cfg = self._settings.context
-        text = streamed.strip()
-        grounded = ground(text, sources, min_support=cfg.min_support)
-        if cfg.quote_fallback and not any(s.citations for s in grounded.sentences):
-            quote = quote_for(query, sources, min_share=cfg.quote_min_share)
-            if quote is not None:
-                source, sentence = quote
-                line = prompt.quote_line(question, sentence, source.n)
-                addition = f"\n\n{line}" if text else line
-                quoted = with_quote(grounded, source, line, sentence)
-                return _Final((streamed + addition).strip(), quoted, addition, quoted=True)
-        if not text:
-            text = prompt.NO_ANSWER_MESSAGE
-            return _Final(text, ground(text, sources, min_support=cfg.min_support), text)
-        return _Final(text, grounded)
+        """What the answer ends as (blocking: run in a worker thread): the model's text
+        checked sentence by sentence, or the extractive answer, a "could not verify" quote
+        or a decline (rag/answering/verify.py). When gpt-oss spent its whole budget
+        reasoning, the service says so and what to change; a quote may follow."""
+        outcome = verifier.finish("".join(parts))
+        if not cut:
+            return _Final(
+                outcome.text,
+                outcome.grounded,
+                outcome.pieces,
+                quoted=outcome.quoted,
+                declined=outcome.declined,
+                withheld=outcome.withheld,
+            )
+        message = prompt.reasoning_cut_message(request.max_tokens, request.reasoning_effort)
+        if outcome.declined:
+            return _Final(message, Grounded([]), [message])
+        return _Final(
+            f"{message}\n\n{outcome.text}",
+            outcome.grounded,
+            [message, "\n\n", *outcome.pieces],
+            quoted=outcome.quoted,
+        )
 
     def _engine_failed(self, error: RagError) -> None:
         self.engine_health.failed(error.message)

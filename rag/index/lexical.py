@@ -274,3 +274,9 @@ def analyze(text: str, *, stemming: bool = True) -> list[str]:
                 word = stem(word)
             terms.append(word)
     return terms
+
+
+def in_dictionary(word: str) -> bool:
+    """Whether jieba's dictionary knows ``word`` (else it is a guess of its HMM, such as
+    "假能" cut from "年假能不能")."""
+    return bool(_segmenter().dt.FREQ.get(word))

@@ -260,9 +260,10 @@ class AskResponse(BaseModel):
     )
     quoted: bool = Field(
         False,
-        description="True when no sentence of the model's text was supported, so the service "
-        "added the source sentence that best matches the question as a cited quote (the last "
-        "sentence of the answer).",
+        description="True when the answer quotes the sources instead of model text: always "
+        "in extractive mode (answer.mode); in generative mode when no sentence of the model's "
+        "text could be verified, so the service shows the passage that best answers the "
+        "question, cited, under a 'could not verify' notice (the model's text is not shown).",
     )
     conversation_id: str | None = Field(
         None, description="The conversation this answer belongs to, if one was given."

@@ -1,10 +1,12 @@
 """The widget in a real headless Chromium (Debian's, driven by Playwright) against a real
 server process: open, ask, stream, cite, open the source, rate, reload, keyboard, phone
-width, Chinese UI, a refused origin, and no HTML injection. Screenshots go to
+width, Chinese UI (with visible, named rating icons), a refused origin, and no HTML
+injection. Screenshots go to
 ``test-artifacts/``."""
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -136,6 +138,8 @@ def test_keyboard_focus_trap_and_escape(server: tuple[str, Path], browser: Any) 
 
 
 def test_phone_width_and_chinese(server: tuple[str, Path], browser: Any) -> None:
+    from playwright.sync_api import expect
+
     base, _ = server
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
@@ -145,7 +149,35 @@ def test_phone_width_and_chinese(server: tuple[str, Path], browser: Any) -> None
     assert box is not None and box["width"] >= 385 and box["height"] >= 800
     assert page.locator(".kbw-head h2").inner_text() == "咨询服务台"
     assert page.locator(".kbw-suggest button").first.inner_text() == "公司的报销系统叫什么名字？"
+    page.locator(".kbw-suggest button").first.click()
+    answer = page.locator(".kbw-answer").last
+    expect(answer.locator(".kbw-actions")).to_be_visible(timeout=120_000)
+    # The rating buttons are drawn icons with accessible names, not emoji (Debian's chromium
+    # has no emoji font: emoji showed as empty boxes).
+    assert_icon_button(answer.locator(".kbw-rate-up"), "有帮助")
+    assert_icon_button(answer.locator(".kbw-rate-down"), "没有帮助")
     page.screenshot(path=str(ARTIFACTS / "widget-phone.png"))
+
+
+def assert_icon_button(button: Any, label: str) -> None:
+    """``button`` is named ``label`` and shows a visible, drawn icon."""
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    expect(button).to_be_visible()
+    assert button.get_attribute("aria-label") == label
+    assert button.get_attribute("title") == label
+    assert button.inner_text().strip() == ""  # no emoji or other text glyph
+    icon = button.locator("svg")
+    assert icon.get_attribute("aria-hidden") == "true"
+    box = icon.bounding_box()
+    assert box is not None and box["width"] >= 12 and box["height"] >= 12, box
+    # Rendered: the icon's strokes differ clearly from the button's background.
+    shot = Image.open(io.BytesIO(icon.screenshot())).convert("L")
+    pixels = list(shot.getdata())
+    background = sorted(pixels)[len(pixels) // 2]
+    drawn = sum(1 for p in pixels if abs(p - background) > 80)
+    assert drawn >= 15, f"the {label} icon drew {drawn} pixels"
 
 
 def test_refused_origin_is_explained(server: tuple[str, Path], browser: Any) -> None:

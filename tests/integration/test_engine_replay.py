@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rag.answering import prompt
 from rag.types import Finished, GenerationRequest, TextDelta
 from tests.asgi import ready_client
 from tests.harmony_streams import FAULTY, FINAL, streams
@@ -243,9 +244,15 @@ async def test_an_answer_cut_off_while_reasoning_says_what_to_change(
     params = llm.calls[-1][1]
     assert params.max_tokens == 200 * 4  # high effort: four times the low-effort budget
     answer = body["choices"][0]["message"]["content"]
-    assert "spent its whole budget of 800 tokens reasoning (effort: high)" in answer
-    assert "lower reasoning_effort (medium or low)" in answer
-    assert "harbor" not in answer.split("The sources say")[0]  # no reasoning leaked
+    cut = prompt.reasoning_cut_message(800, "high")
+    assert "spent its whole budget of 800 tokens reasoning (effort: high)" in cut
+    assert "lower reasoning_effort (medium or low)" in cut
+    # The service's message first; then, since the model wrote no answer, the passage that
+    # answers the question under a "could not verify" notice (never a decline after it).
+    assert answer.startswith(cut)
+    rest = answer[len(cut) :].strip()
+    assert rest.startswith("I could not verify an answer in the sources. The closest passage:")
+    assert "harbor-blue-42" in rest  # the quoted source row, not the model's reasoning
     metrics = (await client.get("/metrics")).text
     assert 'kb_engine_output_faults_total{kind="cut_in_reasoning"} 1.0' in metrics
 

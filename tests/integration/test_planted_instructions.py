@@ -164,19 +164,21 @@ async def test_planted_document_stays_plain_user_text_between_the_delimiters(
     final = codec.final_filter()
     expected = final.feed(completion)
     expected += final.finish(truncated=len(completion) >= 64)
-    # After the model's text the service may add a message of its own: "no answer", or a
-    # quote of a source sentence that matches the question (never the planted instruction).
-    joined = "".join(streamed)
-    assert joined.startswith(expected)
-    added = joined[len(expected) :].strip()
-    if final.cut_in_reasoning:  # the budget ran out before any answer: the service says so
-        cut = prompt.reasoning_cut_message(64, "low")
-        assert added.startswith(cut)
-        added = added[len(cut) :].strip()
-    if added and added != prompt.NO_ANSWER_MESSAGE:
-        assert added.startswith('The sources say: "') and "PWNED" not in added
-        assert done is not None and done.answer.quoted
+    model = expected.strip()
     # Output that is not harmony no longer fails the answer (skipped, recovered, or cut).
     assert failed is None
     assert done is not None
-    assert done.answer.answer == (joined.strip() or prompt.NO_ANSWER_MESSAGE)
+    # The model's text is shown only once a sentence of it is verified against the sources;
+    # otherwise the service says so in its own words (a quote under a "could not verify"
+    # notice, or a decline) and the model's text is withheld. Never the planted instruction.
+    joined = "".join(streamed)
+    assert "PWNED" not in joined
+    assert done.answer.answer == joined.strip()
+    if final.cut_in_reasoning:  # the budget ran out before any answer: the service says so
+        assert not model and done.withheld == ""
+        assert joined.startswith(prompt.reasoning_cut_message(64, "low"))
+    elif done.withheld or not model:
+        assert done.answer.quoted or done.answer.declined
+        assert done.withheld == model
+    else:  # verified: the model's own text, perhaps followed by the service's notice
+        assert joined.startswith(expected)

@@ -112,3 +112,11 @@ def test_the_exit_code_table_is_the_same_in_the_readme_and_the_help() -> None:
     shown = " ".join(CliRunner().invoke(app, ["--help"], terminal_width=400).output.split())
     for code, meaning in EXIT_CODES.items():
         assert f"{code} {meaning}" in shown
+
+
+def test_the_cpu_demo_answers_extractively_and_gpt_oss_generates() -> None:
+    assert load_settings("dev", environ={}).answer.mode == "extractive"
+    for name in ("gpu-20b", "gpu-120b"):
+        assert load_settings(name, environ={}).answer.mode == "generative"
+    with pytest.raises(ConfigError, match=r"answer\.mode"):
+        load_settings(environ={"RAG_ANSWER__MODE": "creative"})

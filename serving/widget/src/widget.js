@@ -1,6 +1,7 @@
 // The helpdesk widget: a launcher bubble (or an inline panel) in a Shadow DOM, streaming cited
 // answers from the service. No HTML from the model or the documents is ever parsed.
 import { Api, ApiError } from "./api.js";
+import { thumb } from "./icons.js";
 import { renderMarkdown } from "./markdown.js";
 import { fmt, stringsFor } from "./strings.js";
 import CSS from "./styles.css";
@@ -247,9 +248,11 @@ export class Widget {
       await this.copy(msg.text);
       status.textContent = t.copied;
     } });
-    const rate = (rating) => h(doc, "button", { type: "button", class: `kbw-rate-${rating}`, "aria-pressed": String(msg.feedback === rating),
-      "aria-label": rating === "up" ? t.helpful : t.notHelpful, text: rating === "up" ? "👍" : "👎",
-      onclick: () => this.rate(msg, rating, bar, status) });
+    const rate = (rating) => {
+      const label = rating === "up" ? t.helpful : t.notHelpful;
+      return h(doc, "button", { type: "button", class: `kbw-rate-${rating}`, "aria-pressed": String(msg.feedback === rating),
+        "aria-label": label, title: label, onclick: () => this.rate(msg, rating, bar, status) }, thumb(doc, rating));
+    };
     bar.append(rate("up"), rate("down"), copy, status);
     if (msg.feedback) status.textContent = t.thanks;
     return bar;
