@@ -27,9 +27,12 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """Debian's headless Chromium driven by Playwright (no browser download), one per session."""
+    """Debian's headless Chromium driven by Playwright (no browser download), one for the
+    end-to-end tests. Package scope, not session: Playwright's sync API keeps an event loop
+    running on the main thread while it is open, and pytest-asyncio cannot run the async
+    tests that follow (RuntimeError: Runner.run() cannot be called from a running event loop)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
