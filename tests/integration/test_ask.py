@@ -120,12 +120,15 @@ async def test_follow_up_question_uses_the_conversation(client: httpx.AsyncClien
         json={"question": "What is the name of the company VPN client?", "conversation_id": "c1"},
     )
     assert first.status_code == 200
+    # Keyless callers are anonymous: they continue only ids the service issued (issue 19).
+    issued = first.json()["conversation_id"]
+    assert issued and issued != "c1"
     follow = await client.post(
         "/v1/ask",
-        json={"question": "After how many hours does it disconnect?", "conversation_id": "c1"},
+        json={"question": "After how many hours does it disconnect?", "conversation_id": issued},
     )
     body = follow.json()
-    assert body["conversation_id"] == "c1" and not body["declined"]
+    assert body["conversation_id"] == issued and not body["declined"]
     assert any(c["source"].endswith("it-wifi-and-vpn.md") for c in body["citations"])
     for s in body["sentences"]:
         assert set(s) == {"text", "citations", "supported"}
