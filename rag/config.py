@@ -437,8 +437,19 @@ class ServerSettings(_Section):
     public_docs: bool = Field(
         True,
         description="Serve /docs and /openapi.json without a key; false: not served "
-        "at all (404). Open without a key either way: /healthz, /readyz, /metrics, /v1/models, "
+        "at all (404). Open without a key either way: /healthz, /readyz, /v1/models, "
         "/widget.js (and /widget/demo when widget.demo_page is on).",
+    )
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For/-Proto are trusted "
+        "(uvicorn's forwarded_allow_ips). Empty: proxy headers are ignored and a caller is "
+        "its TCP peer, so a client cannot pick the address its rate limit is kept under.",
+    )
+    public_metrics: bool = Field(
+        False,
+        description="Serve /metrics without a key. false: while auth.required, /metrics needs "
+        "a key with the metrics or admin scope (its counts cover every group's documents).",
     )
 
 

@@ -166,7 +166,7 @@ SECURITY_SCHEMES: dict[str, dict[str, str]] = {
         "type": "http",
         "scheme": "bearer",
         "description": "An API key (`kb_...`) from `rag-ingest keys create`, with scopes "
-        "(`ask`, `ingest`, `admin`) and access groups.",
+        "(`ask`, `ingest`, `admin`, `metrics`) and access groups.",
     },
     "apiKeyHeader": {
         "type": "apiKey",

@@ -136,5 +136,20 @@ async def asking(
     return caller
 
 
+def scraper(request: Request) -> None:
+    """Who may read ``/metrics``: anyone when ``server.public_metrics`` is on or auth is off;
+    else a key with the ``metrics`` (or ``admin``) scope. Its counts (documents, chunks,
+    uploads) cover every group's documents, so they are not for every caller (issue 19)."""
+    settings: Settings = request.app.state.rag.settings
+    if settings.server.public_metrics or not settings.auth.required:
+        return
+    caller = get_principal(request)
+    if not caller.scopes & {"metrics", "admin"}:
+        raise ForbiddenError(
+            "/metrics needs a key with the 'metrics' (or 'admin') scope. Create one with "
+            "`rag-ingest keys create --scope metrics`, or set server.public_metrics: true."
+        )
+
+
 def can_read(principal: Principal, groups: tuple[str, ...]) -> bool:
     return bool(principal.groups.intersection(groups))
