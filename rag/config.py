@@ -465,9 +465,12 @@ class AuthSettings(_Section):
         "Set only in the dev and test profiles; a profile's name grants nothing.",
     )
     rate_per_minute: float = Field(
-        30, ge=0, description="Questions per minute per key or user (0: unlimited)."
+        30,
+        ge=0,
+        description="Requests per minute per key, user or anonymous visitor: questions, "
+        "/v1/retrieve, document sources and uploads (0: unlimited).",
     )
-    burst: int = Field(10, ge=1, description="Questions a caller may ask at once.")
+    burst: int = Field(10, ge=1, description="Requests a caller may make at once.")
     max_body_kb: int = Field(256, ge=1, description="Largest accepted JSON request body.")
 
 

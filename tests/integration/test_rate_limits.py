@@ -3,6 +3,7 @@ started with the options ``rag-serve`` gives it (:func:`serving.cli.uvicorn_opti
 
 - Anonymous widget visitors are told apart by address; uvicorn's default trusts
   ``X-Forwarded-For`` from 127.0.0.1, so a rotating header was a fresh budget per request.
+- ``/v1/retrieve``, a document's source and uploads were not rate limited at all.
 
 The limiter runs before the body is validated, so invalid requests are enough: no answer is
 generated.
@@ -111,3 +112,29 @@ async def test_a_trusted_proxy_forwards_each_visitors_address(
         got = await statuses_of_rotating_visitors(client)
     assert 429 not in got, got
 
+
+async def test_search_sources_and_uploads_are_rate_limited(
+    make_settings: Any, smol_engine: Any
+) -> None:
+    async with served(make_settings, smol_engine, trusted=[]) as (client, state):
+        requests: dict[str, Any] = {
+            "retrieve": lambda h: client.post("/v1/retrieve", json={"query": "x"}, headers=h),
+            "source": lambda h: client.get("/v1/documents/no-such-doc/source", headers=h),
+            "upload": lambda h: client.post(
+                "/v1/documents",
+                files=[("files", ("tool.exe", b"MZ\x90\x00", "application/octet-stream"))],
+                data={"groups": "everyone"},
+                headers=h,
+            ),
+        }
+        for route, send in requests.items():
+            _, secret = state.keys.create(route, ["ask", "ingest"], ["everyone"])
+            headers = {"Authorization": f"Bearer {secret}"}
+            got = [(await send(headers)).status_code for _ in range(BURST + 1)]
+            assert 429 not in got[:BURST] and got[BURST] == 429, (route, got)
+        # Each key has its own budget: the last one spent is not another's.
+        _, fresh = state.keys.create("fresh", ["ask"], ["everyone"])
+        resp = await client.get(
+            "/v1/documents/no-such-doc/source", headers={"Authorization": f"Bearer {fresh}"}
+        )
+        assert resp.status_code == 404
