@@ -402,7 +402,7 @@ def _key_json(key: Any) -> dict[str, Any]:
 def keys_create(
     name: Annotated[str, typer.Option(help="Who or what the key is for.")],
     scope: Annotated[
-        list[str] | None, typer.Option(help="ask, ingest or admin (repeat; default ask).")
+        list[str] | None, typer.Option(help="ask, ingest, admin or metrics (repeat; default ask).")
     ] = None,
     group: Annotated[
         list[str] | None, typer.Option(help="Access groups (repeat; default everyone).")

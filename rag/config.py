@@ -452,21 +452,40 @@ class ServerSettings(_Section):
     public_docs: bool = Field(
         True,
         description="Serve /docs and /openapi.json without a key; false: not served "
-        "at all (404). Open without a key either way: /healthz, /readyz, /metrics, /v1/models, "
+        "at all (404). Open without a key either way: /healthz, /readyz, /v1/models, "
         "/widget.js (and /widget/demo when widget.demo_page is on).",
+    )
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For/-Proto are trusted "
+        "(uvicorn's forwarded_allow_ips). Empty: proxy headers are ignored and a caller is "
+        "its TCP peer, so a client cannot pick the address its rate limit is kept under.",
+    )
+    public_metrics: bool = Field(
+        False,
+        description="Serve /metrics without a key. false: while auth.required, /metrics needs "
+        "a key with the metrics or admin scope (its counts cover every group's documents).",
     )
 
 
 class AuthSettings(_Section):
     required: bool = Field(
         True,
-        description="Require an API key or a widget token on every knowledge-base route. Only "
-        "the dev and test profiles may turn it off.",
+        description="Require an API key or a widget token on every knowledge-base route. "
+        "false needs allow_keyless: true as well.",
+    )
+    allow_keyless: bool = Field(
+        False,
+        description="Allow required: false (anyone who reaches the port asks, anonymously). "
+        "Set only in the dev and test profiles; a profile's name grants nothing.",
     )
     rate_per_minute: float = Field(
-        30, ge=0, description="Questions per minute per key or user (0: unlimited)."
+        30,
+        ge=0,
+        description="Requests per minute per key, user or anonymous visitor: questions, "
+        "/v1/retrieve, document sources and uploads (0: unlimited).",
     )
-    burst: int = Field(10, ge=1, description="Questions a caller may ask at once.")
+    burst: int = Field(10, ge=1, description="Requests a caller may make at once.")
     max_body_kb: int = Field(256, ge=1, description="Largest accepted JSON request body.")
 
 
@@ -604,11 +623,15 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _auth_off_only_for_development(self) -> Settings:
-        if not self.auth.required and self.profile not in ("dev", "test"):
+        # An explicit setting, not the profile's name: a site profile called "dev" in
+        # RAG_CONFIG_DIR must not run keyless by its name alone (issue 19).
+        if not self.auth.required and not self.auth.allow_keyless:
             raise ValueError(
-                f"auth.required is false in the {self.profile!r} profile; only dev and test may "
-                "run without API keys. Remove the setting and create keys (rag-ingest keys "
-                "create)."
+                f"auth.required is false in the {self.profile!r} profile, but "
+                "auth.allow_keyless is not true; only a laptop or test profile may run without "
+                "API keys (the shipped dev and test profiles set both). Remove "
+                "auth.required: false and create keys (rag-ingest keys create), or, on a "
+                "machine only you can reach, set auth.allow_keyless: true as well."
             )
         return self
 

@@ -6,7 +6,8 @@ limit, the service's capacity). ``install(app, settings)`` replaces ``app.openap
 generator that walks each route's dependencies once and adds, with examples:
 
 - the ways to authenticate (security schemes) and 401/403 on routes that identify the caller;
-- 429 (rate limit), 503 (loading, busy, model failed) and 504 on routes that ask the model;
+- 429 on rate-limited routes (questions, searches, sources, uploads), and 503 (loading,
+  busy, model failed) and 504 on routes that ask the model;
 - 413 on routes with a body and 422 on routes with any input, in the service's
   ``{"error": {"code", "message"}}`` shape: FastAPI's default ``HTTPValidationError`` is
   not what a client gets;
@@ -25,7 +26,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from rag.config import Settings
-from serving.principal import asking, get_principal
+from serving.deps import get_answers
+from serving.principal import asking, get_principal, ingesting
 from serving.schemas.ask import ErrorResponse
 
 ERROR_REF = "#/components/schemas/ErrorResponse"
@@ -105,11 +107,11 @@ ERRORS: dict[int, tuple[str, dict[str, tuple[str, str]]]] = {
         },
     ),
     429: (
-        "Too many questions from this caller; retry after `Retry-After` seconds.",
+        "Too many requests from this caller; retry after `Retry-After` seconds.",
         {
             "rate_limited": (
                 "rate_limited",
-                "Too many questions; the limit is 30 per minute. Retry in 2 s.",
+                "Too many requests; the limit is 30 per minute. Retry in 2 s.",
             ),
         },
     ),
@@ -166,7 +168,7 @@ SECURITY_SCHEMES: dict[str, dict[str, str]] = {
         "type": "http",
         "scheme": "bearer",
         "description": "An API key (`kb_...`) from `rag-ingest keys create`, with scopes "
-        "(`ask`, `ingest`, `admin`) and access groups.",
+        "(`ask`, `ingest`, `admin`, `metrics`) and access groups.",
     },
     "apiKeyHeader": {
         "type": "apiKey",
@@ -237,8 +239,10 @@ def _errors_of(route: APIRoute) -> tuple[set[int], bool]:
     identifies = get_principal in calls
     if identifies:  # these routes also need the opened knowledge base: 503 until then
         statuses |= {401, 403, 503}
-    if asking in calls:
-        statuses |= {429, 503, 504}
+    if asking in calls or ingesting in calls:
+        statuses.add(429)
+    if get_answers in calls:  # the routes that ask the model
+        statuses |= {503, 504}
     if route.body_field is not None:
         statuses.add(413)
     if _has_input(route.dependant):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -77,15 +77,28 @@ def serve(
     from serving.app import create_app
 
     _banner(settings)
-    uvicorn.run(
-        create_app(settings, services=services),
-        host=settings.server.host,
-        port=settings.server.port,
-        log_level="info",
-        access_log=False,  # the request middleware logs one line per request
-        log_config=None,  # uvicorn's own lines through the root handler above
-        timeout_graceful_shutdown=5,
-    )
+    uvicorn.run(create_app(settings, services=services), **uvicorn_options(settings))
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What ``rag-serve`` hands ``uvicorn.run`` besides the app.
+
+    Proxy headers only from ``server.forwarded_allow_ips``: uvicorn's default trusts
+    ``X-Forwarded-For`` from 127.0.0.1, so any local client (or a proxy that appends
+    rather than replaces it) chose the address anonymous rate limits are kept under
+    (issue 19: a rotating header was a fresh budget per request). uvicorn has no timeout
+    for reading request headers; docs/SECURITY.md says what to put in front."""
+    trusted = settings.server.forwarded_allow_ips
+    return {
+        "host": settings.server.host,
+        "port": settings.server.port,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": list(trusted) or None,
+        "log_level": "info",
+        "access_log": False,  # the request middleware logs one line per request
+        "log_config": None,  # uvicorn's own lines through the root handler above
+        "timeout_graceful_shutdown": 5,
+    }
 
 
 def _services(settings: Settings) -> Services:

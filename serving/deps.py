@@ -21,7 +21,7 @@ from rag.seams import RemoteReachability
 from rag.services import KnowledgeBase, Services
 from rag.state.feedback import FeedbackStore
 from rag.types import Principal
-from serving.principal import asking, require
+from serving.principal import asking, ingesting, require
 from serving.state import AnswerLog, HttpState
 from serving.uploads import Uploads
 
@@ -85,10 +85,12 @@ UploadsDep = Annotated[Uploads, Depends(get_uploads)]
 AnswerLogDep = Annotated[AnswerLog, Depends(get_answer_log)]
 
 Asker = Annotated[Principal, Depends(asking)]
-"""Scope ``ask``, within its rate limit (the route then validates, then takes a place:
-``http.slots.check()``)."""
+"""Scope ``ask``, within its rate limit (questions, ``/v1/retrieve``, a document's source;
+a question's route then validates, then takes a place: ``http.slots.check()``)."""
 Reader = Annotated[Principal, Depends(require("ask"))]
 Ingester = Annotated[Principal, Depends(require("ingest"))]
+Uploader = Annotated[Principal, Depends(ingesting)]
+"""Scope ``ingest``, within the same rate limit (uploads)."""
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 

@@ -11,13 +11,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rag.index.manifest import Manifest
 from rag.types import Answer
+from serving.principal import scraper
 
 if TYPE_CHECKING:
     from rag.services import Services
@@ -237,12 +238,14 @@ router = APIRouter(tags=["ops"])
     response_class=Response,
     response_description="Prometheus text exposition format.",
     responses={200: {"content": {CONTENT_TYPE: {"example": METRICS_EXAMPLE}}}},
+    dependencies=[Depends(scraper)],
 )
 async def scrape(request: Request) -> Response:
     """For Prometheus to scrape: request counts and latencies per route, retrieval
     time, time to first token, tokens in and out, engine queue depth, declined answers,
-    citations per answer, prefix-cache hits, ingest counts. No key needed; labels never
-    carry question or document text."""
+    citations per answer, prefix-cache hits, ingest counts. Needs a key with the `metrics`
+    (or `admin`) scope while auth is required, unless `server.public_metrics` is on (the
+    counts cover every group's documents); labels never carry question or document text."""
     metrics: Metrics = request.app.state.http.metrics
     body = await asyncio.to_thread(generate_latest, metrics.registry)
     return Response(body, media_type=CONTENT_TYPE)

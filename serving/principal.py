@@ -2,10 +2,11 @@
 
 A caller is, in order: an API key (``Authorization: Bearer kb_...`` or ``X-API-Key``), a
 widget (``X-Widget-Token`` + the page's ``Origin``, optionally a signed
-``X-Widget-Identity``), or, only when ``auth.required`` is off (dev), anonymous with
-``retrieval.anonymous_groups``. ``require(scope)`` adds the scope check; ``asking`` adds
-the rate limit (the capacity check is the route's, after validation). The ``Annotated``
-aliases routes use (``Asker``, ``Reader``, ...) are in :mod:`serving.deps`.
+``X-Widget-Identity``), or, only when ``auth.required`` is off (``auth.allow_keyless``),
+anonymous with ``retrieval.anonymous_groups``. ``require(scope)`` adds the scope check;
+``asking`` and ``ingesting`` add the rate limit (the capacity check is the route's, after
+validation); ``scraper`` guards ``/metrics``. The ``Annotated`` aliases routes use
+(``Asker``, ``Reader``, ...) are in :mod:`serving.deps`.
 """
 
 from __future__ import annotations
@@ -113,27 +114,63 @@ def require(scope: str) -> Callable[[Principal], Principal]:
     return check
 
 
-async def asking(
-    request: Request, caller: Annotated[Principal, Depends(require("ask"))]
-) -> Principal:
-    """The ``ask`` scope and the per-caller question rate limit. The service's capacity is
-    not taken here: a route takes its place (``http.slots.check()``) after it has validated
-    the request, so an invalid request never holds a place (issue 19: eight requests naming
-    an unknown model held every slot). Async on purpose: the rate limiter and the answer
-    slots are used on the event loop only, so they need no lock."""
+def spend(request: Request, caller: Principal) -> None:
+    """One request from ``caller``'s budget (``auth.rate_per_minute``), else a 429.
+
+    Anonymous widget visitors share a subject and are told apart by the client address,
+    which is the TCP peer unless ``server.forwarded_allow_ips`` names a trusted proxy (then
+    uvicorn takes it from ``X-Forwarded-For``; issue 19: a rotating header was a fresh
+    budget per request)."""
     limiter: RateLimits = request.app.state.rag.limiter
     who = caller.subject
-    if caller.anonymous:  # anonymous widget visitors share a subject: tell them apart by IP
+    if caller.anonymous:
         who += "|" + (request.client.host if request.client else "?")
     wait = limiter.take(who)
     if wait > 0:
         seconds = retry_after(wait)
         raise RateLimitedError(
-            f"Too many questions; the limit is {limiter.rate * 60:g} per minute. Retry in "
+            f"Too many requests; the limit is {limiter.rate * 60:g} per minute. Retry in "
             f"{seconds} s.",
             seconds,
         )
+
+
+async def asking(
+    request: Request, caller: Annotated[Principal, Depends(require("ask"))]
+) -> Principal:
+    """The ``ask`` scope and the per-caller rate limit (questions, searches, the sources a
+    citation opens). The service's capacity is not taken here: a route takes its place
+    (``http.slots.check()``) after it has validated the request, so an invalid request
+    never holds a place (issue 19: eight requests naming an unknown model held every slot).
+    Async on purpose: the rate limiter and the answer slots are used on the event loop only,
+    so they need no lock."""
+    spend(request, caller)
     return caller
+
+
+async def ingesting(
+    request: Request, caller: Annotated[Principal, Depends(require("ingest"))]
+) -> Principal:
+    """The ``ingest`` scope and the same per-caller rate limit: an upload is parsed,
+    embedded and indexed, so it is no cheaper than a question (issue 19: uploads were not
+    limited)."""
+    spend(request, caller)
+    return caller
+
+
+def scraper(request: Request) -> None:
+    """Who may read ``/metrics``: anyone when ``server.public_metrics`` is on or auth is off;
+    else a key with the ``metrics`` (or ``admin``) scope. Its counts (documents, chunks,
+    uploads) cover every group's documents, so they are not for every caller (issue 19)."""
+    settings: Settings = request.app.state.rag.settings
+    if settings.server.public_metrics or not settings.auth.required:
+        return
+    caller = get_principal(request)
+    if not caller.scopes & {"metrics", "admin"}:
+        raise ForbiddenError(
+            "/metrics needs a key with the 'metrics' (or 'admin') scope. Create one with "
+            "`rag-ingest keys create --scope metrics`, or set server.public_metrics: true."
+        )
 
 
 def can_read(principal: Principal, groups: tuple[str, ...]) -> bool:

@@ -23,7 +23,7 @@ from rag.migrations import Database, Migration
 from rag.state.db import StateDB
 from rag.state.legacy import importer, read_table
 
-SCOPES = ("ask", "ingest", "admin")
+SCOPES = ("ask", "ingest", "admin", "metrics")
 PREFIX = "kb_"
 COLUMNS = ("key_id", "name", "secret_sha", "scopes", "groups", "created_at", "revoked_at")
 _INSERT = (

@@ -21,7 +21,6 @@ from serving.deps import (
     Answers,
     Asker,
     HttpDep,
-    Reader,
     Searcher,
     SettingsDep,
     checked_length,
@@ -129,7 +128,7 @@ async def _sse_events(
     response_description="Ranked passages, best first.",
 )
 async def retrieve(
-    body: RetrieveRequest, caller: Reader, retriever: Searcher, settings: SettingsDep
+    body: RetrieveRequest, caller: Asker, retriever: Searcher, settings: SettingsDep
 ) -> Any:
     """The retrieval step of /v1/ask on its own: no model call. Only passages in the
     caller's access groups are searched. Works while the model is still loading."""

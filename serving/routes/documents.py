@@ -26,7 +26,16 @@ from rag.errors import BadRequestError, ForbiddenError, IngestError, NotFoundErr
 from rag.index.manifest import DocRecord, Manifest
 from rag.types import Principal
 from serving.apidocs import route_error
-from serving.deps import HttpDep, Ingester, KnowledgeBaseDep, Reader, SettingsDep, UploadsDep
+from serving.deps import (
+    Asker,
+    HttpDep,
+    Ingester,
+    KnowledgeBaseDep,
+    Reader,
+    SettingsDep,
+    Uploader,
+    UploadsDep,
+)
 from serving.principal import can_read
 from serving.schemas.ask import ErrorResponse
 from serving.schemas.documents import (
@@ -165,7 +174,7 @@ async def get_document(
     "names one of them.",
     responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
 )
-async def source(caller: Reader, kb: KnowledgeBaseDep, doc_id: DocId) -> DocumentSource:
+async def source(caller: Asker, kb: KnowledgeBaseDep, doc_id: DocId) -> DocumentSource:
     """What the widget shows when a citation is opened. Access-checked passage by
     passage: a document outside the caller's groups is a 404."""
     chunks = await asyncio.to_thread(kb.store.document_chunks, doc_id)
@@ -210,7 +219,7 @@ async def source(caller: Reader, kb: KnowledgeBaseDep, doc_id: DocId) -> Documen
     },
 )
 async def upload(
-    caller: Ingester,
+    caller: Uploader,
     _opened: KnowledgeBaseDep,  # 503 until the knowledge base is open
     uploads: UploadsDep,
     http: HttpDep,

@@ -120,8 +120,9 @@ def test_the_going_to_production_section_works_as_written(tmp_path: Path) -> Non
         assert httpx.post(f"{base}/v1/ask", json=question, timeout=30).status_code == 401
         for closed in ("/docs", "/docs/assets/swagger-ui.css", "/openapi.json", "/widget/demo"):
             assert httpx.get(f"{base}{closed}").status_code == 404, closed
-        for open_ in ("/healthz", "/readyz", "/metrics", "/v1/models", "/widget.js"):
+        for open_ in ("/healthz", "/readyz", "/v1/models", "/widget.js"):
             assert httpx.get(f"{base}{open_}").status_code == 200, open_
+        assert httpx.get(f"{base}/metrics").status_code == 401  # counts every group's documents
 
         auth = {"Authorization": f"Bearer {secret}"}
         resp = httpx.post(f"{base}/v1/ask", json=question, headers=auth, timeout=120)

@@ -65,9 +65,10 @@ async def test_upload_list_search_delete(api: tuple[httpx.AsyncClient, Any]) -> 
     assert hr_result["filename"].startswith("relocation-") and hr_result["filename"].endswith(".md")
     hr_id = hr_result["doc_id"]
 
-    families = {
-        f.name: f for f in text_string_to_metric_families((await client.get("/metrics")).text)
-    }
+    scraper = key(state, ["metrics"], ["everyone"])
+    scraped = await client.get("/metrics", headers=scraper)
+    assert scraped.status_code == 200, scraped.text
+    families = {f.name: f for f in text_string_to_metric_families(scraped.text)}
     by_status = {
         s.labels["status"]: s.value
         for s in families["kb_ingest_documents"].samples
@@ -119,6 +120,30 @@ async def test_analytics_is_for_admins(api: tuple[httpx.AsyncClient, Any]) -> No
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<svg" in page.text and "<script" not in page.text
     assert (await client.get("/v1/analytics?format=pdf", headers=admin)).status_code == 422
+
+
+async def test_metrics_need_a_metrics_key_while_auth_is_required(
+    api: tuple[httpx.AsyncClient, Any], make_settings: Any, smol_engine: Any
+) -> None:
+    """Issue 19: /metrics answered without a key, and its counts (documents, chunks, uploads)
+    cover every group's documents. Now: a key with the metrics or admin scope, or
+    ``server.public_metrics: true``."""
+    client, state = api
+    assert (await client.get("/metrics")).status_code == 401
+    asker = await client.get("/metrics", headers=key(state, ["ask", "ingest"], ["hr"]))
+    assert asker.status_code == 403 and "metrics" in asker.json()["error"]["message"]
+    for scopes in (["metrics"], ["admin"]):
+        got = await client.get("/metrics", headers=key(state, scopes, ["everyone"]))
+        assert got.status_code == 200 and "kb_index_documents" in got.text, scopes
+
+    from serving.app import create_app
+
+    public = make_settings(auth={"required": True}, server={"public_metrics": True})
+    app = create_app(public, engine=smol_engine)  # no lifespan: only /metrics is asked
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as open_client:
+        assert (await open_client.get("/metrics")).status_code == 200
+    app.state.rag.db.close()
 
 
 POLICY_HR = "Severance for directors is code OSPREY-88, two months per year.\n" * 3

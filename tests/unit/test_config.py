@@ -120,3 +120,18 @@ def test_the_cpu_demo_answers_extractively_and_gpt_oss_generates() -> None:
         assert load_settings(name, environ={}).answer.mode == "generative"
     with pytest.raises(ConfigError, match=r"answer\.mode"):
         load_settings(environ={"RAG_ANSWER__MODE": "creative"})
+
+
+def test_keyless_operation_is_an_explicit_setting_not_a_profile_name(tmp_path: Path) -> None:
+    """Issue 19: a site's own profile named ``dev`` (RAG_CONFIG_DIR) ran without keys by its
+    name alone. Only ``auth.allow_keyless: true`` permits ``required: false``."""
+    env = {"RAG_CONFIG_DIR": str(tmp_path)}
+    (tmp_path / "dev.yaml").write_text("auth:\n  required: false\n")
+    with pytest.raises(ConfigError, match="allow_keyless") as refused:
+        load_settings("dev", environ=env)
+    assert "rag-ingest keys create" in refused.value.message
+    (tmp_path / "laptop.yaml").write_text("auth:\n  required: false\n  allow_keyless: true\n")
+    assert not load_settings("laptop", environ=env).auth.required
+    # The shipped dev and test profiles say so themselves.
+    assert load_settings("dev", environ={}).auth.allow_keyless
+    assert not load_settings("prod-cpu", environ={}).auth.allow_keyless
