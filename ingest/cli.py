@@ -347,7 +347,9 @@ def report(
             )
         store = build_feedback_store(settings, open_state(settings))
         embedder = build_embedder(settings)
-        result = build_report(store, days=days, embed=embedder.embed_documents)
+        result = build_report(
+            store, days=days, embed=embedder.embed_documents, titles=_titles(settings)
+        )
         if html_out is not None:
             html_out.write_text(render_html(result), encoding="utf-8")
     except RagError as exc:
@@ -371,9 +373,19 @@ def report(
     if result.downvoted_docs:
         print("thumbs-down by cited document:")
         for d in result.downvoted_docs:
-            print(f"  {d.doc_id}  {d.down} down, {d.up} up")
+            title = d.title or "(no longer indexed)"
+            print(f"  {d.doc_id}  {d.down} down, {d.up} up  {title}")
     if html_out is not None:
         print(f"chart: {html_out}")
+
+
+def _titles(settings: Settings) -> dict[str, str]:
+    """Doc id -> title of the indexed documents (empty before anything is ingested)."""
+    if not settings.store.manifest_path().is_file():
+        return {}
+    with _manifest(settings) as manifest:
+        collection = manifest.active(settings.store.collection)
+        return {doc.doc_id: doc.title for doc in manifest.documents(collection)}
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys for the service (stored hashed).")
