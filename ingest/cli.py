@@ -93,10 +93,11 @@ def _report(results: Iterable[Any], total: int, as_json: bool) -> int:
 @contextmanager
 def _bar(total: int, as_json: bool) -> Iterator[Callable[[Any, Any], None]]:
     from ingest.guard import shown
+    from ingest.targets import failure_line
 
     def line(result: Any) -> str | None:
         if result.status == "failed":
-            return f"FAILED  {result.error}"
+            return f"FAILED  {failure_line(result)}"
         if result.status in {"added", "updated", "deleted"}:
             return f"{result.status:<9} {shown(result.path)} ({result.chunks} chunks)"
         return None
