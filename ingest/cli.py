@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from rag.config import Settings, load_settings
-from rag.errors import RagError
+from rag.errors import RagError, how_to_run
 
 # The exit codes (rag.errors maps each error type to one); README's table is the same.
 EXIT_CODES = {
@@ -298,7 +298,7 @@ def reindex(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
                 raise RagError(
                     f"{failed - len(missing)} documents failed, so the index was not switched "
                     f"(queries still use {job.old}). Fix or remove those files, then run "
-                    "rag-ingest reindex again: it resumes."
+                    f"{how_to_run('rag-ingest reindex')} again: it resumes."
                 )
             dropped = job.switch()
             info = {
@@ -344,7 +344,8 @@ def report(
         if missing is not None:
             raise RagError(
                 f"No answers recorded yet ({missing} does not exist). Serve some questions "
-                "first (rag-serve), or point paths.data_dir at the service's data directory."
+                f"first ({how_to_run('rag-serve')}), or point paths.data_dir at the service's "
+                "data directory."
             )
         store = build_feedback_store(settings, open_state(settings))
         embedder = build_embedder(settings)

@@ -53,7 +53,7 @@ from ingest.targets import (
 )
 from ingest.work import Parsed, ParseJob, ParsePool, Pending
 from rag.config import CRASH_ENV, Settings
-from rag.errors import IngestError, RagError, StoreError, storage_failure
+from rag.errors import IngestError, RagError, StoreError, how_to_run, storage_failure
 from rag.index.embedding import tokenizer_file
 from rag.index.hashing import sha256_file
 from rag.index.manifest import DocRecord, Manifest
@@ -232,7 +232,8 @@ class Ingestor:
             return mapped
         return StoreError(
             f"Writing the index at {where} failed ({type(exc).__name__}: {exc}). Fix the "
-            "cause, then re-run the same rag-ingest command; finished documents are kept."
+            f"cause, then re-run the same {how_to_run('rag-ingest')} command; finished "
+            "documents are kept."
         )
 
     def delete(self, key: str) -> FileResult:
@@ -243,8 +244,8 @@ class Ingestor:
             record = self._manifest.find(self._collection, key)
             if record is None:
                 raise IngestError(
-                    f"No document {shown(key)!r} in the index. See rag-ingest list for ids "
-                    "and paths."
+                    f"No document {shown(key)!r} in the index. See "
+                    f"{how_to_run('rag-ingest list')} for ids and paths."
                 )
             if record.parent:
                 raise IngestError(

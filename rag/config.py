@@ -38,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from rag.errors import ConfigError
+from rag.errors import ConfigError, how_to_run
 
 ENV_PREFIX = "RAG_"
 PROFILE_ENV = "RAG_PROFILE"
@@ -591,8 +591,8 @@ class Settings(_Section):
         if not self.auth.required and self.profile not in ("dev", "test"):
             raise ValueError(
                 f"auth.required is false in the {self.profile!r} profile; only dev and test may "
-                "run without API keys. Remove the setting and create keys (rag-ingest keys "
-                "create)."
+                f"run without API keys. Remove the setting and create keys "
+                f"({how_to_run('rag-ingest keys create')})."
             )
         return self
 

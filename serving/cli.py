@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from rag.config import Settings, load_settings
-from rag.errors import EngineUnavailableError, RagError
+from rag.errors import EngineUnavailableError, RagError, how_to_run
 
 if TYPE_CHECKING:
     from rag.services import Services
@@ -99,8 +99,8 @@ def _services(settings: Settings) -> Services:
         typer.secho(
             f"error: the {settings.profile!r} profile requires API keys and none exists in "
             f"{data} (paths.data_dir). Create one with the same profile and data folder: "
-            f"RAG_PROFILE={settings.profile} .venv/bin/rag-ingest keys create --name NAME "
-            "--scope ask --group everyone",
+            f"RAG_PROFILE={settings.profile} "
+            f"{how_to_run('rag-ingest keys create --name NAME --scope ask --group everyone')}",
             fg=typer.colors.RED,
             err=True,
         )
@@ -140,7 +140,7 @@ def _banner(settings: Settings) -> None:
     )
     if settings.auth.required:
         print(
-            "           (<key>: a key from `.venv/bin/rag-ingest keys create`, run with the "
+            f"           (<key>: a key from `{how_to_run('rag-ingest keys create')}`, run with the "
             f"same paths.data_dir: {settings.paths.data_dir})",
             file=sys.stderr,
         )

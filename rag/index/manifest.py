@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Any
 
 from rag.config import StoreSettings
-from rag.errors import IndexBusyError, StoreError, storage_failure
+from rag.errors import IndexBusyError, StoreError, how_to_run, storage_failure
 from rag.migrations import Migration, add_columns, migrate_sqlite
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,8 @@ class Manifest:
         except sqlite3.Error as exc:
             raise storage_failure(exc, "ingest manifest", path) or StoreError(
                 f"Cannot open the ingest manifest {path} ({exc}). Check the folder is "
-                "writable; if the file is corrupt, move it away and run rag-ingest sync."
+                "writable; if the file is corrupt, move it away and run "
+                f"{how_to_run('rag-ingest sync')}."
             ) from exc
         self._lock_fd: int | None = None
 

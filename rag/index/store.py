@@ -32,6 +32,7 @@ from rag.errors import (
     EmbedderMismatchError,
     NoCollectionError,
     StoreError,
+    how_to_run,
     storage_failure,
 )
 from rag.types import Chunk, Hit
@@ -262,7 +263,7 @@ class ChromaStore:
             elif embedder_id is None:
                 raise NoCollectionError(
                     f"The index has no collection {name!r} yet. Add documents first "
-                    "(rag-ingest add PATH)."
+                    f"({how_to_run('rag-ingest add PATH')})."
                 )
             else:
                 collection = self._client.create_collection(
@@ -296,7 +297,8 @@ class ChromaStore:
             raise EmbedderMismatchError(
                 f"Collection {name!r} was built with embedding model {built_with!r}, but the "
                 f"configured model is {embedder_id!r}. Set the embedding settings back, or "
-                "rebuild the index with the new model: rag-ingest reindex (queries keep using "
+                f"rebuild the index with the new model: {how_to_run('rag-ingest reindex')} "
+                "(queries keep using "
                 "the old collection until the new one is complete)."
             )
         return collection
