@@ -30,7 +30,10 @@ EXIT_CODES = {
     7: "disk full: free space, then run the same command again",
 }
 
+# Plain click help: typer's rich panels label every flag `<bool>` and every value by its
+# Python type; here flags stand alone and values carry a metavar (NAME, N, DIR...).
 app = typer.Typer(
+    rich_markup_mode=None,
     add_completion=False,
     no_args_is_help=True,
     help="Ingest documents into the private knowledge base.",
@@ -39,7 +42,10 @@ app = typer.Typer(
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON lines for scripts.")]
 ProfileOpt = Annotated[
-    str | None, typer.Option("--profile", help="Config profile (default: $RAG_PROFILE or dev).")
+    str | None,
+    typer.Option(
+        "--profile", metavar="NAME", help="Config profile (default: $RAG_PROFILE or dev)."
+    ),
 ]
 
 
@@ -163,7 +169,9 @@ def _run_files(paths: list[Path], as_json: bool, profile: str | None, sync: bool
 
 @app.command()
 def add(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="PATH", help="Files or folders to ingest.")
+    ],
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
@@ -173,7 +181,9 @@ def add(
 
 @app.command()
 def sync(
-    folder: Annotated[Path, typer.Argument(help="The folder to mirror into the index.")],
+    folder: Annotated[
+        Path, typer.Argument(metavar="FOLDER", help="The folder to mirror into the index.")
+    ],
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
@@ -185,7 +195,9 @@ def sync(
 
 @app.command()
 def delete(
-    keys: Annotated[list[str], typer.Argument(help="Document ids or file paths.")],
+    keys: Annotated[
+        list[str], typer.Argument(metavar="DOC_ID|PATH", help="Document ids or file paths.")
+    ],
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
@@ -327,9 +339,10 @@ def _tee(results: Iterable[Any], into: list[Any]) -> Iterator[Any]:
 
 @app.command()
 def report(
-    days: Annotated[int, typer.Option(min=1, help="Period: the last N days.")] = 30,
+    days: Annotated[int, typer.Option(min=1, metavar="N", help="Period: the last N days.")] = 30,
     html_out: Annotated[
-        Path | None, typer.Option("--html", help="Also write an HTML page with a chart here.")
+        Path | None,
+        typer.Option("--html", metavar="FILE", help="Also write an HTML page with a chart here."),
     ] = None,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
@@ -390,7 +403,9 @@ def _titles(settings: Settings) -> dict[str, str]:
         return {doc.doc_id: doc.title for doc in manifest.documents(collection)}
 
 
-keys_app = typer.Typer(no_args_is_help=True, help="API keys for the service (stored hashed).")
+keys_app = typer.Typer(
+    rich_markup_mode=None, no_args_is_help=True, help="API keys for the service (stored hashed)."
+)
 app.add_typer(keys_app, name="keys")
 
 
@@ -414,12 +429,14 @@ def _key_json(key: Any) -> dict[str, Any]:
 
 @keys_app.command("create")
 def keys_create(
-    name: Annotated[str, typer.Option(help="Who or what the key is for.")],
+    name: Annotated[str, typer.Option(metavar="NAME", help="Who or what the key is for.")],
     scope: Annotated[
-        list[str] | None, typer.Option(help="ask, ingest or admin (repeat; default ask).")
+        list[str] | None,
+        typer.Option(metavar="SCOPE", help="ask, ingest or admin (repeat; default ask)."),
     ] = None,
     group: Annotated[
-        list[str] | None, typer.Option(help="Access groups (repeat; default everyone).")
+        list[str] | None,
+        typer.Option(metavar="GROUP", help="Access groups (repeat; default everyone)."),
     ] = None,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
@@ -459,7 +476,7 @@ def keys_list(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(
-    key_id: Annotated[str, typer.Argument(help="The id from `keys list`.")],
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The id from `keys list`.")],
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
@@ -474,21 +491,36 @@ def keys_revoke(
 @app.command("eval")
 def eval_(
     dataset: Annotated[
-        Path, typer.Option("--dataset", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/.")
+        Path,
+        typer.Option(
+            "--dataset", metavar="DIR", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/."
+        ),
     ],
-    split: Annotated[str, typer.Option(help="qrels file to score (qrels/<split>.tsv).")] = "test",
+    split: Annotated[
+        str, typer.Option(metavar="NAME", help="qrels file to score (qrels/<split>.tsv).")
+    ] = "test",
     workdir: Annotated[
         Path | None,
-        typer.Option(help="Scratch index folder (reused when unchanged); default <data_dir>/eval."),
+        typer.Option(
+            metavar="DIR",
+            help="Scratch index folder (reused when unchanged); default <data_dir>/eval.",
+        ),
     ] = None,
-    candidates: Annotated[int, typer.Option(help="Chunks each ranker returns.")] = 200,
+    candidates: Annotated[int, typer.Option(metavar="N", help="Chunks each ranker returns.")] = 200,
     bonus: Annotated[
-        float, typer.Option(help="Document score = best chunk + bonus x other chunks.")
+        float,
+        typer.Option(metavar="X", help="Document score = best chunk + X times the other chunks."),
     ] = 0.0,
-    max_queries: Annotated[int | None, typer.Option(help="Score only the first N.")] = None,
+    max_queries: Annotated[
+        int | None, typer.Option(metavar="N", help="Score only the first N queries.")
+    ] = None,
     mode: Annotated[
         list[str] | None,
-        typer.Option("--mode", help="dense, keyword, hybrid (repeatable; default all three)."),
+        typer.Option(
+            "--mode",
+            metavar="MODE",
+            help="dense, keyword or hybrid (repeat for several; default all three).",
+        ),
     ] = None,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,

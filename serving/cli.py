@@ -15,14 +15,22 @@ from rag.errors import EngineUnavailableError, RagError, how_to_run
 if TYPE_CHECKING:
     from rag.services import Services
 
-cli = typer.Typer(add_completion=False, help="Serve the knowledge-base Q&A API.")
+# Plain click help, as rag-ingest: no `<bool>` labels, a metavar on every value.
+cli = typer.Typer(
+    rich_markup_mode=None, add_completion=False, help="Serve the knowledge-base Q&A API."
+)
 
 
 @cli.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address (server.host).")] = None,
-    port: Annotated[int | None, typer.Option(help="Bind port (server.port).")] = None,
-    profile: Annotated[str | None, typer.Option(help="Config profile.")] = None,
+    host: Annotated[
+        str | None, typer.Option(metavar="ADDR", help="Bind address (server.host).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(metavar="N", help="Bind port (server.port).")] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Config profile (default: $RAG_PROFILE or dev)."),
+    ] = None,
     check: Annotated[
         bool,
         typer.Option(
@@ -34,17 +42,25 @@ def serve(
     gpu_memory_gib: Annotated[
         float | None,
         typer.Option(
-            help="With --check: memory of one GPU in GiB (else llm.gpu_memory_gib).", min=1
+            help="With --check: memory of one GPU in GiB (else llm.gpu_memory_gib).",
+            min=1,
+            metavar="GIB",
         ),
     ] = None,
     concurrency: Annotated[
         int,
-        typer.Option(help="With --check: sequences that must fit in the KV cache at once.", min=1),
+        typer.Option(
+            help="With --check: sequences that must fit in the KV cache at once.",
+            min=1,
+            metavar="N",
+        ),
     ] = 1,
     context_tokens: Annotated[
         int | None,
         typer.Option(
-            help="With --check: tokens of each of those sequences (else max_model_len).", min=1
+            help="With --check: tokens of each of those sequences (else max_model_len).",
+            min=1,
+            metavar="N",
         ),
     ] = None,
     json_output: Annotated[
