@@ -1,5 +1,6 @@
-"""``--help`` of every ``rag-ingest`` and ``rag-serve`` command (issue 27): each option is
-shown, flags carry no ``<bool>`` label and values a meaningful metavar."""
+"""README, docs/CLI.md and ``--help`` in step (issue 27): every option of every
+``rag-ingest`` and ``rag-serve`` command is in docs/CLI.md's usage lines and nothing else is,
+``--help`` shows each one, and the README's command lines name only real options."""
 
 from __future__ import annotations
 
@@ -45,6 +46,43 @@ def real_commands() -> dict[tuple[str, ...], set[str]]:
         for path, command in leaves(typer.main.get_command(app)):
             found[(program, *path)] = options(command)
     return found
+
+
+def documented(text: str) -> dict[tuple[str, ...], set[str]]:
+    """Options named on each ``.venv/bin/<program> <command>`` line of ``text``."""
+    known = real_commands()
+    found: dict[tuple[str, ...], set[str]] = {}
+    for line in text.splitlines():
+        match = re.match(r"\s*\.venv/bin/(rag-ingest|rag-serve)\b(.*)", line)
+        if not match:
+            continue
+        words = match.group(2).split("#", 1)[0].split()
+        key: tuple[str, ...] = (match.group(1),)
+        for word in words:
+            if (*key, word) in known or any(k[: len(key) + 1] == (*key, word) for k in known):
+                key = (*key, word)
+            else:
+                break
+        found.setdefault(key, set()).update(OPTION.findall(match.group(2).split("#", 1)[0]))
+    return found
+
+
+def test_the_command_reference_lists_exactly_the_real_options() -> None:
+    real = real_commands()
+    docs = documented((REPO / "docs" / "CLI.md").read_text(encoding="utf-8"))
+    assert set(docs) == set(real), "commands in docs/CLI.md differ from the CLI"
+    for command, names in real.items():
+        assert docs[command] == names, f"{' '.join(command)}: docs/CLI.md vs --help"
+
+
+def test_the_readme_names_only_real_options_and_links_the_reference() -> None:
+    real = real_commands()
+    for page in ("README.md", "docs/INGEST.md", "docs/DEPLOY.md", "docs/API.md"):
+        text = (REPO / page).read_text(encoding="utf-8")
+        for command, names in documented(text).items():
+            assert command in real, f"{page}: no command {' '.join(command)}"
+            assert names <= real[command], f"{page}: {' '.join(command)} {names - real[command]}"
+    assert "(docs/CLI.md)" in (REPO / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("command", sorted(real_commands()), ids=" ".join)
