@@ -246,7 +246,7 @@ def list_(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
                     print(json.dumps(doc.to_json(), ensure_ascii=False))
                 else:
                     groups = ",".join(doc.groups)
-                    print(f"{doc.doc_id:<16}  {doc.chunks:>6}  {groups:<16} {doc.path}")
+                    print(f"{doc.doc_id:<16}  {doc.chunks:>6}  {groups:<16} {doc.source}")
             for path, error, at in manifest.failures(collection):
                 if as_json:
                     row = {"path": path, "state": "failed", "error": error, "at": at}

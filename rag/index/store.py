@@ -35,6 +35,7 @@ from rag.errors import (
     how_to_run,
     storage_failure,
 )
+from rag.index.manifest import shown_source
 from rag.types import Chunk, Hit
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def _chunk_from(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
         chunk_id=chunk_id,
         doc_id=str(meta.get("doc_id", "")),
         text=text,
-        source=str(meta.get("source", "")),
+        source=shown_source(str(meta.get("source", ""))),  # older indexes: absolute paths
         title=str(meta.get("title", "")),
         section=str(meta.get("section", "")),
         page=int(page) if isinstance(page, int) else None,
