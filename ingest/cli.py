@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from rag.config import Settings, load_settings
-from rag.errors import RagError
+from rag.errors import RagError, how_to_run
 
 # The exit codes (rag.errors maps each error type to one); README's table is the same.
 EXIT_CODES = {
@@ -30,7 +30,10 @@ EXIT_CODES = {
     7: "disk full: free space, then run the same command again",
 }
 
+# Plain click help: typer's rich panels label every flag `<bool>` and every value by its
+# Python type; here flags stand alone and values carry a metavar (NAME, N, DIR...).
 app = typer.Typer(
+    rich_markup_mode=None,
     add_completion=False,
     no_args_is_help=True,
     help="Ingest documents into the private knowledge base.",
@@ -39,7 +42,10 @@ app = typer.Typer(
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON lines for scripts.")]
 ProfileOpt = Annotated[
-    str | None, typer.Option("--profile", help="Config profile (default: $RAG_PROFILE or dev).")
+    str | None,
+    typer.Option(
+        "--profile", metavar="NAME", help="Config profile (default: $RAG_PROFILE or dev)."
+    ),
 ]
 
 
@@ -93,10 +99,11 @@ def _report(results: Iterable[Any], total: int, as_json: bool) -> int:
 @contextmanager
 def _bar(total: int, as_json: bool) -> Iterator[Callable[[Any, Any], None]]:
     from ingest.guard import shown
+    from ingest.targets import failure_line
 
     def line(result: Any) -> str | None:
         if result.status == "failed":
-            return f"FAILED  {result.error}"
+            return f"FAILED  {failure_line(result)}"
         if result.status in {"added", "updated", "deleted"}:
             return f"{result.status:<9} {shown(result.path)} ({result.chunks} chunks)"
         return None
@@ -162,7 +169,9 @@ def _run_files(paths: list[Path], as_json: bool, profile: str | None, sync: bool
 
 @app.command()
 def add(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="PATH", help="Files or folders to ingest.")
+    ],
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
@@ -172,7 +181,9 @@ def add(
 
 @app.command()
 def sync(
-    folder: Annotated[Path, typer.Argument(help="The folder to mirror into the index.")],
+    folder: Annotated[
+        Path, typer.Argument(metavar="FOLDER", help="The folder to mirror into the index.")
+    ],
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
@@ -184,7 +195,9 @@ def sync(
 
 @app.command()
 def delete(
-    keys: Annotated[list[str], typer.Argument(help="Document ids or file paths.")],
+    keys: Annotated[
+        list[str], typer.Argument(metavar="DOC_ID|PATH", help="Document ids or file paths.")
+    ],
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
@@ -233,7 +246,7 @@ def list_(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
                     print(json.dumps(doc.to_json(), ensure_ascii=False))
                 else:
                     groups = ",".join(doc.groups)
-                    print(f"{doc.doc_id:<16}  {doc.chunks:>6}  {groups:<16} {doc.path}")
+                    print(f"{doc.doc_id:<16}  {doc.chunks:>6}  {groups:<16} {doc.source}")
             for path, error, at in manifest.failures(collection):
                 if as_json:
                     row = {"path": path, "state": "failed", "error": error, "at": at}
@@ -297,7 +310,7 @@ def reindex(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
                 raise RagError(
                     f"{failed - len(missing)} documents failed, so the index was not switched "
                     f"(queries still use {job.old}). Fix or remove those files, then run "
-                    "rag-ingest reindex again: it resumes."
+                    f"{how_to_run('rag-ingest reindex')} again: it resumes."
                 )
             dropped = job.switch()
             info = {
@@ -326,9 +339,10 @@ def _tee(results: Iterable[Any], into: list[Any]) -> Iterator[Any]:
 
 @app.command()
 def report(
-    days: Annotated[int, typer.Option(min=1, help="Period: the last N days.")] = 30,
+    days: Annotated[int, typer.Option(min=1, metavar="N", help="Period: the last N days.")] = 30,
     html_out: Annotated[
-        Path | None, typer.Option("--html", help="Also write an HTML page with a chart here.")
+        Path | None,
+        typer.Option("--html", metavar="FILE", help="Also write an HTML page with a chart here."),
     ] = None,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
@@ -343,11 +357,14 @@ def report(
         if missing is not None:
             raise RagError(
                 f"No answers recorded yet ({missing} does not exist). Serve some questions "
-                "first (rag-serve), or point paths.data_dir at the service's data directory."
+                f"first ({how_to_run('rag-serve')}), or point paths.data_dir at the service's "
+                "data directory."
             )
         store = build_feedback_store(settings, open_state(settings))
         embedder = build_embedder(settings)
-        result = build_report(store, days=days, embed=embedder.embed_documents)
+        result = build_report(
+            store, days=days, embed=embedder.embed_documents, titles=_titles(settings)
+        )
         if html_out is not None:
             html_out.write_text(render_html(result), encoding="utf-8")
     except RagError as exc:
@@ -371,12 +388,24 @@ def report(
     if result.downvoted_docs:
         print("thumbs-down by cited document:")
         for d in result.downvoted_docs:
-            print(f"  {d.doc_id}  {d.down} down, {d.up} up")
+            title = d.title or "(no longer indexed)"
+            print(f"  {d.doc_id}  {d.down} down, {d.up} up  {title}")
     if html_out is not None:
         print(f"chart: {html_out}")
 
 
-keys_app = typer.Typer(no_args_is_help=True, help="API keys for the service (stored hashed).")
+def _titles(settings: Settings) -> dict[str, str]:
+    """Doc id -> title of the indexed documents (empty before anything is ingested)."""
+    if not settings.store.manifest_path().is_file():
+        return {}
+    with _manifest(settings) as manifest:
+        collection = manifest.active(settings.store.collection)
+        return {doc.doc_id: doc.title for doc in manifest.documents(collection)}
+
+
+keys_app = typer.Typer(
+    rich_markup_mode=None, no_args_is_help=True, help="API keys for the service (stored hashed)."
+)
 app.add_typer(keys_app, name="keys")
 
 
@@ -400,12 +429,14 @@ def _key_json(key: Any) -> dict[str, Any]:
 
 @keys_app.command("create")
 def keys_create(
-    name: Annotated[str, typer.Option(help="Who or what the key is for.")],
+    name: Annotated[str, typer.Option(metavar="NAME", help="Who or what the key is for.")],
     scope: Annotated[
-        list[str] | None, typer.Option(help="ask, ingest, admin or metrics (repeat; default ask).")
+        list[str] | None,
+        typer.Option(metavar="SCOPE", help="ask, ingest, admin or metrics (repeat; default ask)."),
     ] = None,
     group: Annotated[
-        list[str] | None, typer.Option(help="Access groups (repeat; default everyone).")
+        list[str] | None,
+        typer.Option(metavar="GROUP", help="Access groups (repeat; default everyone)."),
     ] = None,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
@@ -445,7 +476,7 @@ def keys_list(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(
-    key_id: Annotated[str, typer.Argument(help="The id from `keys list`.")],
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The id from `keys list`.")],
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
@@ -460,21 +491,36 @@ def keys_revoke(
 @app.command("eval")
 def eval_(
     dataset: Annotated[
-        Path, typer.Option("--dataset", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/.")
+        Path,
+        typer.Option(
+            "--dataset", metavar="DIR", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/."
+        ),
     ],
-    split: Annotated[str, typer.Option(help="qrels file to score (qrels/<split>.tsv).")] = "test",
+    split: Annotated[
+        str, typer.Option(metavar="NAME", help="qrels file to score (qrels/<split>.tsv).")
+    ] = "test",
     workdir: Annotated[
         Path | None,
-        typer.Option(help="Scratch index folder (reused when unchanged); default <data_dir>/eval."),
+        typer.Option(
+            metavar="DIR",
+            help="Scratch index folder (reused when unchanged); default <data_dir>/eval.",
+        ),
     ] = None,
-    candidates: Annotated[int, typer.Option(help="Chunks each ranker returns.")] = 200,
+    candidates: Annotated[int, typer.Option(metavar="N", help="Chunks each ranker returns.")] = 200,
     bonus: Annotated[
-        float, typer.Option(help="Document score = best chunk + bonus x other chunks.")
+        float,
+        typer.Option(metavar="X", help="Document score = best chunk + X times the other chunks."),
     ] = 0.0,
-    max_queries: Annotated[int | None, typer.Option(help="Score only the first N.")] = None,
+    max_queries: Annotated[
+        int | None, typer.Option(metavar="N", help="Score only the first N queries.")
+    ] = None,
     mode: Annotated[
         list[str] | None,
-        typer.Option("--mode", help="dense, keyword, hybrid (repeatable; default all three)."),
+        typer.Option(
+            "--mode",
+            metavar="MODE",
+            help="dense, keyword or hybrid (repeat for several; default all three).",
+        ),
     ] = None,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,

@@ -53,10 +53,10 @@ from ingest.targets import (
 )
 from ingest.work import Parsed, ParseJob, ParsePool, Pending
 from rag.config import CRASH_ENV, Settings
-from rag.errors import IngestError, RagError, StoreError, storage_failure
+from rag.errors import IngestError, RagError, StoreError, how_to_run, storage_failure
 from rag.index.embedding import tokenizer_file
 from rag.index.hashing import sha256_file
-from rag.index.manifest import DocRecord, Manifest
+from rag.index.manifest import DocRecord, Manifest, shown_source
 from rag.index.store import ChromaStore
 from rag.seams import Embedder, IndexListener
 from rag.types import Chunk
@@ -232,7 +232,8 @@ class Ingestor:
             return mapped
         return StoreError(
             f"Writing the index at {where} failed ({type(exc).__name__}: {exc}). Fix the "
-            "cause, then re-run the same rag-ingest command; finished documents are kept."
+            f"cause, then re-run the same {how_to_run('rag-ingest')} command; finished "
+            "documents are kept."
         )
 
     def delete(self, key: str) -> FileResult:
@@ -243,8 +244,8 @@ class Ingestor:
             record = self._manifest.find(self._collection, key)
             if record is None:
                 raise IngestError(
-                    f"No document {shown(key)!r} in the index. See rag-ingest list for ids "
-                    "and paths."
+                    f"No document {shown(key)!r} in the index. See "
+                    f"{how_to_run('rag-ingest list')} for ids and paths."
                 )
             if record.parent:
                 raise IngestError(
@@ -371,12 +372,13 @@ class Ingestor:
         families: list[tuple[_Job, list[_Unit], list[FileResult]]] = []
         for job, parsed in batch:
             units, problems = self._units(job, parsed)
+            root = str(job.target.root.resolve()) if job.target.root else ""
             for unit in units:
                 unit.chunks = make_chunks(
                     unit.plans,
                     doc_id=unit.doc_id,
                     id_prefix=f"{unit.doc_id}:{unit.version[:12]}",
-                    source=unit.source,
+                    source=shown_source(unit.key, root),  # never a server path to callers
                     title=unit.title,
                     groups=job.meta.groups,
                     ingested_at=ingested_at,

@@ -117,3 +117,18 @@ def check_target(target: Target, max_file_mb: float) -> FileResult | int:
 
 def results_json(result: FileResult) -> str:
     return json.dumps(result.to_json(), ensure_ascii=False)
+
+
+def failure_line(result: FileResult) -> str:
+    """A failure as the CLI prints it: the message with the file's path as given (``kb/hr/
+    notes.txt``, the folder walked plus the path under it), not its bare name, so two files
+    of the same name can be told apart. The service's upload results keep bare names."""
+    error = result.error or "failed"
+    file_path = result.path.split("#attachment/", 1)[0]
+    name = shown(Path(file_path).name)
+    where = shown(file_path)
+    if where != name and error.startswith(name) and error[len(name) : len(name) + 1] in ":  ":
+        return where + error[len(name) :]
+    if error.startswith(where):
+        return error
+    return f"{where}: {error}"

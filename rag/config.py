@@ -38,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from rag.errors import ConfigError
+from rag.errors import ConfigError, how_to_run
 
 ENV_PREFIX = "RAG_"
 PROFILE_ENV = "RAG_PROFILE"
@@ -630,8 +630,9 @@ class Settings(_Section):
                 f"auth.required is false in the {self.profile!r} profile, but "
                 "auth.allow_keyless is not true; only a laptop or test profile may run without "
                 "API keys (the shipped dev and test profiles set both). Remove "
-                "auth.required: false and create keys (rag-ingest keys create), or, on a "
-                "machine only you can reach, set auth.allow_keyless: true as well."
+                "auth.required: false and create keys "
+                f"({how_to_run('rag-ingest keys create')}), or, on a machine only you can "
+                "reach, set auth.allow_keyless: true as well."
             )
         return self
 

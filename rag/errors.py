@@ -33,6 +33,26 @@ defined in the ``serving`` module named at the end of their line::
 from __future__ import annotations
 
 import errno
+import shutil
+import sys
+from pathlib import Path
+
+
+def how_to_run(command: str) -> str:
+    """``command`` (``"rag-ingest keys list"``) as a user on this machine types it, for every
+    message that says what to run next: ``.venv/bin/rag-ingest keys list`` (as the README
+    writes it) when this process runs from the checkout's ``.venv``, whose ``bin`` is not on
+    ``PATH`` after ``make setup``; the bare name when the command is on ``PATH`` (the
+    container images, an activated environment). Never an absolute path: callers of the API
+    see some of these messages."""
+    name = command.split(" ", 1)[0]
+    scripts = Path(sys.executable).parent
+    on_path = shutil.which(name)
+    if on_path is not None and Path(on_path).parent == scripts:
+        return command
+    if Path(sys.prefix).name == ".venv":
+        return f".venv/bin/{command}"
+    return command
 
 
 class RagError(Exception):
@@ -128,7 +148,8 @@ def storage_failure(exc: BaseException, what: str, where: object) -> StoreError 
     if number in _FULL or any(t in text for t in _FULL_TEXT):
         return DiskFullError(
             f"Disk full: no space left while writing the {what} at {where}. Free space on "
-            "that disk, then re-run rag-ingest sync (or the same command): documents already "
+            f"that disk, then re-run {how_to_run('rag-ingest sync')} (or the same command): "
+            "documents already "
             "stored are kept, the interrupted one is cleaned up and added again."
         )
     if number in _READ_ONLY or any(t in text for t in _READ_ONLY_TEXT):

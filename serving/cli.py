@@ -10,19 +10,27 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from rag.config import Settings, load_settings
-from rag.errors import EngineUnavailableError, RagError
+from rag.errors import EngineUnavailableError, RagError, how_to_run
 
 if TYPE_CHECKING:
     from rag.services import Services
 
-cli = typer.Typer(add_completion=False, help="Serve the knowledge-base Q&A API.")
+# Plain click help, as rag-ingest: no `<bool>` labels, a metavar on every value.
+cli = typer.Typer(
+    rich_markup_mode=None, add_completion=False, help="Serve the knowledge-base Q&A API."
+)
 
 
 @cli.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address (server.host).")] = None,
-    port: Annotated[int | None, typer.Option(help="Bind port (server.port).")] = None,
-    profile: Annotated[str | None, typer.Option(help="Config profile.")] = None,
+    host: Annotated[
+        str | None, typer.Option(metavar="ADDR", help="Bind address (server.host).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(metavar="N", help="Bind port (server.port).")] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Config profile (default: $RAG_PROFILE or dev)."),
+    ] = None,
     check: Annotated[
         bool,
         typer.Option(
@@ -34,17 +42,25 @@ def serve(
     gpu_memory_gib: Annotated[
         float | None,
         typer.Option(
-            help="With --check: memory of one GPU in GiB (else llm.gpu_memory_gib).", min=1
+            help="With --check: memory of one GPU in GiB (else llm.gpu_memory_gib).",
+            min=1,
+            metavar="GIB",
         ),
     ] = None,
     concurrency: Annotated[
         int,
-        typer.Option(help="With --check: sequences that must fit in the KV cache at once.", min=1),
+        typer.Option(
+            help="With --check: sequences that must fit in the KV cache at once.",
+            min=1,
+            metavar="N",
+        ),
     ] = 1,
     context_tokens: Annotated[
         int | None,
         typer.Option(
-            help="With --check: tokens of each of those sequences (else max_model_len).", min=1
+            help="With --check: tokens of each of those sequences (else max_model_len).",
+            min=1,
+            metavar="N",
         ),
     ] = None,
     json_output: Annotated[
@@ -112,8 +128,8 @@ def _services(settings: Settings) -> Services:
         typer.secho(
             f"error: the {settings.profile!r} profile requires API keys and none exists in "
             f"{data} (paths.data_dir). Create one with the same profile and data folder: "
-            f"RAG_PROFILE={settings.profile} .venv/bin/rag-ingest keys create --name NAME "
-            "--scope ask --group everyone",
+            f"RAG_PROFILE={settings.profile} "
+            f"{how_to_run('rag-ingest keys create --name NAME --scope ask --group everyone')}",
             fg=typer.colors.RED,
             err=True,
         )
@@ -153,7 +169,7 @@ def _banner(settings: Settings) -> None:
     )
     if settings.auth.required:
         print(
-            "           (<key>: a key from `.venv/bin/rag-ingest keys create`, run with the "
+            f"           (<key>: a key from `{how_to_run('rag-ingest keys create')}`, run with the "
             f"same paths.data_dir: {settings.paths.data_dir})",
             file=sys.stderr,
         )

@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from rag.config import Settings
-from rag.errors import AuthError, ForbiddenError, RagError
+from rag.errors import AuthError, ForbiddenError, RagError, how_to_run
 from rag.state.apikeys import PREFIX as KEY_PREFIX
 from rag.state.apikeys import SCOPES, KeyStore
 from rag.state.ratelimit import RateLimits, retry_after
@@ -77,7 +77,7 @@ def get_principal(request: Request) -> Principal:
         if key is None:
             raise AuthError(
                 "The API key is invalid or revoked. Check the Authorization header, or ask an "
-                "administrator for a key (rag-ingest keys create)."
+                f"administrator for a key ({how_to_run('rag-ingest keys create')})."
             )
         return Principal(
             f"key:{key.key_id}",
@@ -94,7 +94,7 @@ def get_principal(request: Request) -> Principal:
     if settings.auth.required:
         raise AuthError(
             "An API key is required: send `Authorization: Bearer <key>`. An administrator "
-            "creates keys with `rag-ingest keys create`."
+            f"creates keys with `{how_to_run('rag-ingest keys create')}`."
         )
     return anonymous(settings)
 

@@ -33,12 +33,12 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any
 
 from rag.config import StoreSettings
-from rag.errors import IndexBusyError, StoreError, storage_failure
+from rag.errors import IndexBusyError, StoreError, how_to_run, storage_failure
 from rag.migrations import Migration, add_columns, migrate_sqlite
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,26 @@ MIGRATIONS = [
 ]
 
 
+_ATTACHMENT = "#attachment/"  # ingest.mail.ATTACHMENT_MARK (rag does not import ingest)
+
+
+def shown_source(path: str, root: str = "") -> str:
+    """A document's path as callers see it (citations, ``/v1/documents``, ``rag-ingest
+    list``): under the folder it was ingested from, with that folder's name
+    (``kb/hr/leave.md``); a file named directly or uploaded, or any other absolute path: its
+    name. Never an absolute server path. The manifest keeps the full path; this is derived
+    when presenting. An attachment keeps its ``#attachment/<name>`` tail."""
+    file, mark, tail = path.partition(_ATTACHMENT)
+    where = PurePath(file)
+    if root and where.is_relative_to(root):
+        shown = (PurePath(PurePath(root).name) / where.relative_to(root)).as_posix()
+    elif where.is_absolute():
+        shown = where.name
+    else:
+        shown = file
+    return shown + mark + tail
+
+
 @dataclass(frozen=True, slots=True)
 class DocRecord:
     """A document fully stored in one collection."""
@@ -110,10 +130,16 @@ class DocRecord:
     parent: str = ""
     """For an e-mail attachment: the message's doc id ("" for a file of its own)."""
 
+    @property
+    def source(self) -> str:
+        """The path as callers see it (:func:`shown_source`): never the server's."""
+        return shown_source(self.path, self.root)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "doc_id": self.doc_id,
             "path": self.path,
+            "source": self.source,
             "state": self.state,
             "title": self.title,
             "groups": list(self.groups),
@@ -226,7 +252,8 @@ class Manifest:
         except sqlite3.Error as exc:
             raise storage_failure(exc, "ingest manifest", path) or StoreError(
                 f"Cannot open the ingest manifest {path} ({exc}). Check the folder is "
-                "writable; if the file is corrupt, move it away and run rag-ingest sync."
+                "writable; if the file is corrupt, move it away and run "
+                f"{how_to_run('rag-ingest sync')}."
             ) from exc
         self._lock_fd: int | None = None
 

@@ -32,8 +32,10 @@ from rag.errors import (
     EmbedderMismatchError,
     NoCollectionError,
     StoreError,
+    how_to_run,
     storage_failure,
 )
+from rag.index.manifest import shown_source
 from rag.types import Chunk, Hit
 
 log = logging.getLogger(__name__)
@@ -184,7 +186,7 @@ def _chunk_from(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
         chunk_id=chunk_id,
         doc_id=str(meta.get("doc_id", "")),
         text=text,
-        source=str(meta.get("source", "")),
+        source=shown_source(str(meta.get("source", ""))),  # older indexes: absolute paths
         title=str(meta.get("title", "")),
         section=str(meta.get("section", "")),
         page=int(page) if isinstance(page, int) else None,
@@ -262,7 +264,7 @@ class ChromaStore:
             elif embedder_id is None:
                 raise NoCollectionError(
                     f"The index has no collection {name!r} yet. Add documents first "
-                    "(rag-ingest add PATH)."
+                    f"({how_to_run('rag-ingest add PATH')})."
                 )
             else:
                 collection = self._client.create_collection(
@@ -296,7 +298,8 @@ class ChromaStore:
             raise EmbedderMismatchError(
                 f"Collection {name!r} was built with embedding model {built_with!r}, but the "
                 f"configured model is {embedder_id!r}. Set the embedding settings back, or "
-                "rebuild the index with the new model: rag-ingest reindex (queries keep using "
+                f"rebuild the index with the new model: {how_to_run('rag-ingest reindex')} "
+                "(queries keep using "
                 "the old collection until the new one is complete)."
             )
         return collection

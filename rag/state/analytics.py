@@ -13,7 +13,7 @@ import math
 import statistics
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,6 +46,8 @@ class DocVotes:
     down: int
     up: int
     comments: list[str]
+    title: str = ""
+    """The document's title from the manifest ("" when it is no longer indexed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +114,10 @@ def build_report(
     embed: Embed | None = None,
     now: float | None = None,
     top: int = 10,
+    titles: Mapping[str, str] | None = None,
 ) -> Report:
+    """The report over the last ``days``; ``titles`` (doc id -> title, from the manifest)
+    names the thumbs-down documents, so a reader need not look ids up."""
     now = time.time() if now is None else now
     since = now - days * 86400
     answers = store.answers(since)
@@ -133,7 +138,8 @@ def build_report(
             entry[0 if f.rating == "down" else 1] += 1
             if f.rating == "down" and f.comment:
                 entry[2].append(f.comment)
-    docs = [DocVotes(d, v[0], v[1], v[2]) for d, v in votes.items() if v[0]]
+    names = titles or {}
+    docs = [DocVotes(d, v[0], v[1], v[2], names.get(d, "")) for d, v in votes.items() if v[0]]
     latencies = [a.latency_ms for a in answers if not a.declined and a.latency_ms > 0]
     return Report(
         days=days,
@@ -192,7 +198,8 @@ def render_html(report: Report) -> str:
         row(c.count, c.example, "; ".join(sorted(set(c.questions))[:5])) for c in report.unanswered
     )
     docs = "".join(
-        row(d.doc_id, d.down, d.up, "; ".join(d.comments[:3])) for d in report.downvoted_docs
+        row(d.title or "(no longer indexed)", d.doc_id, d.down, d.up, "; ".join(d.comments[:3]))
+        for d in report.downvoted_docs
     )
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Helpdesk report</title><style>body{{font:14px system-ui,sans-serif;margin:24px;}}
@@ -205,6 +212,6 @@ feedback {report.up} up / {report.down} down; latency p50 {p50}, p95 {p95}.</p>
 <h2>Most frequent unanswered questions</h2>
 <table><tr><th>count</th><th>example</th><th>variants</th></tr>{unanswered}</table>
 <h2>Thumbs-down by cited document</h2>
-<table><tr><th>doc_id</th><th>down</th><th>up</th><th>comments</th></tr>{docs}</table>
+<table><tr><th>title</th><th>doc_id</th><th>down</th><th>up</th><th>comments</th></tr>{docs}</table>
 </body></html>
 """

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.errors import BadRequestError, NotFoundError
+from rag.errors import BadRequestError, NotFoundError, how_to_run
 from rag.migrations import Database, Migration
 from rag.state.db import StateDB
 from rag.state.legacy import importer, read_table
@@ -136,7 +136,8 @@ class KeyStore:
             rows = tx.rows(f"{_SELECT} WHERE key_id = :id", {"id": key_id})
         if done == 0:
             raise NotFoundError(
-                f"No active key with id {key_id!r}. `rag-ingest keys list` shows the ids."
+                f"No active key with id {key_id!r}. `{how_to_run('rag-ingest keys list')}` "
+                "shows the ids."
             )
         return _key(rows[0])
 

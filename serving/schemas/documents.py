@@ -74,7 +74,9 @@ class DocumentOut(BaseModel):
 
     doc_id: str = Field(..., description="The document's id (stable for its path).")
     title: str = Field(..., description="The title (from the file, a sidecar, or its name).")
-    source: str = Field(..., description="The file the document was ingested from.")
+    source: str = Field(
+        ..., description="The file it was ingested from, under its folder (never a server path)."
+    )
     groups: list[str] = Field(..., description="Access groups that may read it.")
     chunks: int = Field(..., description="Passages (chunks) in the index.")
     pages: int = Field(..., description="Pages, slides or sheets (1 for flat text).")
@@ -86,7 +88,7 @@ class DocumentOut(BaseModel):
         return cls(
             doc_id=r.doc_id,
             title=r.title,
-            source=r.path,
+            source=r.source,
             groups=list(r.groups),
             chunks=r.chunks,
             pages=r.pages,

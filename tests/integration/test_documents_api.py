@@ -271,3 +271,29 @@ async def test_a_failed_upload_leaves_no_file_behind(api: tuple[httpx.AsyncClien
     assert result["status"] == "failed" and result["error"]
     uploads = state.settings.paths.data_dir / "uploads"
     assert not list(uploads.rglob("broken.pdf*"))
+
+
+async def test_callers_see_document_paths_never_server_paths(
+    api: tuple[httpx.AsyncClient, Any],
+) -> None:
+    """Issue 27, finding 7: ``/v1/documents`` showed the absolute server path of an upload,
+    and its citations too; every view now shows the same path, never the server's."""
+    client, state = api
+    loader = key(state, ["ask", "ingest"], ["everyone"])
+    text = b"The badge printer code is HERON-5520; ask reception for a badge.\n" * 3
+    files = [("files", ("badges.md", text, "text/markdown"))]
+    up = await client.post("/v1/documents", files=files, headers=loader)
+    [result] = up.json()["results"]
+    assert result["status"] in {"added", "updated"}, up.text
+    doc_id = result["doc_id"]
+    meta = await client.get(f"/v1/documents/{doc_id}", headers=loader)
+    listed = await client.get("/v1/documents?limit=100", headers=loader)
+    query = {"query": "HERON-5520 badge printer", "mode": "keyword"}
+    hits = (await client.post("/v1/retrieve", json=query, headers=loader)).json()["hits"]
+    source = await client.get(f"/v1/documents/{doc_id}/source", headers=loader)
+    assert meta.json()["source"] == "badges.md"
+    assert hits[0]["doc_id"] == doc_id and hits[0]["source"] == "badges.md"
+    assert source.json()["source"] == "badges.md"
+    server = str(state.settings.paths.data_dir)
+    for resp in (meta, listed, source):
+        assert server not in resp.text, resp.text

@@ -372,3 +372,18 @@ def test_relative_paths_follow_one_root_and_libraries_stay_quiet(tmp_path: Path)
     assert not (elsewhere / "var").exists()
     noise = [line for line in run.stderr.splitlines() if "DEBUG" in line or "INFO" in line]
     assert not noise, noise
+
+
+def test_failure_lines_tell_same_named_files_apart(tmp_path: Path) -> None:
+    """Issue 27: failure lines said only ``empty.txt``; two such files looked the same."""
+    kb = tmp_path / "kb"
+    for team in ("hr", "it"):
+        (kb / team).mkdir(parents=True)
+        (kb / team / "empty.txt").write_bytes(b"")
+    (kb / "hr" / "ok.md").write_text("# Leave\n\nAsk your manager first.\n")
+    proc = cli(tmp_path / "store", "add", str(kb))
+    assert proc.returncode == 1, proc.stderr
+    failures = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]
+    assert len(failures) == 2, proc.stderr
+    for team, line in zip(("hr", "it"), failures, strict=True):
+        assert line.startswith(f"FAILED  {kb / team / 'empty.txt'}: the file is empty"), line

@@ -91,7 +91,7 @@ def test_attachments_are_documents_that_live_and_die_with_their_message(
     assert mine and guide and len({c.doc_id for c in chunks}) == 5
     assert all(c.groups == ("finance",) for c in chunks)
     assert all(c.parent == parent.doc_id for c in chunks if c.doc_id != parent.doc_id)
-    assert guide[0].source == f"{mail}#attachment/guide.pdf"
+    assert guide[0].source == "kb/mail.eml#attachment/guide.pdf"  # never the server path
     assert any(c.page == 3 for c in guide)
     # The message's own document holds its headers and body, not the attachments' text.
     assert any("Budget review" in c.text and "Subject" in c.text for c in mine)
@@ -270,7 +270,7 @@ def test_outlook_messages_and_their_attachments_are_documents_tied_together(
     assert "attached travel rules" in text
     assert "62 euros" not in text  # the attachments are documents of their own
     per_diem = ingestor._store.document_chunks(first["per-diem.md"].doc_id)
-    assert per_diem[0].source == f"{mail}#attachment/per-diem.md"
+    assert per_diem[0].source == "kb/mail.msg#attachment/per-diem.md"  # never the server path
     assert per_diem[0].parent == parent.doc_id and "62 euros" in per_diem[0].text
     assert any(
         "0.30" in c.text for c in ingestor._store.document_chunks(first["mileage.csv"].doc_id)

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rag.errors import DiskFullError, StoreReadOnlyError, storage_failure
+from rag.errors import DiskFullError, StoreReadOnlyError, how_to_run, storage_failure
 from tests.asgi import ready_client
 from tests.conftest import ASSETS, REPO
 from tests.integration.test_ingest_cli import check_consistent, cli, events, statuses
@@ -121,7 +121,8 @@ def test_disk_full_then_read_only_store_then_recovery(tmp_path: Path) -> None:
     assert statuses(proc) == {"a.md": "added"}
     error = events(proc)[-1]
     assert error["event"] == "error" and error["error"] == "disk_full"
-    assert error["message"].startswith("Disk full") and "re-run rag-ingest sync" in error["message"]
+    assert error["message"].startswith("Disk full")
+    assert f"re-run {how_to_run('rag-ingest sync')} " in error["message"]
     assert "Traceback" not in proc.stderr
     before = snapshot(store)
 

@@ -123,3 +123,14 @@ def test_report_command(tmp_path: Path, assets: Any) -> None:
     data = json.loads(out.stdout.strip().splitlines()[-1])
     assert data["questions"] == 1 and data["unanswered"][0]["example"] == "Parking?"
     assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
+
+
+def test_thumbs_down_names_documents_by_title(tmp_path: Path) -> None:
+    """Issue 27: the report showed only doc ids; a reader needs the document's title."""
+    titles = {"wifi": "Guest Wi-Fi FAQ", "print": "Printing guide"}
+    report = build_report(seed(tmp_path / "f.sqlite3"), days=30, now=NOW, titles=titles)
+    named = {d.doc_id: d.title for d in report.downvoted_docs}
+    assert named == {"wifi": "Guest Wi-Fi FAQ", "vpn": ""}  # vpn: no longer indexed
+    page = render_html(report)
+    assert "Guest Wi-Fi FAQ" in page and "(no longer indexed)" in page
+    assert report.to_json()["downvoted_docs"][0]["title"] == "Guest Wi-Fi FAQ"

@@ -130,3 +130,31 @@ def test_a_manifest_from_before_attachments_gains_the_parent_column(tmp_path: Pa
         doc = m.document("c", "d1")
         assert doc is not None and doc.parent == "" and doc.title == "D1"
         assert m.children("c", "d1") == []
+
+
+def test_paths_are_shown_under_their_folder_never_as_server_paths() -> None:
+    """Issue 27, finding 7: ``list`` and ``/v1/documents`` showed absolute server paths."""
+    from rag.index.manifest import DocRecord, shown_source
+
+    root = "/srv/docs/kb"
+    assert shown_source(f"{root}/hr/leave.md", root) == "kb/hr/leave.md"
+    assert shown_source(f"{root}/a.eml#attachment/x.pdf", root) == "kb/a.eml#attachment/x.pdf"
+    assert shown_source("/var/data/uploads/3f2a/badges.md") == "badges.md"  # named or uploaded
+    assert shown_source("kb2/locker.txt") == "kb2/locker.txt"  # an older index's relative path
+    record = DocRecord(
+        doc_id="d",
+        path=f"{root}/hr/leave.md",
+        file_hash="h",
+        version="v",
+        title="Leave",
+        groups=("hr",),
+        embedder="e",
+        chunks=1,
+        pages=1,
+        size=10,
+        ingested_at="2026-01-01T00:00:00Z",
+        root=root,
+    )
+    assert record.source == "kb/hr/leave.md"
+    assert record.to_json()["path"] == f"{root}/hr/leave.md"  # the stored key, for scripts
+    assert record.to_json()["source"] == "kb/hr/leave.md"
