@@ -26,6 +26,7 @@ import pytest
 
 from tests.conftest import ASSETS, KB_DIR, REPO
 from tests.e2e.serverproc import free_port
+from tests.procs import OWN_GROUP, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +100,9 @@ def test_the_going_to_production_section_works_as_written(tmp_path: Path) -> Non
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(argv(serve, port), env=env, cwd=home, stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            argv(serve, port), env=env, cwd=home, stdout=out, stderr=out, **OWN_GROUP
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 240
@@ -130,8 +133,4 @@ def test_the_going_to_production_section_works_as_written(tmp_path: Path) -> Non
         sources = [Path(c["source"]).name for c in resp.json()["citations"]]
         assert "faq-printing.txt" in sources, json.dumps(resp.json())[:500]
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_group(proc, signal.SIGINT)

@@ -92,6 +92,7 @@ def test_prod_cpu_needs_keys_and_hides_the_docs() -> None:
     settings = load_settings("prod-cpu", environ={})
     assert settings.auth.required and not settings.server.public_docs
     assert settings.llm.backend == "vllm" and not settings.widget.demo_page
+    assert settings.answer.mode == "extractive"  # its 135M model must not be shown inventing
 
 
 def test_the_exit_code_table_is_the_same_in_the_readme_and_the_help() -> None:
