@@ -30,6 +30,7 @@ class FaultyEngine:
     def __init__(self, engine: Any) -> None:
         self._engine = engine
         self.armed = False
+        self.faults = 0  # raised after the engine had produced text: mid-answer
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
@@ -41,6 +42,7 @@ class FaultyEngine:
             async for event in events:
                 yield event
                 if self.armed and isinstance(event, TextDelta):
+                    self.faults += 1
                     raise RuntimeError("injected fault: device lost")
 
 
@@ -79,12 +81,16 @@ async def test_fault_mid_stream_is_an_error_event_and_readyz_reports_it_until_re
     assert before["status"] == "ready"
 
     engine.armed = True
+    faults = engine.faults
     try:
         events = await sse(client, {"question": QUESTION, "stream": True})
     finally:
         engine.armed = False
+    assert engine.faults == faults + 1  # the engine failed after it had produced text
+    # A generative answer's text reaches the client once a sentence of it is verified
+    # (issue 21), so the client may or may not have seen text before the error.
     names = [n for n, _ in events]
-    assert names[0] == "citations" and "delta" in names
+    assert names[0] == "citations"
     assert names[-1] == "error" and "done" not in names
     error = events[-1][1]
     assert error["code"] == "engine_error"
@@ -123,6 +129,7 @@ async def test_openai_stream_ends_with_an_error_the_client_reads(
         "stream": True,
     }
     engine.armed = True
+    faults = engine.faults
     try:
         async with client.stream("POST", "/v1/chat/completions", json=payload) as resp:
             assert resp.status_code == 200
@@ -146,7 +153,7 @@ async def test_openai_stream_ends_with_an_error_the_client_reads(
 
             with pytest.raises(openai.APIError, match="engine failed while answering"):
                 await read_all()
-            assert "".join(got)  # the text streamed before the fault arrived
+            assert engine.faults == faults + 2  # both failed after the engine produced text
     finally:
         engine.armed = False
     assert lines[-1] == "data: [DONE]"  # the stream ends cleanly
