@@ -126,6 +126,12 @@ def _client(settings: StoreSettings, *, fresh: bool = False) -> Any:
     except (StoreError, ConfigError):
         raise
     except Exception as exc:
+        if settings.mode != "http":
+            # chromadb caches a System for the path before it has started; one that failed
+            # (a read-only or missing store) would be handed to every later client in this
+            # process, each failing on its missing bindings. Drop it so the next try starts
+            # afresh.
+            SharedSystemClient._identifier_to_system.pop(str(settings.path), None)
         if settings.mode == "http":
             raise StoreError(
                 f"Cannot reach the Chroma server at {settings.host}:{settings.port} "

@@ -245,3 +245,21 @@ async def test_a_service_started_on_a_read_only_store_says_what_to_do(
                 assert resp.status_code == 503 and resp.headers["retry-after"]
                 message = resp.json()["error"]["message"]
                 assert f"chmod -R u+w {settings.store.path}" in message
+
+
+def test_a_store_that_failed_to_open_opens_once_it_is_fixed(tmp_path: Path) -> None:
+    """chromadb caches a System per path before starting it; one that failed to start was
+    handed to every later client in the process ('RustBindingsAPI' object has no attribute
+    'bindings'), so a store made readable again stayed broken until a restart."""
+    from rag.config import StoreSettings
+    from rag.errors import StoreError
+    from rag.index.store import ChromaStore
+
+    store = tmp_path / "chroma"
+    (store / "chroma.sqlite3").mkdir(parents=True)  # not a database: the start fails
+    settings = StoreSettings(path=store)
+    with pytest.raises(StoreError):  # reported as unwritable (SQLite code 14)
+        ChromaStore(settings, embedder_id="e", dimension=4)
+    shutil.rmtree(store)
+    opened = ChromaStore(settings, embedder_id="e", dimension=4)
+    assert opened.all_ids() == []
