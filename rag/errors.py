@@ -25,6 +25,8 @@ defined in the ``serving`` module named at the end of their line::
     │   └── InvalidIdentityError    bad signed widget identity           (2 / 401) widget_auth
     ├── ForbiddenError              valid, but not allowed here          (2 / 403)
     │   ├── OriginNotAllowedError   widget used from another site        (2 / 403) widget_auth
+    │   ├── IdentityGroupsNotAllowedError
+    │   │                           identity claims a group not granted  (2 / 403) widget_auth
     │   └── InvalidWidgetTokenError unknown widget token                 (2 / 403) widget_auth
     ├── RateLimitedError            too many questions (Retry-After)     (2 / 429) principal
     └── ClientDisconnectedError     the client left before its answer    (1 / 499) streaming

