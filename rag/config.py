@@ -122,6 +122,12 @@ class EmbeddingSettings(_Section):
         le=64,
         description="ONNX: batches run side by side, one core each (0 = one per CPU core).",
     )
+    languages: list[Literal["en", "zh"]] = Field(
+        ["en"],
+        min_length=1,
+        description="Languages the model's vectors read (all-MiniLM-L6-v2: en only). Hybrid "
+        "search gives a question in another language retrieval.unread_dense_weight.",
+    )
 
 
 GroupName = Annotated[str, StringConstraints(pattern=r"^[\w.:@-]{1,64}$")]
@@ -198,6 +204,12 @@ class RetrievalSettings(_Section):
     rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant k.")
     dense_weight: float = Field(0.65, ge=0, description="Fusion weight of dense search.")
     keyword_weight: float = Field(0.35, ge=0, description="Fusion weight of BM25 search.")
+    unread_dense_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Fusion weight of dense search for a question in a language the embedding "
+        "model does not read (embedding.languages): its vectors of such text are noise.",
+    )
     bm25_k1: float = Field(1.2, gt=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
     stemming: bool = Field(True, description="Light English stemming for BM25 terms.")

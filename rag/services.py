@@ -116,7 +116,13 @@ def build_retriever(settings: Settings, kb: KnowledgeBase, *, reconcile: bool = 
     (it heals after a crash between a store write and the index update)."""
     if kb.keyword is not None and reconcile:
         kb.keyword.reconcile(kb.store.all_ids(), kb.store.get_chunks)
-    return Retriever(settings.retrieval, kb.embedder, kb.store, kb.keyword)
+    return Retriever(
+        settings.retrieval,
+        kb.embedder,
+        kb.store,
+        kb.keyword,
+        languages=settings.embedding.languages,
+    )
 
 
 # -- the state database ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rag.index.lexical import CJK_STOP_WORDS, STOP_WORDS, analyze, has_han, stem
+from rag.index.lexical import CJK_STOP_WORDS, STOP_WORDS, analyze, has_han, language, stem
 
 _HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _NUMBER = re.compile(r"(?<![A-Za-z0-9.,:])(\d+(?:[.,:]\d+)*)(?![0-9])")
@@ -321,6 +321,5 @@ def facts_of(text: str, *, question: bool = False) -> Facts:
 
 
 def is_chinese(text: str) -> bool:
-    """Whether ``text`` is mostly Chinese (more Han characters than Latin words)."""
-    han = len(_HAN_RUN.findall(text))
-    return han > 0 and han >= len(_WORD.findall(text))
+    """Whether ``text`` is mostly Chinese (:func:`rag.index.lexical.language`)."""
+    return language(text) == "zh"

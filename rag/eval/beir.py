@@ -36,8 +36,9 @@ from typing import Any
 from rag.config import Settings
 from rag.errors import BadRequestError
 from rag.index.keyword import KeywordIndex
+from rag.index.lexical import language
 from rag.index.store import ChromaStore
-from rag.retrieval.hybrid import fuse, ranked
+from rag.retrieval.hybrid import fuse, ranked, weights
 from rag.seams import Embedder
 from rag.types import Chunk
 
@@ -126,6 +127,9 @@ class Dataset:
     corpus: dict[str, tuple[str, str]]
     queries: dict[str, str]
     qrels: Qrels
+    groups: dict[str, str] = field(default_factory=dict)
+    """Query id -> its group in the report: ``metadata.kind`` (``en-zh``: an English question
+    about Chinese documents) where the query has one, else its language (``en``/``zh``)."""
 
 
 def _jsonl(path: Path) -> Iterable[dict[str, Any]]:
@@ -153,7 +157,14 @@ def load_beir(folder: Path, split: str = "test") -> Dataset:
         str(d["_id"]): (str(d.get("title") or ""), str(d.get("text") or ""))
         for d in _jsonl(corpus_file)
     }
-    queries = {str(q["_id"]): str(q.get("text") or "") for q in _jsonl(queries_file)}
+    queries: dict[str, str] = {}
+    groups: dict[str, str] = {}
+    for q in _jsonl(queries_file):
+        qid, text = str(q["_id"]), str(q.get("text") or "")
+        queries[qid] = text
+        meta = q.get("metadata")
+        kind = meta.get("kind") if isinstance(meta, dict) else None
+        groups[qid] = str(kind) if kind else language(text)
     qrels: Qrels = {}
     with qrels_file.open(encoding="utf-8") as fh:
         for line in fh:
@@ -166,7 +177,7 @@ def load_beir(folder: Path, split: str = "test") -> Dataset:
                 continue
             if parts[0] in queries:
                 qrels.setdefault(parts[0], {})[parts[1]] = grade
-    return Dataset(folder.name, corpus, queries, qrels)
+    return Dataset(folder.name, corpus, queries, qrels, groups)
 
 
 # -- chunking and indexing ---------------------------------------------------------------------
@@ -324,6 +335,9 @@ class Report:
     """Paired nDCG@10 difference, hybrid minus each single mode: (mean, 95% low, high)."""
     embedder: str = ""
     """The embedder's model id (``...@onnx-int8`` for the shipped ONNX int8 backend)."""
+    by_group: dict[str, dict[str, tuple[int, float, float]]] = field(default_factory=dict)
+    """Query group -> mode -> (queries, nDCG@10, recall@10), when there are two groups or
+    more (:attr:`Dataset.groups`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -338,6 +352,13 @@ class Report:
             "hybrid_minus": {
                 m: {"delta": round(d, 4), "ci_low": round(lo, 4), "ci_high": round(hi, 4)}
                 for m, (d, lo, hi) in self.hybrid_minus.items()
+            },
+            "groups": {
+                g: {
+                    m: {"queries": n, "ndcg@10": round(nd, 4), "recall@10": round(r, 4)}
+                    for m, (n, nd, r) in modes.items()
+                }
+                for g, modes in self.by_group.items()
             },
         }
 
@@ -364,6 +385,16 @@ class Report:
             lines.append(
                 f"hybrid - {mode}: nDCG@10 {delta:+.4f} (paired 95% CI {lo:+.4f} to {hi:+.4f})"
             )
+        if self.by_group:
+            modes = list(self.modes)
+            lines.append(
+                "nDCG@10 / recall@10 by query group: "
+                + " | ".join(f"{g} ({next(iter(r.values()))[0]})" for g, r in self.by_group.items())
+            )
+            lines.append(f"{'group':<8} " + " ".join(f"{m:>17}" for m in modes))
+            for group, results in self.by_group.items():
+                cells = [f"{results[m][1]:.4f} / {results[m][2]:.4f}" for m in modes]
+                lines.append(f"{group:<8} " + " ".join(f"{c:>17}" for c in cells))
         return "\n".join(lines)
 
 
@@ -404,8 +435,9 @@ def evaluate(
         t3 = time.perf_counter()
         # Rolled up to documents, a ranking's length no longer says whether it was cut
         # short: no depth (every ranking counts as cut short, as at SciFact's scale).
+        dense_weight, keyword_weight = weights(cfg, text, settings.embedding.languages)
         fused = fuse(
-            [(cfg.dense_weight, dense), (cfg.keyword_weight, kw)],
+            [(dense_weight, dense), (keyword_weight, kw)],
             cfg.fusion,
             cfg.rrf_k,
             cfg.fusion_scale,
@@ -426,6 +458,19 @@ def evaluate(
         m: ModeResult(score_run(runs[m], qrels), latency[m], bootstrap_ci(per_query[m]))
         for m in modes
     }
+    members: dict[str, list[str]] = {}
+    for qid in query_ids:
+        members.setdefault(dataset.groups.get(qid) or language(dataset.queries[qid]), []).append(
+            qid
+        )
+    by_group: dict[str, dict[str, tuple[int, float, float]]] = {}
+    if len(members) > 1:
+        for group in sorted(members):
+            sub = {q: qrels[q] for q in members[group]}
+            by_group[group] = {}
+            for m in modes:
+                scored = score_run(runs[m], sub)
+                by_group[group][m] = (len(sub), scored["ndcg@10"], scored["recall@10"])
     hybrid_minus: dict[str, tuple[float, float, float]] = {}
     if "hybrid" in per_query:
         for m in (m for m in modes if m != "hybrid"):
@@ -441,4 +486,5 @@ def evaluate(
         modes=results,
         hybrid_minus=hybrid_minus,
         embedder=embedder.model_id,
+        by_group=by_group,
     )

@@ -16,7 +16,7 @@ import re
 import threading
 import warnings
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 _RUN = re.compile(
     r"(?P<cjk>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)"
@@ -26,11 +26,22 @@ _RUN = re.compile(
 )
 _LATIN_WORD = re.compile(r"^[a-z0-9]+$")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_WORD_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z'-]{2,}")
+
+Language = Literal["en", "zh"]
 
 
 def has_han(text: str) -> bool:
     """Whether ``text`` holds Chinese characters (CJK ideographs)."""
     return _HAN.search(text) is not None
+
+
+def language(text: str) -> Language:
+    """``"zh"`` when ``text`` is mostly Chinese (at least as many Han characters as Latin
+    words of three letters or more, and at least one), else ``"en"``: the question's
+    language for answers, and for fusion weights (``retrieval.unread_dense_weight``)."""
+    han = len(_HAN.findall(text))
+    return "zh" if han > 0 and han >= len(_LATIN_WORD_IN_TEXT.findall(text)) else "en"
 
 
 STOP_WORDS = frozenset(

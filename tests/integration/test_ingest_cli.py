@@ -281,6 +281,7 @@ def assert_known_answers(report: dict[str, Any]) -> None:
         assert row["p50_ms"] > 0
     zero = {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0}
     assert report["hybrid_minus"] == {"dense": zero, "keyword": zero}
+    assert report["groups"] == {}  # every query is English: no table by group
 
 
 def test_eval_scores_a_hand_made_dataset_with_known_answers(tmp_path: Path) -> None:

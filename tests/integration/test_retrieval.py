@@ -141,6 +141,34 @@ def test_hybrid_fuses_dense_and_keyword_and_finds_chinese(acl_kb: Any) -> None:
     assert top.score == pytest.approx((configured.dense_weight + configured.keyword_weight) / 61)
 
 
+def test_a_question_the_embedder_cannot_read_is_ranked_by_bm25_alone(acl_kb: Any) -> None:
+    """MiniLM reads English only: its vectors of a Chinese question are noise, so hybrid
+    search gives that question BM25's ranking (``unread_dense_weight`` 0); a model declared
+    to read Chinese is fused as configured."""
+    from rag.retrieval.hybrid import Retriever
+
+    settings, kb, retriever = acl_kb
+    question = "出差住宿每晚上限多少钱"
+    keyword = retriever.search(question, EVERYONE, 5, mode="keyword")
+    hybrid = retriever.search(question, EVERYONE, 5, mode="hybrid")
+    assert [h.chunk.chunk_id for h in hybrid] == [h.chunk.chunk_id for h in keyword]
+    best = keyword[0].keyword_score
+    assert best is not None
+    # Convex fusion, max scaling, dense weighted 0: BM25's share of the best score.
+    assert [h.score for h in hybrid] == pytest.approx(
+        [(h.keyword_score or 0.0) / best for h in keyword]
+    )
+    bilingual = Retriever(
+        settings.retrieval, kb.embedder, kb.store, kb.keyword, languages=("en", "zh")
+    )
+    fused = bilingual.search(question, EVERYONE, 5, mode="hybrid")
+    assert any(h.dense_score is not None for h in fused)
+    assert [h.score for h in fused] != pytest.approx([h.score for h in hybrid])
+    # An English question is fused as configured by both.
+    english = retriever.search("wifi password", EVERYONE, 3, mode="hybrid")
+    assert english[0].dense_score is not None and english[0].keyword_score is not None
+
+
 def test_filters_restrict_to_documents(acl_kb: Any) -> None:
     from rag.errors import BadRequestError
     from rag.retrieval.hybrid import Filters

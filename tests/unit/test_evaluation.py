@@ -133,6 +133,50 @@ def test_load_beir_reads_graded_qrels(tmp_path: Path) -> None:
         load_beir(tmp_path, "dev")
 
 
+def test_load_beir_groups_queries_by_kind_or_else_by_language(tmp_path: Path) -> None:
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "text": "x"}) + "\n")
+    queries = [
+        {"_id": "q1", "text": "年假有几天？"},
+        {"_id": "q2", "text": "How many days of leave?"},
+        {"_id": "q3", "text": "leave days in china?", "metadata": {"kind": "en-zh"}},
+    ]
+    (tmp_path / "queries.jsonl").write_text(
+        "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in queries), encoding="utf-8"
+    )
+    (tmp_path / "qrels" / "test.tsv").write_text("q1\td1\t1\nq2\td1\t1\nq3\td1\t1\n")
+    assert load_beir(tmp_path).groups == {"q1": "zh", "q2": "en", "q3": "en-zh"}
+
+
+def test_the_report_prints_each_query_group() -> None:
+    from rag.eval.beir import ModeResult, Report
+
+    metrics = {"ndcg@10": 0.5, "recall@10": 0.5, "recall@100": 0.5, "mrr@10": 0.5}
+    modes = {m: ModeResult(dict(metrics), [1.0]) for m in ("keyword", "hybrid")}
+    report = Report(
+        "set",
+        3,
+        1,
+        1,
+        0.0,
+        1.0,
+        modes,
+        by_group={
+            "en": {"keyword": (2, 0.25, 0.5), "hybrid": (2, 0.75, 1.0)},
+            "zh": {"keyword": (1, 1.0, 1.0), "hybrid": (1, 0.0, 0.0)},
+        },
+    )
+    lines = report.table().splitlines()
+    assert lines[-4].startswith("nDCG@10 / recall@10 by query group: en (2) | zh (1)")
+    assert lines[-3].split() == ["group", "keyword", "hybrid"]
+    assert lines[-1].split() == ["zh", "1.0000", "/", "1.0000", "0.0000", "/", "0.0000"]
+    assert report.to_json()["groups"]["en"]["hybrid"] == {
+        "queries": 2,
+        "ndcg@10": 0.75,
+        "recall@10": 1.0,
+    }
+
+
 def test_ndcg_per_query_follows_the_judged_queries_and_scores_missing_runs_zero() -> None:
     qrels = {"q1": {"a": 1}, "q2": {"b": 0}, "q3": {"c": 1}}
     assert ndcg_per_query({"q1": ["a"], "q2": ["b"]}, qrels) == [1.0, 0.0]  # q2 unjudged
