@@ -58,6 +58,9 @@ def test_one_log_line_per_request_carries_its_id_and_no_text(e2e_server: Server)
     log = (e2e_server.workdir / "server.log").read_text(encoding="utf-8")
     lines = [line for line in log.splitlines() if rid in line]
     assert len(lines) == 1 and "/v1/ask" in lines[0] and "200" in lines[0]
+    # uvicorn's access line ('... "POST /v1/ask HTTP/1.1" 200') carries no request id: it
+    # must be off, not merely unmarked.
+    assert '"POST /v1/ask HTTP/1.1"' not in log
     assert "zebra" not in log.lower()  # neither the question ...
     assert answer[:40] not in log  # ... nor the answer is logged
     snippets = [c["snippet"][:40] for c in resp.json()["citations"]]

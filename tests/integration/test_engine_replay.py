@@ -11,7 +11,7 @@ loop and sampling parameters, the harmony filter, the answer service, the HTTP A
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -244,6 +244,7 @@ async def test_an_answer_cut_off_while_reasoning_says_what_to_change(
     params = llm.calls[-1][1]
     assert params.max_tokens == 200 * 4  # high effort: four times the low-effort budget
     answer = body["choices"][0]["message"]["content"]
+    assert body["choices"][0]["finish_reason"] == "length"  # the client learns it was cut
     cut = prompt.reasoning_cut_message(800, "high")
     assert "spent its whole budget of 800 tokens reasoning (effort: high)" in cut
     assert "lower reasoning_effort (medium or low)" in cut
@@ -255,6 +256,36 @@ async def test_an_answer_cut_off_while_reasoning_says_what_to_change(
     assert "harbor-blue-42" in rest  # the quoted source row, not the model's reasoning
     metrics = (await client.get("/metrics")).text
     assert 'kb_engine_output_faults_total{kind="cut_in_reasoning"} 1.0' in metrics
+
+
+async def test_the_prompt_is_rendered_once_and_those_ids_reach_the_engine(
+    sample_kb: Any, codec: Any
+) -> None:
+    """The answer service renders the prompt in a thread to count it; the engine sends those
+    very ids to vLLM instead of rendering the prompt again on the event loop."""
+    from rag.engines.vllm_engine import HarmonyRenderer, VllmEngine
+    from serving.app import create_app
+
+    rendered: list[tuple[bool, list[int]]] = []  # (with sources, ids)
+
+    class Counting(HarmonyRenderer):
+        def render(self, request: GenerationRequest, history: Sequence[Any]) -> list[int]:
+            ids = super().render(request, history)
+            rendered.append((bool(request.context), ids))
+            return ids
+
+    llm = ScriptedLLM()
+    engine = VllmEngine(
+        llm, Counting(codec), name="gpt-oss-20b", family="gpt-oss", max_model_len=8192
+    )
+    app = create_app(sample_kb, engine=engine)
+    async with ready_client(app) as client:
+        llm.play(streams(codec)["clean"].ids)
+        await ask(client)
+    # Packing also renders the prompt without sources once, to measure its overhead.
+    full = [ids for with_sources, ids in rendered if with_sources]
+    assert len(full) == 1  # the sources fit: one rendering of the prompt, made to count it
+    assert llm.calls[-1][0] == full[0]
 
 
 async def test_effort_scales_the_budget_and_the_context_shrinks_to_fit(

@@ -110,6 +110,21 @@ def test_list_items_bind_their_subject() -> None:
     assert supported("The Bergen badge desk opens at 09:00.", [source]) == [(True, (4,))]
 
 
+def test_chinese_list_items_bind_their_subject() -> None:
+    source = _source(
+        6,
+        "各办公室前台开放时间：\n\n- 上海办公室：前台早上8点开门。\n"
+        "- 北京办公室：前台早上9点开门。",
+    )
+    kinds = [(u.kind, u.text) for u in units_of(source.hit.chunk.text)]
+    assert kinds[1:] == [
+        ("item", "上海办公室：前台早上8点开门。"),
+        ("item", "北京办公室：前台早上9点开门。"),
+    ]
+    assert supported("北京办公室的前台早上8点开门。", [source]) == [(False, ())]
+    assert supported("北京办公室的前台早上９点开门。", [source]) == [(True, (6,))]
+
+
 def test_numbers_match_as_whole_tokens_with_their_units() -> None:
     source = _source(
         5, "Unreleased print jobs are held for 36 hours. Claims above 5,000 EUR need a VP."
