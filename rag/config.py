@@ -461,6 +461,13 @@ class ServerSettings(_Section):
         gt=0,
         description="How long an upload waits for the one being indexed before it gets 409.",
     )
+    header_timeout_s: float = Field(
+        10,
+        gt=0,
+        le=300,
+        description="A connection whose request line and headers are not all in this many "
+        "seconds after it opened (or after its previous response) is closed (slow clients).",
+    )
     public_docs: bool = Field(
         True,
         description="Serve /docs and /openapi.json without a key; false: not served "

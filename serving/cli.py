@@ -103,9 +103,13 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     ``X-Forwarded-For`` from 127.0.0.1, so any local client (or a proxy that appends
     rather than replaces it) chose the address anonymous rate limits are kept under
     (issue 19: a rotating header was a fresh budget per request). uvicorn has no timeout
-    for reading request headers; docs/SECURITY.md says what to put in front."""
+    for reading request headers: its HTTP protocol gets one (``server.header_timeout_s``,
+    :mod:`serving.http_protocol`)."""
+    from serving.http_protocol import with_head_deadline
+
     trusted = settings.server.forwarded_allow_ips
     return {
+        "http": with_head_deadline(settings.server.header_timeout_s),
         "host": settings.server.host,
         "port": settings.server.port,
         "proxy_headers": bool(trusted),
