@@ -109,7 +109,12 @@ class EmbeddingSettings(_Section):
         description="sentence-transformers model: a local folder or builtin:all-minilm-l6-v2.",
     )
     device: str = Field("cpu", description="torch device for embeddings.")
-    batch_size: int = Field(16, ge=1, le=1024, description="Chunks per embedding batch.")
+    batch_size: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Chunks per embedding batch (torch; ONNX embeds each text alone).",
+    )
     backend: Literal["torch", "onnx"] = Field(
         "onnx", description="onnx (onnxruntime, CPU) or torch (sentence-transformers)."
     )

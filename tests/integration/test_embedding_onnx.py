@@ -50,8 +50,8 @@ def test_onnx_fp32_matches_torch_and_int8_is_close(make_settings: Any) -> None:
 
 
 def test_streams_keep_each_vector_with_its_text(make_settings: Any) -> None:
-    """Batches run side by side come back in the caller's order, the same vectors as one
-    stream gives (texts of different lengths, so sorting by length reorders them)."""
+    """Texts run side by side come back in the caller's order, the same vectors as one
+    stream gives (texts of different lengths, finishing out of order)."""
     from rag.index.embedding import create_embedder
 
     settings = make_settings(embedding={"backend": "onnx", "batch_size": 1})
@@ -67,6 +67,20 @@ def test_streams_keep_each_vector_with_its_text(make_settings: Any) -> None:
     # And each vector belongs to its own text, not to a neighbour in the sorted order.
     for i, text in enumerate(texts):
         assert cosine(three.embed_query(text), side_by_side[i]) > 0.99999
+
+
+def test_a_vector_does_not_depend_on_the_texts_embedded_with_it(make_settings: Any) -> None:
+    """int8's dynamic quantization picks activation scales per run: a text embedded among
+    others must still get exactly the vector it gets alone (issue 20)."""
+    from rag.index.embedding import create_embedder
+
+    settings = make_settings(embedding={"backend": "onnx", "onnx_precision": "int8"})
+    int8 = create_embedder(settings.embedding, settings.paths)
+    crowd = [*TEXTS, *(f"Policy {n}: " + "word " * (n * 7) for n in range(20))]
+    together = int8.embed_documents(crowd)
+    for i in (0, 1, 3):
+        alone = int8.embed_documents([crowd[i]])[0]
+        assert max(abs(x - y) for x, y in zip(alone, together[i], strict=True)) < 1e-6
 
 
 def test_a_read_only_assets_folder_is_a_clear_asset_error(tmp_path: Any) -> None:
