@@ -7,7 +7,6 @@ Registered as a pytest plugin in ``tests/conftest.py``.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.servers import free_port
 
 START_TIMEOUT_S = 60.0
 
@@ -31,12 +32,6 @@ class ChromaServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def chroma_executable() -> Path:

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.serverproc import free_port, run_server
+from tests.e2e.serverproc import run_server
+from tests.servers import free_port
 
 WIDGET_TOKEN = "e2e-widget-token-000001"
 

@@ -5,24 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import httpx
-import pytest
-
 from tests.conftest import ASSETS, REPO
 from tests.procs import OWN_GROUP, stop_group
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.servers import wait_ready
 
 
 @contextlib.contextmanager
@@ -50,17 +40,7 @@ def run_server(
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("server not ready in 240 s:\n" + log.read_text()[-3000:])
+        wait_ready(proc, base, log)
         yield base
     finally:
         stop_group(proc, signal.SIGINT)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ASSETS, KB_DIR, REPO
-from tests.e2e.serverproc import free_port
+from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -18,15 +18,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import ASSETS, KB_DIR, REPO
-from tests.e2e.serverproc import free_port
 from tests.procs import OWN_GROUP, stop_group
+from tests.servers import free_port, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -105,17 +104,7 @@ def test_the_going_to_production_section_works_as_written(tmp_path: Path) -> Non
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("not ready in 240 s:\n" + log.read_text()[-3000:])
+        wait_ready(proc, base, log)
         hint = [line for line in log.read_text().splitlines() if line.startswith("Ask:")]
         assert hint and "-H 'Authorization: Bearer <key>'" in hint[0], hint
 

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,12 +18,7 @@ from typing import Any
 import httpx
 
 from tests.procs import OWN_GROUP, stop_group
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.servers import free_port
 
 
 @dataclass
@@ -106,31 +100,6 @@ class VllmServer:
 
 
 Handler = Callable[[Any], Awaitable[Any]]
-
-
-@contextlib.asynccontextmanager
-async def serve_app(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Run an ASGI app with uvicorn on the current loop; yields its base address."""
-    import uvicorn
-
-    port = port or free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @dataclass

@@ -15,6 +15,7 @@ import pytest
 from rag.types import Finished, GenerationRequest, HistoryTurn, TextDelta, Usage
 from serving.capacity import AnswerSlots
 from tests.asgi import ready_client
+from tests.servers import serve_app, until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -192,10 +193,6 @@ async def test_rate_limit_tokens_are_never_spent_twice(sample_kb: Any) -> None:
 
 async def test_a_server_under_concurrent_load_keeps_its_limits(sample_kb: Any) -> None:
     """The same through a real server and real connections."""
-    import socket
-
-    import uvicorn
-
     from serving.app import create_app
 
     settings = sample_kb.model_copy(
@@ -205,32 +202,16 @@ async def test_a_server_under_concurrent_load_keeps_its_limits(sample_kb: Any) -
         }
     )
     gate = Gate()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, engine=gate), port=port, log_level="warning")
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        limits = httpx.Limits(max_connections=20)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits
-        ) as client:
-            for _ in range(600):
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            asks = [asyncio.create_task(client.post("/v1/ask", json=QUESTION)) for _ in range(12)]
-            await wait_for(lambda: sum(t.done() for t in asks) == 10 and gate.inside == 2)
-            gate.open.set()
-            answers = await asyncio.gather(*asks)
-    finally:
-        server.should_exit = True
-        await serving
+    limits = httpx.Limits(max_connections=20)
+    async with (
+        serve_app(create_app(settings, engine=gate)) as base,
+        httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client,
+    ):
+        await until_ready(client)
+        asks = [asyncio.create_task(client.post("/v1/ask", json=QUESTION)) for _ in range(12)]
+        await wait_for(lambda: sum(t.done() for t in asks) == 10 and gate.inside == 2)
+        gate.open.set()
+        answers = await asyncio.gather(*asks)
     codes = sorted(r.status_code for r in answers)
     # 6 tokens: 2 answered, 4 found the places taken; the other 6 had no token left.
     assert codes == [200] * 2 + [429] * 6 + [503] * 4, codes

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.servers import serve_app, until_ready
+
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_for(predicate: Any, seconds: float) -> bool:
@@ -33,29 +28,17 @@ async def wait_for(predicate: Any, seconds: float) -> bool:
 async def served(sample_kb: Any, engine: Any) -> AsyncIterator[httpx.AsyncClient]:
     """The app with a long answer budget (generation is still running when the client
     leaves) behind a real uvicorn, and a client once it is ready."""
-    import uvicorn
-
     from serving.app import create_app
 
     settings = sample_kb.model_copy(
         update={"llm": sample_kb.llm.model_copy(update={"max_tokens": 4000})}
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, engine=engine), port=port, log_level="warning")
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            for _ in range(600):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-            yield client
-    finally:
-        server.should_exit = True
-        await serving
+    async with (
+        serve_app(create_app(settings, engine=engine)) as base,
+        httpx.AsyncClient(base_url=base, timeout=30) as client,
+    ):
+        await until_ready(client)
+        yield client
 
 
 async def test_disconnect_aborts_the_engine_request(sample_kb: Any, tiny_engine: Any) -> None:

@@ -323,7 +323,7 @@ def test_eval_scores_a_hand_made_dataset_with_known_answers(tmp_path: Path) -> N
 
 
 def test_stats_fails_loudly_when_the_store_is_unreachable(tmp_path: Path) -> None:
-    from tests.e2e.serverproc import free_port
+    from tests.servers import free_port
 
     empty = cli(tmp_path / "chroma", "stats", "--json")
     assert empty.returncode == 0, empty.stderr  # nothing ingested yet: zeros, not an error

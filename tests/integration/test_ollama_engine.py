@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.remote_servers import RecordedServer, free_port, serve_app
+from tests.integration.remote_servers import RecordedServer
+from tests.servers import free_port, serve_app
 
 DATA = Path(__file__).parent / "data"
 RECORDED = (DATA / "ollama_gpt_oss_chat.ndjson").read_text(encoding="utf-8").splitlines()

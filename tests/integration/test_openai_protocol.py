@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.remote_servers import RecordedServer, serve_app
+from tests.integration.remote_servers import RecordedServer
+from tests.servers import serve_app
 
 RECORDED = (Path(__file__).parent / "data" / "openai_gpt_oss_chat.sse").read_text().splitlines()
 MODEL = "openai/gpt-oss-20b"
@@ -140,7 +141,7 @@ async def check(*extra_env: tuple[str, str]) -> tuple[int, str]:
 
 
 async def test_serve_check_shows_backend_and_address(assets: Any) -> None:
-    from tests.integration.remote_servers import free_port
+    from tests.servers import free_port
 
     server = RecordedServer(RECORDED, [MODEL], context_length=65536)
     async with serve_app(server.app()) as address:

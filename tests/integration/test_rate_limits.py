@@ -11,14 +11,14 @@ generated.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.servers import free_port, serve_app, until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -27,45 +27,29 @@ ORIGIN = "http://site.example"
 BURST = 3
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def served(
     make_settings: Any, engine: Any, trusted: list[str]
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     """The app behind a real uvicorn configured as ``rag-serve`` configures it."""
-    import uvicorn
-
     from serving.app import create_app
     from serving.cli import uvicorn_options
 
-    port = free_port()
     settings = make_settings(
         auth={"required": True, "rate_per_minute": 1, "burst": BURST},
-        server={"port": port, "forwarded_allow_ips": trusted},
+        server={"port": free_port(), "forwarded_allow_ips": trusted},
         widget={
             "tokens": [{"token": TOKEN, "name": "rl", "origins": [ORIGIN], "groups": ["everyone"]}]
         },
     )
     app = create_app(settings, engine=engine)
     options = {**uvicorn_options(settings), "log_level": "warning"}
-    server = uvicorn.Server(uvicorn.Config(app, **options))
-    serving = asyncio.create_task(server.serve())
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            for _ in range(600):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-            yield client, app.state.rag
-    finally:
-        server.should_exit = True
-        await serving
+    async with (
+        serve_app(app, **options) as base,
+        httpx.AsyncClient(base_url=base, timeout=30) as client,
+    ):
+        await until_ready(client)
+        yield client, app.state.rag
 
 
 def widget(n: int) -> dict[str, str]:

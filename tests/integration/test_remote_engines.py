@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from tests.conftest import ASSETS
-from tests.integration.remote_servers import FaultyProxy, VllmServer, free_port, serve_app
+from tests.integration.remote_servers import FaultyProxy, VllmServer
+from tests.servers import free_port, serve_app
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_rate_limits import free_port
+from tests.servers import free_port, serve_app
 
 DEADLINE_S = 1.0
 
@@ -33,24 +33,12 @@ async def slow_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @contextlib.asynccontextmanager
 async def served(make_settings: Any) -> AsyncIterator[int]:
-    import uvicorn
-
     from serving.cli import uvicorn_options
 
-    port = free_port()
-    settings = make_settings(server={"port": port, "header_timeout_s": DEADLINE_S})
+    settings = make_settings(server={"port": free_port(), "header_timeout_s": DEADLINE_S})
     options = {**uvicorn_options(settings), "log_level": "warning"}
-    server = uvicorn.Server(uvicorn.Config(slow_app, **options))
-    serving = asyncio.create_task(server.serve())
-    try:
-        for _ in range(100):
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
-        yield port
-    finally:
-        server.should_exit = True
-        await serving
+    async with serve_app(slow_app, **options):
+        yield settings.server.port
 
 
 def drip(port: int, head: list[bytes], pause: float, keep_alive_first: bool = False) -> float:

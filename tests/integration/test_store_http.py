@@ -20,7 +20,8 @@ from rag.config import StoreSettings, load_settings
 from rag.errors import ConfigError, EmbedderMismatchError, StoreError
 from rag.index.store import ChromaStore, auth_headers
 from rag.types import Chunk
-from tests.chroma_server import ChromaServer, free_port
+from tests.chroma_server import ChromaServer
+from tests.servers import free_port
 
 DIM = 8
 StoreFactory = Callable[..., StoreSettings]
