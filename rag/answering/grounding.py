@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rag.answering.citations import SNIPPET_CHARS
 from rag.answering.facts import Facts, facts_of, has_code, normalize, words
@@ -148,6 +148,10 @@ class Evidence:
             return None
         if not facts.values and not facts.names:
             return self._check_words(facts)
+        # A quantity's unit is checked with its number, not again as a subject word: "They
+        # are deleted after 3 days" is not half supported by "created 3 working days before".
+        units = {q.unit for q in facts.quantities if q.unit}
+        facts = replace(facts, words=facts.words - units) if facts.words & units else facts
         found: dict[int, Support] = {}
         candidates = [(n, u) for n, u in self.units if self._holds_values(facts, u)]
         competitors = (

@@ -135,6 +135,24 @@ def test_numbers_match_as_whole_tokens_with_their_units() -> None:
     assert supported("Claims above EUR 5000 need a VP.", [source]) == [(True, (5,))]
 
 
+def test_a_quantitys_unit_is_no_subject_word() -> None:
+    """The unit is checked with its number: "3 days" in a source about accounts holds the
+    number and "day", but nothing of what the sentence says happens after 3 days."""
+    print_faq = _source(1, "Unreleased print jobs are held for 36 hours.")
+    accounts = _source(
+        3,
+        "New accounts are created 3 working days before the employee's first day.\n\n"
+        "| Form | Used for | Typical turnaround |\n|---|---|---|\n"
+        "| IT-240 | Software not available in AppShelf | 3 to 8 working days |",
+    )
+    answer = "Unreleased print jobs are held for 36 hours [1]. They are deleted after 3 days."
+    assert supported(answer, [print_faq, accounts]) == [(True, (1,)), (False, ())]
+    # A sentence that says what the unit says is still bound to it.
+    assert supported("Accounts are created 3 working days before the first day.", [accounts]) == [
+        (True, (3,))
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
