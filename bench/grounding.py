@@ -2,6 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python -m bench.grounding [--profile dev] [--mode extractive]
         [--set sample|bilingual] [--split all|train|test] [--only COLUMN...] [--limit N]
+        [--embedding-model builtin:all-minilm-l6-v2] [--retrieval-min-score 0.25]
         [--hide-source] [--temperature 1.0 --top-p 1.0]   # sampling (default 0: greedy)
         [--kv-cache-gib 1]   # a smaller CPU KV cache on a crowded machine
 
@@ -140,8 +141,8 @@ class Tally:
         return str(self.counts[key][0])
 
 
-def judge(q: Question, done: Any, tally: Tally, notice: str | None, hidden: bool) -> None:
-    """Add one answer to ``tally`` (module docstring)."""
+def judge(q: Question, done: Any, tally: Tally, notice: str | None, hidden: bool) -> bool:
+    """Add one answer to ``tally`` (module docstring); whether it showed a wrong fact."""
     answer = done.answer
     text = answer.answer.lower()
     expect = [e.lower() for e in q.expect]
@@ -155,15 +156,16 @@ def judge(q: Question, done: Any, tally: Tally, notice: str | None, hidden: bool
     if hidden:
         tally.add("hidden declined", answer.declined)
         tally.add("hidden wrong shown", shown_fact)
-        return
+        return shown_fact
     if not answerable:
         tally.add("unanswerable declined", answer.declined)
         tally.add("wrong shown", shown_fact, 0)
-        return
+        return shown_fact
     right = not answer.declined and any(e in text for e in expect)
     tally.add("facts right", right)
     tally.add("answerable declined", answer.declined)
     tally.add("wrong shown", shown_fact and not holds, 0)
+    wrong = shown_fact and not holds
     if answer.quoted:
         tally.add("quoted", 1, 0)
         tally.add("quote holds fact", any(e in text for e in expect), 0)
@@ -181,6 +183,7 @@ def judge(q: Question, done: Any, tally: Tally, notice: str | None, hidden: bool
         model_text = " ".join(s.text for s in (sentences[:-1] if answer.quoted else sentences))
     if model_text.strip():
         tally.add("language model", lang(model_text) == lang(q.text))
+    return wrong
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -218,6 +221,14 @@ async def run(args: argparse.Namespace) -> None:
     }
     if args.mode:
         overrides["answer"] = {"mode": args.mode}
+    if args.embedding_model:
+        english = args.embedding_model == "builtin:all-minilm-l6-v2"
+        overrides["embedding"] = {
+            "model": args.embedding_model,
+            "languages": ["en"] if english else ["en", "zh"],
+        }
+    if args.retrieval_min_score is not None:
+        overrides["retrieval"] = {"min_score": args.retrieval_min_score}
     settings = load_settings(args.profile, environ={}, overrides=overrides)
     kb = build_knowledge_base(settings)
     assert kb.keyword is not None
@@ -240,7 +251,8 @@ async def run(args: argparse.Namespace) -> None:
             language = q.group
             notice = notice_of(q.text) if notice_of else None
             done = await service.ask_full(q.text, Principal("bench", everyone))
-            judge(q, done, tallies[language], notice, hidden=False)
+            if judge(q, done, tallies[language], notice, hidden=False) and args.show_wrong:
+                print(f"WRONG [{language}] {q.text!r} -> {done.answer.answer!r}", flush=True)
             if args.hide_source and q.answerable:
                 reader = Principal("bench", everyone - {group(s) for s in q.sources})
                 done = await service.ask_full(q.text, reader)
@@ -292,6 +304,11 @@ def main() -> None:
     parser.add_argument("--profile", default="dev")
     parser.add_argument("--mode", choices=["generative", "extractive", "hybrid"], default=None)
     parser.add_argument("--set", choices=["sample", "bilingual"], default="sample")
+    parser.add_argument(
+        "--embedding-model", help="embedding.model (default: the profile's; MiniLM reads en only)"
+    )
+    parser.add_argument("--retrieval-min-score", type=float, help="retrieval.min_score")
+    parser.add_argument("--show-wrong", action="store_true", help="print each wrong fact shown")
     parser.add_argument("--bilingual-dir", default=str(BILINGUAL))
     parser.add_argument("--split", choices=["all", "train", "test"], default="all")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")

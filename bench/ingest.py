@@ -1,11 +1,13 @@
 """Ingest benchmark: this pipeline vs a naive LangChain pipeline, on a generated corpus.
 
-    .venv/bin/python bench/ingest.py [--scale 1.0] [--backend onnx|torch] [--precision int8]
+    .venv/bin/python bench/ingest.py [--scale 1.0] [--model builtin:all-minilm-l6-v2]
+        [--backend onnx|torch] [--precision int8]
 
 One run prints, side by side: documents/s, pages/s, chunks/s and peak RSS of
 
 - **ours**: ``rag-ingest``'s pipeline (parse pool, batched embedding, batched Chroma
-  writes, manifest), first on the fresh corpus, then again over the unchanged corpus;
+  writes, manifest) with the configured embedder (the bilingual USE model by default;
+  ``--model`` for another), first on the fresh corpus, then again over the unchanged corpus;
 - **naive**: the obvious LangChain code: ``UnstructuredFileLoader`` per file into one list,
   ``RecursiveCharacterTextSplitter(1000, 200)``, ``HuggingFaceEmbeddings`` (the same
   all-MiniLM-L6-v2), ``Chroma.from_documents``.
@@ -98,7 +100,12 @@ def _timed(fn: Any, totals: dict[str, float], name: str) -> Any:
 
 
 def run_ours(
-    corpus: Path, store: Path, backend: str | None, precision: str | None, workers: int
+    corpus: Path,
+    store: Path,
+    model: str | None,
+    backend: str | None,
+    precision: str | None,
+    workers: int,
 ) -> dict[str, Any]:
     from ingest.pipeline import Ingestor, discover
     from rag.config import load_settings
@@ -113,7 +120,13 @@ def run_ours(
         overrides={
             "store": {"path": str(store)},
             "embedding": {
-                k: v for k, v in {"backend": backend, "onnx_precision": precision}.items() if v
+                k: v
+                for k, v in {
+                    "model": model,
+                    "backend": backend,
+                    "onnx_precision": precision,
+                }.items()
+                if v
             },
             "ingest": {"workers": workers},
         },
@@ -140,8 +153,7 @@ def run_ours(
         "chunks": chunks,
         "statuses": counts,
         "phases": phases,
-        "embedder": settings.embedding.backend
-        + (f" {settings.embedding.onnx_precision}" if settings.embedding.backend == "onnx" else ""),
+        "embedder": embedder.model_id,
         **usage.done(),
     }
 
@@ -218,6 +230,7 @@ def _row(name: str, docs: int, pages: int, r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 300 docs, 1,500+ pages")
+    parser.add_argument("--model", help="default: the configured embedding.model")
     parser.add_argument(
         "--backend", choices=["onnx", "torch"], help="default: the configured embedding.backend"
     )
@@ -232,7 +245,9 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child == "ours":
-        result = run_ours(args.corpus, args.store, args.backend, args.precision, args.workers)
+        result = run_ours(
+            args.corpus, args.store, args.model, args.backend, args.precision, args.workers
+        )
         print(json.dumps(result))
         return
     if args.child == "naive":
@@ -249,7 +264,8 @@ def main() -> None:
             f"{info.bytes / 1e6:.1f} MB; {os.cpu_count()} CPUs; scale {args.scale}",
             flush=True,
         )
-        ours_args = ["--backend", args.backend] if args.backend else []
+        ours_args = ["--model", args.model] if args.model else []
+        ours_args += ["--backend", args.backend] if args.backend else []
         ours_args += ["--precision", args.precision] if args.precision else []
         ours_args += ["--workers", str(args.workers), "--corpus", str(work / "corpus")]
         ours_args += ["--store", str(work / "ours")]

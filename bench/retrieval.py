@@ -1,14 +1,15 @@
 """Retrieval benchmark at 100K chunks: hybrid search with a group filter, and HNSW recall.
 
-    PYTHONPATH=. .venv/bin/python bench/retrieval.py [--chunks 100000] [--workdir DIR]
+    PYTHONPATH=. .venv/bin/python bench/retrieval.py [--chunks 100000] [--dim 512] [--workdir DIR]
 
-Synthetic data generated here: 100K chunks in 1,000 topical clusters (384-d unit vectors
-near the cluster centre, ~50 words drawn mostly from the cluster's topic words), each chunk
+Synthetic data generated here: 100K chunks in 1,000 topical clusters (``--dim`` unit vectors,
+512 like the default USE model or 384 like all-MiniLM-L6-v2, near the cluster centre; ~50
+words drawn mostly from the cluster's topic words), each chunk
 readable by ``everyone`` (50%) or one of ten groups g0..g9 (5% each). The store is built once
 in ``--workdir`` (Chroma with the configured HNSW settings, plus the BM25 index) and reused.
 
 Reported, on queries near random cluster centres (query vectors given, so the latencies
-exclude query embedding, which is measured separately with the real MiniLM model):
+exclude query embedding, which is measured separately with the configured real model):
 
 - latency p50/p99 of hybrid, dense and keyword search for a wide caller (everyone + g3:
   ~55% of chunks; dense search over-fetches and drops) and a narrow one (g3 only: ~5%;
@@ -36,7 +37,7 @@ from rag.index.store import ChromaStore
 from rag.retrieval.hybrid import Filters, Retriever, SearchStats
 from rag.types import Chunk, Principal
 
-DIM = 384
+DIM = 512  # --dim
 CLUSTERS = 1000
 GROUPS = [f"g{i}" for i in range(10)]
 
@@ -96,7 +97,9 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/rag-bench-retrieval"))
+    parser.add_argument("--dim", type=int, default=DIM, help="vector size (USE 512, MiniLM 384)")
     args = parser.parse_args()
+    globals()["DIM"] = args.dim
     from rag.deploy.offline import OFFLINE_ENV
 
     os.environ.update(OFFLINE_ENV)
@@ -104,7 +107,10 @@ def main() -> None:
         "dev",
         environ={},
         overrides={
-            "store": {"path": str(args.workdir / "chroma"), "collection": f"bench{args.chunks}"}
+            "store": {
+                "path": str(args.workdir / "chroma"),
+                "collection": f"bench{args.chunks}-{args.dim}",
+            }
         },
     )
     chunks, vectors, centres, topic_words = make_data(args.chunks)

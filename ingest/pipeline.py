@@ -54,7 +54,7 @@ from ingest.targets import (
 from ingest.work import Parsed, ParseJob, ParsePool, Pending
 from rag.config import CRASH_ENV, Settings
 from rag.errors import IngestError, RagError, StoreError, how_to_run, storage_failure
-from rag.index.embedding import tokenizer_file
+from rag.index.embedding import token_counter
 from rag.index.hashing import sha256_file
 from rag.index.manifest import DocRecord, Manifest, shown_source
 from rag.index.store import ChromaStore
@@ -176,7 +176,7 @@ class Ingestor:
         self._listeners = tuple(listeners)
         self._manifest = manifest or Manifest(settings.store.manifest_path())
         self._collection = store.name
-        self._tokenizer = tokenizer_file(settings.embedding)
+        self._tokenizer = token_counter(settings.embedding)
         workers = settings.ingest.workers or (os.cpu_count() or 1)
         # Without a tokenizer file the workers cannot count tokens: parse in-process.
         self._parser = ParsePool(
@@ -360,7 +360,7 @@ class Ingestor:
             chunk_overlap=cfg.chunk_overlap,
             max_unzipped_mb=cfg.max_unzipped_mb,
             max_zip_ratio=cfg.max_zip_ratio,
-            tokenizer_json=str(self._tokenizer) if self._tokenizer else None,
+            token_counter=self._tokenizer,
             max_file_mb=cfg.max_file_mb,
         )
 

@@ -33,7 +33,8 @@ class ParseJob:
     chunk_overlap: int
     max_unzipped_mb: float
     max_zip_ratio: float
-    tokenizer_json: str | None = None
+    token_counter: str | None = None
+    """What counts tokens: see :func:`rag.index.embedding.token_counter`."""
     max_file_mb: float = 50.0
 
 
@@ -62,9 +63,9 @@ def prepare(job: ParseJob, count_tokens: Callable[[str], int] | None = None) -> 
     """Check, parse and plan one file (and an e-mail's attachments); errors come back as
     ``Parsed.error`` (per attachment in ``ParsedAttachment.parsed.error``)."""
     if count_tokens is None:
-        if job.tokenizer_json is None:
+        if job.token_counter is None:
             raise RuntimeError("no token counter")
-        count_tokens = partial(count_tokens_with, job.tokenizer_json)
+        count_tokens = partial(count_tokens_with, job.token_counter)
     path = Path(job.path)
     parsed = _prepare_file(path, shown(path.name), job, count_tokens)
     if parsed.error is not None or path.suffix.lower() not in MAIL_SUFFIXES:

@@ -105,8 +105,9 @@ class StoreSettings(_Section):
 
 class EmbeddingSettings(_Section):
     model: str = Field(
-        "builtin:all-minilm-l6-v2",
-        description="sentence-transformers model: a local folder or builtin:all-minilm-l6-v2.",
+        "builtin:use-multilingual-v3",
+        description="builtin:use-multilingual-v3 (Chinese and English), "
+        "builtin:all-minilm-l6-v2 (English), or a local sentence-transformers folder.",
     )
     device: str = Field("cpu", description="torch device for embeddings.")
     batch_size: int = Field(
@@ -128,7 +129,7 @@ class EmbeddingSettings(_Section):
         description="ONNX: batches run side by side, one core each (0 = one per CPU core).",
     )
     languages: list[Literal["en", "zh"]] = Field(
-        ["en"],
+        ["en", "zh"],
         min_length=1,
         description="Languages the model's vectors read (all-MiniLM-L6-v2: en only). Hybrid "
         "search gives a question in another language retrieval.unread_dense_weight.",
@@ -182,10 +183,21 @@ class IngestSettings(_Section):
     )
 
 
+class LanguageWeights(_Section):
+    dense: float = Field(ge=0, description="Fusion weight of dense search.")
+    keyword: float = Field(ge=0, description="Fusion weight of BM25 search.")
+    cross: float = Field(
+        0.0,
+        ge=0,
+        description="convex fusion: a chunk in another language than the question (both read "
+        "by the embedding model) scores this times its dense cosine; 0 = off.",
+    )
+
+
 class RetrievalSettings(_Section):
     top_k: int = Field(9, ge=1, le=200, description="Chunks retrieved per question.")
     min_score: float = Field(
-        0.25,
+        0.15,
         ge=-1.0,
         le=1.0,
         description="Best cosine similarity below which the service declines to answer.",
@@ -214,6 +226,12 @@ class RetrievalSettings(_Section):
         ge=0,
         description="Fusion weight of dense search for a question in a language the embedding "
         "model does not read (embedding.languages): its vectors of such text are noise.",
+    )
+    language_weights: dict[Literal["en", "zh"], LanguageWeights] = Field(
+        default_factory=dict,
+        description="Per question language: dense/keyword fusion weights and the "
+        "cross-language weight, instead of dense_weight/keyword_weight (and no cross-language "
+        "fusion).",
     )
     bm25_k1: float = Field(1.2, gt=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")

@@ -129,11 +129,14 @@ def ensure_assets(
 
 
 def ensure_onnx_export(assets_dir: Path, report: Reporter | None = None) -> Path:
-    """Export the default embedder (``embedding`` defaults of base.yaml) to ONNX now."""
+    """Export the English embedder (all-MiniLM-L6-v2, int8) to ONNX now, for sites that
+    choose it (the default bilingual model needs no export)."""
     from rag.config import EmbeddingSettings, PathsSettings
+    from rag.index.embedding import BUILTIN_MINILM, BUILTIN_PREFIX
     from rag.index.embedding_onnx import ensure_onnx, onnx_dir
 
-    embedding, paths = EmbeddingSettings(), PathsSettings(assets_dir=assets_dir)
+    embedding = EmbeddingSettings(model=BUILTIN_PREFIX + BUILTIN_MINILM, languages=["en"])
+    paths = PathsSettings(assets_dir=assets_dir)
     return _tracked(
         "onnx export", onnx_dir(embedding, paths), lambda: ensure_onnx(embedding, paths), report
     )

@@ -38,7 +38,7 @@ from rag.errors import BadRequestError
 from rag.index.keyword import KeywordIndex
 from rag.index.lexical import language
 from rag.index.store import ChromaStore
-from rag.retrieval.hybrid import fuse, ranked, weights
+from rag.retrieval.hybrid import fuse_hybrid, ranked, weights
 from rag.seams import Embedder
 from rag.types import Chunk
 
@@ -289,6 +289,11 @@ def roll_up(chunk_scores: Iterable[tuple[str, float]], bonus: float) -> list[str
     return [doc for doc, _ in roll_up_scored(chunk_scores, bonus)]
 
 
+def doc_of(chunk_id: str) -> str:
+    """The document id of an eval chunk id (``<doc>:<n>``)."""
+    return chunk_id.rsplit(":", 1)[0]
+
+
 def roll_up_scored(
     chunk_scores: Iterable[tuple[str, float]], bonus: float
 ) -> list[tuple[str, float]]:
@@ -296,7 +301,7 @@ def roll_up_scored(
     best: dict[str, float] = {}
     extra: dict[str, float] = {}
     for chunk_id, score in chunk_scores:
-        doc = chunk_id.rsplit(":", 1)[0]
+        doc = doc_of(chunk_id)
         if doc not in best:
             best[doc] = score
         else:
@@ -427,21 +432,25 @@ def evaluate(
         if use_dense:
             vector = embedder.embed_query(text)
         t1 = time.perf_counter()
+        dense_chunks: list[tuple[str, float]] = []
         if use_dense:
             dense_hits = index.store.query_where(vector, candidates, dense_where)
-            dense = roll_up_scored(((h.chunk.chunk_id, h.score) for h in dense_hits), bonus)
+            dense_chunks = [(h.chunk.chunk_id, h.score) for h in dense_hits]
+            dense = roll_up_scored(dense_chunks, bonus)
         t2 = time.perf_counter()
-        kw = roll_up_scored(index.keyword.search(text, candidates), bonus)
+        kw_chunks = index.keyword.search(text, candidates)
+        kw = roll_up_scored(kw_chunks, bonus)
         t3 = time.perf_counter()
         # Rolled up to documents, a ranking's length no longer says whether it was cut
         # short: no depth (every ranking counts as cut short, as at SciFact's scale).
-        dense_weight, keyword_weight = weights(cfg, text, settings.embedding.languages)
-        fused = fuse(
-            [(dense_weight, dense), (keyword_weight, kw)],
-            cfg.fusion,
-            cfg.rrf_k,
-            cfg.fusion_scale,
-        )
+        plan = weights(cfg, text, settings.embedding.languages)
+        langs: dict[str, str] = {}
+        if plan.cross > 0:
+            for chunk_id, lang in index.keyword.languages(
+                [c for c, _ in (*dense_chunks, *kw_chunks)]
+            ).items():
+                langs.setdefault(doc_of(chunk_id), lang)
+        fused = fuse_hybrid(dense, kw, plan, cfg, None, langs)
         hybrid = ranked(fused)
         t4 = time.perf_counter()
         if use_dense:

@@ -36,7 +36,8 @@ def resolve_model_path(model: str) -> Path:
         name = model[len(BUILTIN_PREFIX) :]
         if name != BUILTIN_MINILM:
             raise AssetError(
-                f"Unknown built-in embedding model {name!r}; the only one is {BUILTIN_MINILM}."
+                f"Unknown built-in embedding model {name!r}; the built-in models are "
+                f"{BUILTIN_MINILM} and use-multilingual-v3 (which has no model folder)."
             )
         return builtin_minilm_dir()
     path = Path(model).expanduser()
@@ -100,18 +101,28 @@ class SentenceTransformerEmbedder:
 _COUNTERS: dict[str, Any] = {}
 
 
-def tokenizer_file(settings: EmbeddingSettings) -> Path | None:
-    """The model's fast-tokenizer file, when it has one (parse workers count tokens with it)."""
+def token_counter(settings: EmbeddingSettings) -> str | None:
+    """What parse workers count tokens with: the built-in USE model's id (its SentencePiece
+    vocabulary), or the model's fast-tokenizer file; ``None`` when it has neither."""
+    from rag.index.embedding_use import USE_MODEL_ID
+
+    if settings.model == USE_MODEL_ID:
+        return USE_MODEL_ID
     path = resolve_model_path(settings.model) / "tokenizer.json"
-    return path if path.is_file() else None
+    return str(path) if path.is_file() else None
 
 
-def count_tokens_with(tokenizer_json: str, text: str) -> int:
-    """Token count of ``text`` by a ``tokenizer.json``, loaded once per process.
+def count_tokens_with(counter: str, text: str) -> int:
+    """Token count of ``text`` by a :func:`token_counter`, loaded once per process.
 
-    Same count as the sentence-transformers tokenizer without special tokens, and cheap to
-    load in a worker process (no torch).
+    Same count as the embedder's own tokenizer without special tokens, and cheap to load in
+    a worker process (no torch).
     """
+    from rag.index.embedding_use import USE_MODEL_ID, count_use_tokens
+
+    if counter == USE_MODEL_ID:
+        return count_use_tokens(text)
+    tokenizer_json = counter
     tok = _COUNTERS.get(tokenizer_json)
     if tok is None:
         from tokenizers import Tokenizer
@@ -124,7 +135,12 @@ def count_tokens_with(tokenizer_json: str, text: str) -> int:
 
 
 def create_embedder(settings: EmbeddingSettings, paths: PathsSettings | None = None) -> Embedder:
-    """The configured embedder: sentence-transformers on torch, or the ONNX runtime."""
+    """The configured embedder: the built-in USE model on numpy, or a sentence-transformers
+    model on torch or the ONNX runtime."""
+    from rag.index.embedding_use import USE_MODEL_ID, UseEmbedder
+
+    if settings.model == USE_MODEL_ID:
+        return UseEmbedder(settings)
     if settings.backend == "onnx":
         from rag.index.embedding_onnx import OnnxEmbedder
 

@@ -8,9 +8,10 @@ The index is kept in two layers in one folder:
   :class:`rag.seams.IndexListener` calls),
 - ``index-<generation>/``: the term frequencies by term (``start``/``rows``/``tf``
   ``.npy``, compressed columns), each row's length, ``vocab.json`` and ``meta.json`` (chunk
-  ids, documents, sources, groups in index order), rebuilt from the table by
-  :meth:`KeywordIndex.commit` when anything changed, written to a new folder and switched
-  to by an atomic rename of the ``CURRENT`` pointer. Readers memory-map it and notice a
+  ids, documents, sources, groups and languages in index order; a row's language is
+  :func:`rag.index.lexical.language` of its terms, for fusion by language), rebuilt from
+  the table by :meth:`KeywordIndex.commit` when anything changed, written to a new folder
+  and switched to by an atomic rename of the ``CURRENT`` pointer. Readers memory-map it and notice a
   newer generation on their next search, so a server sees what another process ingested
   without restarting.
 
@@ -58,7 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import StoreError
-from rag.index.lexical import analyze
+from rag.index.lexical import analyze, language
 from rag.migrations import Migration, add_columns, migrate_sqlite
 from rag.types import Chunk
 
@@ -143,6 +144,9 @@ class _Snapshot:
     doc_ids: np.ndarray
     sources: np.ndarray
     groups: list[frozenset[str]]
+    langs: list[str] | None = None
+    """Each row's language (:func:`rag.index.lexical.language` of its terms); None in an
+    index published before languages were kept (the next commit adds them)."""
     masks: dict[frozenset[str], np.ndarray] = field(default_factory=dict)
     stats: dict[frozenset[str] | None, tuple[float, float]] = field(default_factory=dict)
     group_rows: dict[str, np.ndarray] | None = None
@@ -355,12 +359,14 @@ class KeywordIndex:
         doc_ids: list[str] = []
         sources: list[str] = []
         groups: list[str] = []
+        langs: list[str] = []
         texts: list[tuple[str, int, str, str, str]] = []
         for chunk_id, doc_id, source, grp, position, head, terms in rows:
             ids.append(chunk_id)
             doc_ids.append(doc_id)
             sources.append(source)
             groups.append(grp)
+            langs.append(language(terms or head))
             texts.append((doc_id, int(position), grp, head, terms))
         corpus = windows(texts, self._window)
         del texts
@@ -371,7 +377,13 @@ class KeywordIndex:
         if ids:
             _write_postings(tmp, corpus)
         del corpus
-        meta = {"ids": ids, "doc_ids": doc_ids, "sources": sources, "groups": groups}
+        meta = {
+            "ids": ids,
+            "doc_ids": doc_ids,
+            "sources": sources,
+            "groups": groups,
+            "langs": langs,
+        }
         (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         os.replace(tmp, target)
         pointer = self._folder / f".{CURRENT}.tmp"
@@ -430,6 +442,7 @@ class KeywordIndex:
                 doc_ids=np.asarray(meta["doc_ids"], dtype=object),
                 sources=np.asarray(meta["sources"], dtype=object),
                 groups=[frozenset(g for g in s.split(_SEP) if g) for s in meta["groups"]],
+                langs=meta.get("langs"),
             )
             return self._snapshot
 
@@ -463,6 +476,14 @@ class KeywordIndex:
             row = rows.get(chunk_id)
             out.append(None if row is None else bool(mask[row] > 0))
         return out
+
+    def languages(self, chunk_ids: Iterable[str]) -> dict[str, str]:
+        """The language of each known chunk (``"en"``/``"zh"``); unknown ids are left out."""
+        snap = self._load()
+        if snap is None or snap.langs is None:
+            return {}
+        rows, langs = snap.rows(), snap.langs
+        return {cid: langs[row] for cid in chunk_ids if (row := rows.get(cid)) is not None}
 
     def search(
         self,

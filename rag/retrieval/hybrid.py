@@ -14,6 +14,11 @@ A question in a language the embedding model does not read (``embedding.language
 search instead (:func:`weights`): all-MiniLM-L6-v2 reads English only, and its vectors of a
 Chinese question made hybrid 0.16 nDCG@10 worse than BM25 alone on cmrc2018-trial.
 
+``language_weights`` sets the weights per question language, and ``cross``: with a model
+that reads both languages, a candidate in the other language competes on its cosine
+(:func:`fuse_hybrid`), since BM25 cannot match it; each chunk's language comes from the
+BM25 index (:meth:`rag.index.keyword.KeywordIndex.languages`).
+
 Access control: a chunk is readable by a caller when the chunk's groups and the caller's
 groups share one. Both rankers only ever rank readable chunks:
 
@@ -42,7 +47,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Hashable, Iterable, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -130,6 +135,23 @@ def rrf(rankings: Iterable[tuple[float, Sequence[K]]], k: float) -> dict[K, floa
     return fused
 
 
+def normalise(
+    ranking: Sequence[tuple[K, float]], scale: Scale, depth: int | None
+) -> tuple[dict[K, float], float]:
+    """One ranking's scores normalised as :func:`convex` does, and the score a key it did
+    not return gets (its floor)."""
+    scores = [s for _, s in ranking]
+    lo, hi = min(scores), max(scores)
+    span = hi - lo
+    if scale == "max" and hi > 0:
+        norm = {key: max(score, 0.0) / hi for key, score in ranking}
+    else:
+        norm = {key: (score - lo) / span if span > 0 else 1.0 for key, score in ranking}
+    cut_short = depth is None or len(ranking) >= depth
+    floor = min(norm.values()) if scale == "max" and cut_short else 0.0
+    return norm, floor
+
+
 def convex(
     rankings: Iterable[tuple[float, Sequence[tuple[K, float]]]],
     scale: Scale = "minmax",
@@ -153,20 +175,9 @@ def convex(
     """
     parts = [(w, list(r)) for w, r in rankings if w > 0]
     total = sum(w for w, _ in parts)
-    normalised: list[tuple[float, dict[K, float], float]] = []
-    for weight, ranking in parts:
-        if not ranking:
-            continue
-        scores = [s for _, s in ranking]
-        lo, hi = min(scores), max(scores)
-        span = hi - lo
-        if scale == "max" and hi > 0:
-            norm = {key: max(score, 0.0) / hi for key, score in ranking}
-        else:
-            norm = {key: (score - lo) / span if span > 0 else 1.0 for key, score in ranking}
-        cut_short = depth is None or len(ranking) >= depth
-        floor = min(norm.values()) if scale == "max" and cut_short else 0.0
-        normalised.append((weight / total, norm, floor))
+    normalised = [
+        (weight / total, *normalise(ranking, scale, depth)) for weight, ranking in parts if ranking
+    ]
     keys = {key for _, norm, _ in normalised for key in norm}
     fused: dict[K, float] = dict.fromkeys(keys, 0.0)
     for share, norm, floor in normalised:
@@ -189,13 +200,82 @@ def fuse(
     return convex(rankings, scale, depth)
 
 
-def weights(cfg: RetrievalSettings, query: str, languages: Collection[str]) -> tuple[float, float]:
-    """The ``(dense, keyword)`` fusion weights for ``query``: the configured pair, with
-    ``unread_dense_weight`` for dense when the embedding model does not read the question's
-    language."""
-    if language(query) in languages:
-        return cfg.dense_weight, cfg.keyword_weight
-    return cfg.unread_dense_weight, cfg.keyword_weight
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """How one question's rankings are fused (:func:`weights`)."""
+
+    dense: float
+    keyword: float
+    cross: float = 0.0
+    """Weight of dense alone for a candidate in another language the model reads (0: off)."""
+    language: str = "en"
+    """The question's language."""
+    reads: frozenset[str] = frozenset()
+    """The languages the embedding model reads."""
+
+
+def weights(cfg: RetrievalSettings, query: str, languages: Collection[str]) -> Weights:
+    """The fusion weights for ``query``: ``language_weights`` of its language, else
+    ``dense_weight``/``keyword_weight`` with no cross-language fusion; ``unread_dense_weight``
+    for dense (and no cross-language fusion) when the embedding model does not read the
+    question's language."""
+    lang = language(query)
+    reads = frozenset(languages)
+    own = cfg.language_weights.get(lang)
+    keyword = cfg.keyword_weight if own is None else own.keyword
+    if lang not in reads:
+        return Weights(cfg.unread_dense_weight, keyword, 0.0, lang, reads)
+    if own is None:
+        return Weights(cfg.dense_weight, keyword, 0.0, lang, reads)
+    return Weights(own.dense, keyword, own.cross, lang, reads)
+
+
+def fuse_hybrid(
+    dense: Sequence[tuple[K, float]],
+    keyword: Sequence[tuple[K, float]],
+    plan: Weights,
+    cfg: RetrievalSettings,
+    depth: int | None,
+    languages: Mapping[K, str],
+) -> dict[K, float]:
+    """Dense and BM25 fused for one question (:func:`fuse`); language-aware under convex
+    fusion when ``plan.cross`` > 0 and candidates in another language (``languages``: by key;
+    read by the model) are among them.
+
+    BM25 cannot match across languages, so fusing every candidate alike holds one in the
+    other language below each same-language one BM25 found. Instead, dense search (which
+    reads both) says how good the best candidate of each language is: its cosine, times
+    ``plan.cross`` for the other language (a translation scores lower than a paraphrase in
+    the same language). Same-language candidates are ordered by the fusion, scaled so the
+    best of them scores that language's best cosine; the others by their cosine times
+    ``plan.cross``. Every score is then scaled so that the best is the best fused score (the
+    scale of the fusion without languages).
+    """
+    pair = [(plan.dense, dense), (plan.keyword, keyword)]
+    fused = fuse(pair, cfg.fusion, cfg.rrf_k, cfg.fusion_scale, depth)
+    if cfg.fusion != "convex" or plan.cross <= 0 or plan.dense <= 0 or not languages:
+        return fused
+    cosine = dict(dense)
+    other = {
+        key
+        for key in fused
+        if (lang := languages.get(key)) is not None and lang != plan.language and lang in plan.reads
+    }
+    if not other:
+        return fused
+    same = [key for key in fused if key not in other]
+    best_same = max((cosine[key] for key in same if key in cosine), default=0.0)
+    top_fused = max((fused[key] for key in same), default=0.0)
+    out: dict[K, float] = {}
+    for key in same:
+        out[key] = best_same * fused[key] / top_fused if top_fused > 0 else 0.0
+    floor = min(cosine.values(), default=0.0)
+    for key in other:
+        out[key] = plan.cross * cosine.get(key, floor)
+    # On the fusion's scale: the best candidate scores what the best fused one did.
+    top = max(out.values(), default=0.0)
+    scale = max(fused.values()) / top if top > 0 else 1.0
+    return {key: score * scale for key, score in out.items()}
 
 
 def ranked(fused: dict[K, float]) -> list[K]:
@@ -403,7 +483,7 @@ class Retriever:
         keyword: list[tuple[str, float]],
         mode: Mode,
         depth: int,
-        pair: tuple[float, float],
+        plan: Weights,
     ) -> list[Hit]:
         """Candidates best first; keyword-only ones as placeholders (read by id later)."""
         if mode == "dense":
@@ -411,17 +491,11 @@ class Retriever:
         by_id = {h.chunk.chunk_id: h for h in dense}
         if mode == "keyword":
             return [Hit(_placeholder(cid), s, keyword_score=s) for cid, s in keyword]
-        cfg = self.settings
-        fused = fuse(
-            [
-                (pair[0], [(h.chunk.chunk_id, h.score) for h in dense]),
-                (pair[1], keyword),
-            ],
-            cfg.fusion,
-            cfg.rrf_k,
-            cfg.fusion_scale,
-            depth,
-        )
+        scored = [(h.chunk.chunk_id, h.score) for h in dense]
+        langs: dict[str, str] = {}
+        if plan.cross > 0 and self._keyword is not None:
+            langs = self._keyword.languages([cid for cid, _ in (*scored, *keyword)])
+        fused = fuse_hybrid(scored, keyword, plan, self.settings, depth, langs)
         kw_score = dict(keyword)
         out: list[Hit] = []
         for cid in ranked(fused):

@@ -56,7 +56,10 @@ async def test_streaming_sends_citations_deltas_then_done(client: httpx.AsyncCli
     done = events[-1][1]
     assert done["answer"] == text.strip()
     assert isinstance(done["unsupported"], list) and done["sentences"]
-    assert events[0][1]["citations"][0]["source"].endswith("it-wifi-and-vpn.md")
+    # Sources are numbered in canonical order (by path), not by score: the Wi-Fi guide is
+    # among them, whatever else was retrieved beside it.
+    sources = [c["source"] for c in events[0][1]["citations"]]
+    assert any(s.endswith("it-wifi-and-vpn.md") for s in sources), sources
 
 
 async def test_bad_requests_get_clear_messages(client: httpx.AsyncClient) -> None:

@@ -17,6 +17,9 @@ TEXTS = [
 ]
 
 
+MINILM = "builtin:all-minilm-l6-v2"  # the English model, the one exported to ONNX
+
+
 def cosine(a: list[float], b: list[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=True))
 
@@ -25,7 +28,7 @@ def test_onnx_fp32_matches_torch_and_int8_is_close(make_settings: Any) -> None:
     from rag.index.embedding import SentenceTransformerEmbedder, create_embedder
     from rag.index.embedding_onnx import ensure_onnx
 
-    settings = make_settings(embedding={"backend": "onnx"})
+    settings = make_settings(embedding={"backend": "onnx", "model": MINILM, "languages": ["en"]})
     fp32 = create_embedder(settings.embedding, settings.paths)
     int8 = create_embedder(
         settings.embedding.model_copy(update={"onnx_precision": "int8"}), settings.paths
@@ -101,7 +104,8 @@ def test_a_read_only_assets_folder_is_a_clear_asset_error(tmp_path: Any) -> None
         "from rag.errors import AssetError\n"
         "from rag.index.embedding_onnx import ensure_onnx\n"
         "try:\n"
-        f"    ensure_onnx(EmbeddingSettings(), PathsSettings(assets_dir=Path({str(assets)!r})))\n"
+        f"    ensure_onnx(EmbeddingSettings(model={MINILM!r}),"
+        f" PathsSettings(assets_dir=Path({str(assets)!r})))\n"
         "except AssetError as exc:\n"
         "    print(exc.message)\n"
         "    sys.exit(9)\n"

@@ -290,7 +290,7 @@ def test_eval_scores_a_hand_made_dataset_with_known_answers(tmp_path: Path) -> N
     proc = cli(tmp_path / "store", "eval", "--dataset", str(data), "--workdir", str(work), "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["embedder"] == "builtin:all-minilm-l6-v2"  # the test profile's torch
+    assert report["embedder"] == "builtin:use-multilingual-v3"  # the default model
     assert_known_answers(report)
 
     # The second run reuses the scratch index and prints the table.
@@ -305,14 +305,17 @@ def test_eval_scores_a_hand_made_dataset_with_known_answers(tmp_path: Path) -> N
     assert "hybrid - dense: nDCG@10 +0.0000 (paired 95% CI" in proc.stdout
     assert len(list(work.iterdir())) == 1
 
-    # Eval embeds with the configured backend (the shipped default is ONNX int8), in a
-    # scratch index of its own: its vectors differ from torch's.
-    int8 = {"RAG_EMBEDDING__BACKEND": "onnx", "RAG_EMBEDDING__ONNX_PRECISION": "int8"}
+    # Eval embeds with the configured model (here the English one, on the test profile's
+    # torch), in a scratch index of its own: its vectors differ.
+    english = {
+        "RAG_EMBEDDING__MODEL": "builtin:all-minilm-l6-v2",
+        "RAG_EMBEDDING__LANGUAGES": "[en]",
+    }
     args = ("eval", "--dataset", str(data), "--workdir", str(work), "--json")
-    proc = cli(tmp_path / "store", *args, **int8)
+    proc = cli(tmp_path / "store", *args, **english)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["embedder"] == "builtin:all-minilm-l6-v2@onnx-int8"
+    assert report["embedder"] == "builtin:all-minilm-l6-v2"
     assert_known_answers(report)
     assert len(list(work.iterdir())) == 2
 

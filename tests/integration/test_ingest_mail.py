@@ -22,9 +22,9 @@ pytestmark = pytest.mark.usefixtures("assets")
 
 @pytest.fixture(scope="module")
 def embedder(make_settings: Any) -> Any:
-    from rag.index.embedding import SentenceTransformerEmbedder
+    from rag.index.embedding import create_embedder
 
-    return SentenceTransformerEmbedder(make_settings().embedding)
+    return create_embedder(make_settings().embedding)
 
 
 def write_mail(path: Path, body: str, files: dict[str, bytes]) -> None:
@@ -192,7 +192,7 @@ def test_reindex_rebuilds_attachments_from_their_message(
     ingestor.manifest.close()
 
     with Manifest(settings.store.manifest_path()) as manifest:
-        job = Reindex(settings, Renamed(embedder, "builtin:all-minilm-l6-v2@v2"), manifest)
+        job = Reindex(settings, Renamed(embedder, "builtin:use-multilingual-v3@v2"), manifest)
         results = [(Path(r.path).name, r.status, bool(r.parent)) for r in job.run()]
         assert results == [("mail.eml", "added", False), ("a.csv", "added", True)]
         job.switch()

@@ -48,10 +48,10 @@ class Renamed:
 
 @pytest.fixture(scope="module")
 def embedder(make_settings: Any) -> Any:
-    from rag.index.embedding import SentenceTransformerEmbedder
+    from rag.index.embedding import create_embedder
 
-    embedder = SentenceTransformerEmbedder(make_settings().embedding)
-    assert embedder.dimension == 384
+    embedder = create_embedder(make_settings().embedding)
+    assert embedder.dimension == 512
     return embedder
 
 
@@ -59,7 +59,7 @@ def open_kb(settings: Any, embedder: Any, listeners: Sequence[Any] = ()) -> Any:
     from ingest.pipeline import Ingestor
     from rag.index.store import ChromaStore
 
-    store = ChromaStore(settings.store, embedder_id=embedder.model_id, dimension=384)
+    store = ChromaStore(settings.store, embedder_id=embedder.model_id, dimension=512)
     return Ingestor(settings, embedder, store, listeners=listeners)
 
 
@@ -166,9 +166,9 @@ def test_another_model_is_refused_and_reindex_switches_when_complete(
     assert {r.status for r in ingestor.add([root])} == {"added"}
     ingestor.manifest.close()
 
-    new_model = Renamed(embedder, "builtin:all-minilm-l6-v2@v2")
+    new_model = Renamed(embedder, "builtin:use-multilingual-v3@v2")
     with pytest.raises(EmbedderMismatchError, match="rag-ingest reindex"):
-        ChromaStore(settings.store, embedder_id=new_model.model_id, dimension=384)
+        ChromaStore(settings.store, embedder_id=new_model.model_id, dimension=512)
 
     rec = Recorder()
     with Manifest(settings.store.manifest_path()) as manifest:
@@ -180,7 +180,7 @@ def test_another_model_is_refused_and_reindex_switches_when_complete(
         assert active_collection(settings.store) == "knowledge"
         job.switch()
     assert active_collection(settings.store) == job.target
-    store = ChromaStore(settings.store, embedder_id=new_model.model_id, dimension=384)
+    store = ChromaStore(settings.store, embedder_id=new_model.model_id, dimension=512)
     assert store.name == job.target and store.count() == 2
     with Manifest(settings.store.manifest_path()) as manifest:
         assert manifest.stats(job.target)["documents"] == 2
@@ -192,7 +192,7 @@ def test_a_process_pool_parses_the_same_chunks_as_in_process(
     make_settings: Any, embedder: Any
 ) -> None:
     from ingest.work import ParseJob, prepare
-    from rag.index.embedding import tokenizer_file
+    from rag.index.embedding import token_counter
     from tests.conftest import KB_DIR
 
     settings = make_settings(ingest={"workers": 2})
@@ -207,7 +207,7 @@ def test_a_process_pool_parses_the_same_chunks_as_in_process(
             cfg.chunk_overlap,
             cfg.max_unzipped_mb,
             cfg.max_zip_ratio,
-            str(tokenizer_file(settings.embedding)),
+            token_counter(settings.embedding),
         )
         inline += [(p.text, p.section) for p in prepare(job).plans]
     rec = Recorder()

@@ -142,12 +142,14 @@ def test_hybrid_fuses_dense_and_keyword_and_finds_chinese(acl_kb: Any) -> None:
 
 
 def test_a_question_the_embedder_cannot_read_is_ranked_by_bm25_alone(acl_kb: Any) -> None:
-    """MiniLM reads English only: its vectors of a Chinese question are noise, so hybrid
-    search gives that question BM25's ranking (``unread_dense_weight`` 0); a model declared
-    to read Chinese is fused as configured."""
+    """A model declared to read English only (all-MiniLM-L6-v2's ``embedding.languages``):
+    its vectors of a Chinese question are noise, so hybrid search gives that question BM25's
+    ranking (``unread_dense_weight`` 0); a model declared to read Chinese (the default) is
+    fused as configured."""
     from rag.retrieval.hybrid import Retriever
 
-    settings, kb, retriever = acl_kb
+    settings, kb, bilingual = acl_kb
+    retriever = Retriever(settings.retrieval, kb.embedder, kb.store, kb.keyword, languages=("en",))
     question = "出差住宿每晚上限多少钱"
     keyword = retriever.search(question, EVERYONE, 5, mode="keyword")
     hybrid = retriever.search(question, EVERYONE, 5, mode="hybrid")
@@ -157,9 +159,6 @@ def test_a_question_the_embedder_cannot_read_is_ranked_by_bm25_alone(acl_kb: Any
     # Convex fusion, max scaling, dense weighted 0: BM25's share of the best score.
     assert [h.score for h in hybrid] == pytest.approx(
         [(h.keyword_score or 0.0) / best for h in keyword]
-    )
-    bilingual = Retriever(
-        settings.retrieval, kb.embedder, kb.store, kb.keyword, languages=("en", "zh")
     )
     fused = bilingual.search(question, EVERYONE, 5, mode="hybrid")
     assert any(h.dense_score is not None for h in fused)
@@ -255,3 +254,12 @@ def test_langchain_retriever_returns_documents_the_principal_may_read(acl_kb: An
     assert {"doc_id", "title", "source", "page", "section", "score"} <= set(docs[0].metadata)
     hr = KnowledgeRetriever(retriever=retriever, principal=HR, k=1, mode="keyword")
     assert SECRET in hr.invoke(SECRET)[0].page_content
+
+
+def test_the_keyword_index_knows_each_chunks_language(acl_kb: Any) -> None:
+    """Fusion by language reads each candidate's language from the published BM25 index."""
+    _, kb, _ = acl_kb
+    assert kb.keyword.languages(["travel:h:0", "wifi:h:0", "unknown:h:0"]) == {
+        "travel:h:0": "zh",
+        "wifi:h:0": "en",
+    }

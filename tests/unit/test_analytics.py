@@ -23,9 +23,9 @@ DAY = 86400.0
 @pytest.fixture(scope="module")
 def embed(assets: Any) -> Any:
     from rag.config import EmbeddingSettings
-    from rag.index.embedding import SentenceTransformerEmbedder
+    from rag.index.embedding import create_embedder
 
-    return SentenceTransformerEmbedder(EmbeddingSettings()).embed_documents
+    return create_embedder(EmbeddingSettings()).embed_documents
 
 
 def seed(path: Path) -> FeedbackStore:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from rag.config import RetrievalSettings
 from rag.errors import BadRequestError
 from rag.eval.beir import (
     bootstrap_ci,
@@ -21,7 +23,7 @@ from rag.eval.beir import (
     roll_up_scored,
     score_run,
 )
-from rag.retrieval.hybrid import convex, fuse, ranked, rrf
+from rag.retrieval.hybrid import Weights, convex, fuse, fuse_hybrid, ranked, rrf, weights
 
 
 def test_ndcg_recall_mrr_match_hand_computed_values() -> None:
@@ -194,3 +196,65 @@ def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_queries() ->
     # Binomial standard error at n=1000 is 0.0158: a 95% interval is about +-0.031.
     assert hi2 - lo2 == pytest.approx(2 * 1.96 * math.sqrt(0.25 / 1000), rel=0.15)
     assert bootstrap_ci(few) == (lo, hi)  # seeded: a rerun prints the same interval
+
+
+def _retrieval() -> RetrievalSettings:
+    from rag.config import LanguageWeights
+
+    weights = {
+        "en": LanguageWeights(dense=0.6, keyword=0.4, cross=0.95),
+        "zh": LanguageWeights(dense=0.5, keyword=0.5, cross=1.05),
+    }
+    return RetrievalSettings(language_weights=weights)
+
+
+def test_weights_follow_the_questions_language_and_what_the_model_reads() -> None:
+    cfg = _retrieval()
+    both = frozenset({"en", "zh"})
+    assert weights(cfg, "how many days of annual leave", both) == Weights(
+        0.6, 0.4, 0.95, "en", both
+    )
+    assert weights(cfg, "年假有几天", both) == Weights(0.5, 0.5, 1.05, "zh", both)
+    # A model that reads English only: a Chinese question is BM25's (unread_dense_weight 0),
+    # with no cross-language fusion.
+    assert weights(cfg, "年假有几天", ["en"]) == Weights(0.0, 0.5, 0.0, "zh", frozenset({"en"}))
+    # A language without its own weights: dense_weight/keyword_weight, no cross-language.
+    plain = weights(cfg.model_copy(update={"language_weights": {}}), "annual leave", both)
+    assert (plain.dense, plain.keyword, plain.cross) == (0.65, 0.35, 0.0)
+
+
+def test_a_document_in_the_other_language_competes_on_its_cosine() -> None:
+    """BM25 matches only same-language chunks. Fused alike, the Chinese answer to an English
+    question (the best cosine, 0.62, but no BM25 score) ranks below both English chunks BM25
+    matched; fused by language, it scores its cosine x cross against the best English cosine,
+    and the English chunks keep their fused order."""
+    cfg = _retrieval()
+    dense = [("zh-answer", 0.62), ("en-near", 0.60), ("en-far", 0.30)]
+    keyword = [("en-far", 9.0), ("en-near", 6.0)]
+    langs = {"zh-answer": "zh", "en-near": "en", "en-far": "en"}
+    plan = Weights(0.6, 0.4, 0.95, "en", frozenset({"en", "zh"}))
+    depth = 50  # BM25 returned fewer than asked: a chunk it left out scores 0 there
+    blind = fuse_hybrid(dense, keyword, replace(plan, cross=0.0), cfg, depth, langs)
+    assert ranked(blind) == ["en-near", "en-far", "zh-answer"]
+    fused = fuse_hybrid(dense, keyword, plan, cfg, depth, langs)
+    near = 0.6 * 0.60 / 0.62 + 0.4 * 6 / 9  # the best fused score (en-near's)
+    far = 0.6 * 0.30 / 0.62 + 0.4 * 1.0
+    # Before the final scaling: en-near 0.60 (the best English cosine), en-far 0.60 x
+    # far / near, zh-answer 0.95 x 0.62; scaled so the best scores the best fused score.
+    scale = near / 0.60
+    assert fused == pytest.approx(
+        {"en-near": near, "en-far": 0.60 * far / near * scale, "zh-answer": 0.95 * 0.62 * scale}
+    )
+    assert ranked(fused) == ["en-near", "zh-answer", "en-far"]
+    # A higher cross weight (a translation scores lower than a paraphrase) lifts it first.
+    lifted = fuse_hybrid(dense, keyword, replace(plan, cross=1.05), cfg, depth, langs)
+    assert ranked(lifted)[0] == "zh-answer"
+    # Nothing in another language, no languages known, or RRF: the plain fusion.
+    plain = fuse([(0.6, dense), (0.4, keyword)], "convex", 60, "max", depth)
+    english = dict.fromkeys(langs, "en")
+    assert fuse_hybrid(dense, keyword, plan, cfg, depth, english) == plain
+    assert fuse_hybrid(dense, keyword, plan, cfg, depth, {}) == plain
+    rrf_cfg = cfg.model_copy(update={"fusion": "rrf"})
+    assert fuse_hybrid(dense, keyword, plan, rrf_cfg, depth, langs) == fuse(
+        [(0.6, dense), (0.4, keyword)], "rrf", 60
+    )

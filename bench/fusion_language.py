@@ -1,0 +1,213 @@
+"""Language-aware fusion tuning: per question language, the (dense, keyword) weights and the
+cross-language weight, chosen on the train split; every query group reported on test.
+
+    RAG_EMBEDDING__MODEL=builtin:use-multilingual-v3 RAG_EMBEDDING__LANGUAGES="[en, zh]" \\
+    PYTHONPATH=. .venv/bin/python bench/fusion_language.py \\
+        --dataset examples/eval/helpdesk-bilingual --workdir /tmp/evalbi --profile dev
+
+Uses the scratch index and vector cache of ``bench/fusion.py`` (built if missing). Per query:
+dense = exact nearest chunks by cached vectors, keyword = the scratch BM25 index, rolled up to
+documents and fused by :func:`rag.retrieval.hybrid.fuse_hybrid` (the service's code), with
+each document's language from the BM25 index (:meth:`KeywordIndex.languages`). For each
+question language, the weights with the best train nDCG@10 over that language's questions
+are chosen (weights summing to 1, cross-language weight 0 = off, or 0.7..1.4) that lose
+least to the better single ranker in that language's worst query group (``kind``), then in
+the next worst, and so on; the test split is never used to choose. ``--extra`` adds a
+dataset: its train split tunes, or without one (cmrc2018-trial) every third test question.
+Prints test nDCG@10 / recall@10 per query group (``kind``, else the question's language) for
+dense, keyword, the configured fusion and the chosen one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.fusion import Scored, cached_vectors
+from rag.config import RetrievalSettings, load_settings
+from rag.eval.beir import Dataset, Run, build_index, doc_of, load_beir, roll_up_scored, score_run
+from rag.index.keyword import KeywordIndex
+from rag.index.lexical import language
+from rag.retrieval.hybrid import Weights, fuse_hybrid, ranked, weights
+
+Candidates = dict[str, tuple[Scored, Scored, dict[str, str]]]
+
+
+def candidates_for(
+    qids: list[str],
+    data: Dataset,
+    ids: list[str],
+    x: np.ndarray,
+    qvec: dict[str, np.ndarray],
+    keyword: KeywordIndex,
+    n: int,
+) -> Candidates:
+    out: Candidates = {}
+    for qid in qids:
+        sims = x @ qvec[qid]
+        top = np.argpartition(-sims, n)[:n] if n < len(sims) else np.arange(len(sims))
+        top = top[np.argsort(-sims[top], kind="stable")]
+        dense_chunks = [(ids[i], float(sims[i])) for i in top]
+        kw_chunks = keyword.search(data.queries[qid], n)
+        langs: dict[str, str] = {}
+        for chunk_id, lang in keyword.languages([c for c, _ in dense_chunks + kw_chunks]).items():
+            langs.setdefault(doc_of(chunk_id), lang)
+        out[qid] = (roll_up_scored(dense_chunks, 0.0), roll_up_scored(kw_chunks, 0.0), langs)
+    return out
+
+
+def run_for(cands: Candidates, mode: str, plans: dict[str, Weights], cfg: RetrievalSettings) -> Run:
+    run: Run = {}
+    for qid, (dense, kw, langs) in cands.items():
+        if mode == "dense":
+            run[qid] = [d for d, _ in dense]
+        elif mode == "keyword":
+            run[qid] = [d for d, _ in kw]
+        else:
+            run[qid] = ranked(fuse_hybrid(dense, kw, plans[qid], cfg, None, langs))
+    return run
+
+
+@dataclass
+class Split:
+    """Questions of one or more datasets (ids prefixed with the dataset's name)."""
+
+    cands: Candidates = field(default_factory=dict)
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
+    text: dict[str, str] = field(default_factory=dict)
+    group: dict[str, str] = field(default_factory=dict)
+
+    def add(self, name: str, data: Dataset, qids: list[str], cands: Candidates) -> None:
+        for q in qids:
+            key = f"{name}/{q}"
+            self.cands[key] = cands[q]
+            self.qrels[key] = data.qrels[q]
+            self.text[key] = data.queries[q]
+            kind = data.groups.get(q) or language(data.queries[q])
+            self.group[key] = f"{name}:{kind}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", type=Path, required=True, help="with train and test qrels")
+    parser.add_argument(
+        "--extra",
+        type=Path,
+        action="append",
+        default=[],
+        help="another dataset: its train split tunes (without one, every third test question)",
+    )
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--candidates", type=int, default=200)
+    parser.add_argument("--profile", default="dev")
+    args = parser.parse_args()
+    from rag.deploy.offline import OFFLINE_ENV
+    from rag.index.embedding import create_embedder
+
+    os.environ.update(OFFLINE_ENV)
+    settings = load_settings(args.profile)
+    cfg = settings.retrieval
+    reads = frozenset(settings.embedding.languages)
+    embedder = create_embedder(settings.embedding, settings.paths)
+    model = "".join(c if c.isalnum() else "-" for c in embedder.model_id)
+    train, test = Split(), Split()
+    for folder in [args.dataset, *args.extra]:
+        data = load_beir(folder, "test")
+        index = build_index(data, settings, embedder, args.workdir)
+        ids = sorted(index.store.all_ids())
+        cache = args.workdir / f"{data.name}-fusion-cache-{model}.npz"
+        x, qvec = cached_vectors(cache, ids, data, index.store.vectors, embedder.embed_documents)
+        parts: list[tuple[Split, Dataset, list[str]]] = []
+        if folder == args.dataset or (folder / "qrels" / "train.tsv").is_file():
+            tuning = load_beir(folder, "train")
+            parts.append((train, tuning, [q for q in tuning.qrels if q in tuning.queries]))
+            parts.append((test, data, [q for q in data.qrels if q in data.queries]))
+        else:
+            qids = [q for q in data.qrels if q in data.queries]
+            parts.append((train, data, qids[0::3]))
+            parts.append((test, data, [q for i, q in enumerate(qids) if i % 3]))
+        for split, source, qids in parts:
+            cands = candidates_for(qids, source, ids, x, qvec, index.keyword, args.candidates)
+            split.add(data.name, source, qids, cands)
+
+    def ndcg(
+        split: Split, qids: list[str], plans: dict[str, Weights], mode: str = "hybrid"
+    ) -> float:
+        run = run_for({q: split.cands[q] for q in qids}, mode, plans, cfg)
+        return score_run(run, {q: split.qrels[q] for q in qids})["ndcg@10"]
+
+    def plans_for(
+        split: Split, qids: list[str], pick: dict[str, tuple[float, float]]
+    ) -> dict[str, Weights]:
+        out = {}
+        for q in qids:
+            lang = language(split.text[q])
+            if lang in pick:
+                wd, cross = pick[lang]
+                out[q] = Weights(wd, 1 - wd, cross, lang, reads)
+            else:
+                out[q] = weights(cfg, split.text[q], reads)
+        return out
+
+    chosen: dict[str, tuple[float, float]] = {}
+    crosses = [0.0, *np.arange(0.7, 1.41, 0.05).round(2).tolist()]
+    dense_shares = np.arange(0.0, 1.01, 0.05).round(2).tolist()
+    for lang in sorted({language(t) for t in train.text.values()}):
+        qids = [q for q in train.cands if language(train.text[q]) == lang]
+        kinds = {
+            g: [q for q in qids if train.group[q] == g] for g in {train.group[q] for q in qids}
+        }
+        best_part = {
+            g: max(ndcg(train, qs, {}, "dense"), ndcg(train, qs, {}, "keyword"))
+            for g, qs in kinds.items()
+        }
+
+        def objective(
+            g: tuple[float, float],
+            lang: str = lang,
+            kinds: dict[str, list[str]] = kinds,
+            best_part: dict[str, float] = best_part,
+        ) -> tuple[float, ...]:
+            """Each group's gain over its better single ranker, worst first (compared
+            lexicographically: the worst group decides, then the next)."""
+            plans = plans_for(train, [q for qs in kinds.values() for q in qs], {lang: g})
+            return tuple(sorted(ndcg(train, qs, plans) - best_part[k] for k, qs in kinds.items()))
+
+        best = max(itertools.product(dense_shares, crosses), key=objective)
+        chosen[lang] = best
+        gains = objective(best)
+        print(
+            f"{lang}: {len(qids)} train questions in {len(kinds)} groups; chosen dense "
+            f"{best[0]:g} keyword {1 - best[0]:g} cross {best[1]:g}: each group minus its "
+            f"better single ranker, worst first: {', '.join(f'{g:+.4f}' for g in gains)}"
+        )
+
+    groups: dict[str, list[str]] = {}
+    for q in test.cands:
+        groups.setdefault(test.group[q], []).append(q)
+    print(f"test: nDCG@10 / recall@10 per query group ({args.candidates} candidates per ranker)")
+    modes = ("dense", "keyword", "configured", "chosen")
+    print(f"{'group':<32} {'n':>4} " + " ".join(f"{m:>17}" for m in modes))
+    for group, qids in sorted(groups.items()):
+        cells = []
+        for mode in modes:
+            pick = chosen if mode == "chosen" else {}
+            plans = plans_for(test, qids, pick)
+            run = run_for(
+                {q: test.cands[q] for q in qids},
+                "hybrid" if mode in ("configured", "chosen") else mode,
+                plans,
+                cfg,
+            )
+            m = score_run(run, {q: test.qrels[q] for q in qids})
+            cells.append(f"{m['ndcg@10']:.4f} / {m['recall@10']:.4f}")
+        print(f"{group:<32} {len(qids):>4} " + " ".join(f"{c:>17}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()
