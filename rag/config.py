@@ -151,8 +151,9 @@ class IngestSettings(_Section):
         128,
         ge=32,
         le=8192,
-        description="Target chunk size in embedding-model tokens (MiniLM was trained on "
-        "128-token inputs; SciFact dense nDCG@10 0.691 at 128 vs 0.671 at 200).",
+        description="Target chunk size in embedding-model tokens (USE: SentencePiece pieces; "
+        "chosen with MiniLM, trained on 128-token inputs: SciFact dense nDCG@10 0.691 at 128 "
+        "vs 0.671 at 200).",
     )
     chunk_overlap: int = Field(32, ge=0, description="Overlap between split chunks, tokens.")
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are refused.")
@@ -259,7 +260,7 @@ class RetrievalSettings(_Section):
         20_000,
         ge=0,
         description="A caller below overfetch_min_share who may read at most this many chunks "
-        "gets exact in-memory search over their chunks' vectors (1.5 KB each for 384-d, "
+        "gets exact in-memory search over their chunks' vectors (2 KB each at 512-d, "
         "kept for a few group sets); above it, Chroma's group filter. 0 turns it off.",
     )
     anonymous_groups: list[str] = Field(

