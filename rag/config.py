@@ -195,6 +195,17 @@ class LanguageWeights(_Section):
     )
 
 
+Language = Literal["en", "zh"]
+
+
+def _language_weights() -> dict[Language, LanguageWeights]:
+    """Chosen on train questions by bench/fusion_language.py (docs/BENCHMARKS.md)."""
+    return {
+        "en": LanguageWeights(dense=0.6, keyword=0.4, cross=0.95),
+        "zh": LanguageWeights(dense=0.5, keyword=0.5, cross=1.05),
+    }
+
+
 class RetrievalSettings(_Section):
     top_k: int = Field(9, ge=1, le=200, description="Chunks retrieved per question.")
     min_score: float = Field(
@@ -228,8 +239,8 @@ class RetrievalSettings(_Section):
         description="Fusion weight of dense search for a question in a language the embedding "
         "model does not read (embedding.languages): its vectors of such text are noise.",
     )
-    language_weights: dict[Literal["en", "zh"], LanguageWeights] = Field(
-        default_factory=dict,
+    language_weights: dict[Language, LanguageWeights] = Field(
+        default_factory=_language_weights,
         description="Per question language: dense/keyword fusion weights and the "
         "cross-language weight, instead of dense_weight/keyword_weight (and no cross-language "
         "fusion).",
