@@ -26,10 +26,19 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.config import load_settings
-from rag.eval.beir import Dataset, Run, build_index, load_beir, roll_up_scored, score_run
+from rag.config import Settings, load_settings
+from rag.eval.beir import (
+    Dataset,
+    Index,
+    Run,
+    build_index,
+    load_beir,
+    roll_up_scored,
+    score_run,
+)
 from rag.index.keyword import KeywordIndex
 from rag.retrieval.hybrid import Fusion, fuse, ranked
+from rag.seams import Embedder
 
 Scored = list[tuple[str, float]]
 
@@ -49,6 +58,27 @@ def cached_vectors(
     return x, dict(zip(qids, q, strict=True))
 
 
+def scratch_vectors(
+    data: Dataset, settings: Settings, embedder: Embedder, workdir: Path
+) -> tuple[Index, list[str], np.ndarray, dict[str, np.ndarray]]:
+    """The scratch index of ``data`` (built if missing), its chunk ids and the cached chunk
+    and query vectors (:func:`cached_vectors`)."""
+    index = build_index(data, settings, embedder, workdir)
+    ids = sorted(index.store.all_ids())
+    model = "".join(c if c.isalnum() else "-" for c in embedder.model_id)
+    cache = workdir / f"{data.name}-fusion-cache-{model}.npz"
+    x, qvec = cached_vectors(cache, ids, data, index.store.vectors, embedder.embed_documents)
+    return index, ids, x, qvec
+
+
+def nearest(x: np.ndarray, query: np.ndarray, ids: list[str], n: int) -> Scored:
+    """The ``n`` chunks nearest ``query`` by exact search, best first."""
+    sims = x @ query
+    top = np.argpartition(-sims, n)[:n] if n < len(sims) else np.arange(len(sims))
+    top = top[np.argsort(-sims[top], kind="stable")]
+    return [(ids[i], float(sims[i])) for i in top]
+
+
 def candidates_for(
     qids: list[str],
     data: Dataset,
@@ -60,10 +90,7 @@ def candidates_for(
 ) -> dict[str, tuple[Scored, Scored]]:
     out: dict[str, tuple[Scored, Scored]] = {}
     for qid in qids:
-        sims = x @ qvec[qid]
-        top = np.argpartition(-sims, n)[:n]
-        top = top[np.argsort(-sims[top], kind="stable")]
-        dense = roll_up_scored(((ids[i], float(sims[i])) for i in top), 0.0)
+        dense = roll_up_scored(nearest(x, qvec[qid], ids, n), 0.0)
         kw = roll_up_scored(keyword.search(data.queries[qid], n), 0.0)
         out[qid] = ([(d, s) for d, s in dense if d != qid], [(d, s) for d, s in kw if d != qid])
     return out
@@ -105,11 +132,7 @@ def main() -> None:
     settings = load_settings(args.profile)
     embedder = create_embedder(settings.embedding, settings.paths)
     test, train = load_beir(args.dataset, "test"), load_beir(args.dataset, "train")
-    index = build_index(test, settings, embedder, args.workdir)
-    ids = sorted(index.store.all_ids())
-    model = "".join(c if c.isalnum() else "-" for c in embedder.model_id)
-    cache = args.workdir / f"{test.name}-fusion-cache-{model}.npz"
-    x, qvec = cached_vectors(cache, ids, test, index.store.vectors, embedder.embed_documents)
+    index, ids, x, qvec = scratch_vectors(test, settings, embedder, args.workdir)
     splits = {}
     for name, data in (("train", train), ("test", test)):
         qids = [q for q in data.qrels if q in data.queries]

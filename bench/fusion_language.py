@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.fusion import Scored, cached_vectors
+from bench.fusion import Scored, nearest, scratch_vectors
 from rag.config import RetrievalSettings, load_settings
-from rag.eval.beir import Dataset, Run, build_index, doc_of, load_beir, roll_up_scored, score_run
+from rag.eval.beir import Dataset, Run, doc_languages, load_beir, roll_up_scored, score_run
 from rag.index.keyword import KeywordIndex
 from rag.index.lexical import language
 from rag.retrieval.hybrid import Weights, fuse_hybrid, ranked, weights
@@ -49,14 +49,9 @@ def candidates_for(
 ) -> Candidates:
     out: Candidates = {}
     for qid in qids:
-        sims = x @ qvec[qid]
-        top = np.argpartition(-sims, n)[:n] if n < len(sims) else np.arange(len(sims))
-        top = top[np.argsort(-sims[top], kind="stable")]
-        dense_chunks = [(ids[i], float(sims[i])) for i in top]
+        dense_chunks = nearest(x, qvec[qid], ids, n)
         kw_chunks = keyword.search(data.queries[qid], n)
-        langs: dict[str, str] = {}
-        for chunk_id, lang in keyword.languages([c for c, _ in dense_chunks + kw_chunks]).items():
-            langs.setdefault(doc_of(chunk_id), lang)
+        langs = doc_languages(keyword, (c for c, _ in dense_chunks + kw_chunks))
         out[qid] = (roll_up_scored(dense_chunks, 0.0), roll_up_scored(kw_chunks, 0.0), langs)
     return out
 
@@ -114,14 +109,10 @@ def main() -> None:
     cfg = settings.retrieval
     reads = frozenset(settings.embedding.languages)
     embedder = create_embedder(settings.embedding, settings.paths)
-    model = "".join(c if c.isalnum() else "-" for c in embedder.model_id)
     train, test = Split(), Split()
     for folder in [args.dataset, *args.extra]:
         data = load_beir(folder, "test")
-        index = build_index(data, settings, embedder, args.workdir)
-        ids = sorted(index.store.all_ids())
-        cache = args.workdir / f"{data.name}-fusion-cache-{model}.npz"
-        x, qvec = cached_vectors(cache, ids, data, index.store.vectors, embedder.embed_documents)
+        index, ids, x, qvec = scratch_vectors(data, settings, embedder, args.workdir)
         parts: list[tuple[Split, Dataset, list[str]]] = []
         if folder == args.dataset or (folder / "qrels" / "train.tsv").is_file():
             tuning = load_beir(folder, "train")

