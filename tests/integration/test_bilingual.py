@@ -130,8 +130,9 @@ def _recall_at_10(retriever: Any, questions: list[tuple[str, str, set[str]]]) ->
 def test_questions_find_documents_written_in_the_other_language(bilingual_kb: Any) -> None:
     """English questions about Chinese policies and Chinese questions about English ones
     (the set's test split): hybrid search through the service's Retriever finds the document
-    in the first ten for at least 85% of them (measured: ~0.92); fusing every candidate alike
-    (no cross-language weight) loses many, and same-language questions keep their recall."""
+    in the first ten for at least 85% of them (`rag-ingest eval`, document level: 0.92 en->zh,
+    0.90 zh->en); fusing every candidate alike (no cross-language weight) loses many, and
+    same-language questions keep their recall."""
     _, _, retriever = bilingual_kb
     cross = _questions({"en-zh", "zh-en"})
     same = _questions({"en-en", "zh-zh"})
