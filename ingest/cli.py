@@ -67,9 +67,12 @@ def _fail(exc: RagError, as_json: bool) -> None:
 
 def _ingestor(settings: Settings, *, check_embedder: bool = True) -> Any:
     from ingest.pipeline import build_ingestor
-    from rag.services import build_knowledge_base
+    from rag.services import build_knowledge_base, open_shared_state
 
-    return build_ingestor(settings, build_knowledge_base(settings, check_embedder=check_embedder))
+    kb = build_knowledge_base(
+        settings, check_embedder=check_embedder, shared=open_shared_state(settings)
+    )
+    return build_ingestor(settings, kb)
 
 
 def _report(results: Iterable[Any], total: int, as_json: bool) -> int:

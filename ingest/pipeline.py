@@ -59,6 +59,7 @@ from rag.index.hashing import sha256_file
 from rag.index.manifest import DocRecord, Manifest, shown_source
 from rag.index.store import ChromaStore
 from rag.seams import Embedder, IndexListener
+from rag.state.shared import WriterLock
 from rag.types import Chunk
 
 if TYPE_CHECKING:
@@ -166,9 +167,13 @@ class Ingestor:
         listeners: Sequence[IndexListener] = (),
         manifest: Manifest | None = None,
         keep_workers: bool = False,
+        writer: WriterLock | None = None,
     ) -> None:
         """``keep_workers``: the parse workers stay up between runs (a long-lived ingestor,
-        the service's uploads); :meth:`close` stops them. Otherwise each run stops them."""
+        the service's uploads); :meth:`close` stops them. Otherwise each run stops them.
+        ``writer``: the lock that keeps one writer across machines (shared state only); the
+        manifest's ``flock`` keeps one per machine."""
+        self._writer = writer
         self._settings = settings
         self._keep_workers = keep_workers
         self._embedder = embedder
@@ -198,11 +203,28 @@ class Ingestor:
         """``add`` the folder, then delete the documents under it whose files are gone."""
         return self.run(discover([folder]), prune=folder)
 
-    def run(self, targets: Iterable[Target], prune: Path | None = None) -> Iterator[FileResult]:
+    def _lock(self) -> None:
+        """The manifest's writer lock, then the one across machines (when there is one)."""
         try:
             self._manifest.lock()
         except OSError as exc:
             raise self._storage_error(exc) from exc
+        if self._writer is not None:
+            try:
+                self._writer.acquire()
+            except BaseException:
+                self._manifest.unlock()
+                raise
+
+    def _unlock(self) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.release()
+        finally:
+            self._manifest.unlock()
+
+    def run(self, targets: Iterable[Target], prune: Path | None = None) -> Iterator[FileResult]:
+        self._lock()
         try:
             self.recover()
             yield from self._process(targets)
@@ -218,7 +240,7 @@ class Ingestor:
                     self._parser.close()
                 self._commit_listeners()
             finally:
-                self._manifest.unlock()
+                self._unlock()
 
     def close(self) -> None:
         """Stop the parse workers and close the manifest."""
@@ -238,7 +260,7 @@ class Ingestor:
 
     def delete(self, key: str) -> FileResult:
         """Remove one document (by id or path) from the index."""
-        self._manifest.lock()
+        self._lock()
         try:
             self.recover()
             record = self._manifest.find(self._collection, key)
@@ -258,7 +280,7 @@ class Ingestor:
             return FileResult(record.path, record.doc_id, "deleted", count, seconds=_since(started))
         finally:
             self._commit_listeners()
-            self._manifest.unlock()
+            self._unlock()
 
     def recover(self) -> int:
         """Delete the chunks an interrupted run left behind; returns how many ids."""
@@ -581,7 +603,12 @@ def build_ingestor(
     """The ingest pipeline over the parts :mod:`rag.services` built (``rag-ingest`` and the
     service's uploads alike)."""
     return Ingestor(
-        settings, kb.embedder, kb.store, listeners=kb.listeners, keep_workers=keep_workers
+        settings,
+        kb.embedder,
+        kb.store,
+        listeners=kb.listeners,
+        keep_workers=keep_workers,
+        writer=kb.writer,
     )
 
 

@@ -556,9 +556,24 @@ class StateSettings(_Section):
     url: str | None = Field(
         None,
         min_length=1,
-        description="SQLAlchemy URL of the state database (API keys, answers, feedback). "
-        "null: sqlite:///<paths.data_dir>/state.sqlite3. A password belongs in the "
-        "environment (RAG_STATE__URL), never in YAML.",
+        description="SQLAlchemy URL of the state database (API keys, answers, feedback, "
+        "conversations; with a server also rate limits, the store's version and the ingest "
+        "writer lock). null: sqlite:///<paths.data_dir>/state.sqlite3 (one machine). "
+        "postgresql+psycopg://user@host/db: several replicas share it. A password belongs "
+        "in the environment (RAG_STATE__URL), never in YAML.",
+    )
+    poll_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=300,
+        description="With a state database server: how often a replica checks whether an "
+        "ingest on another machine changed the store, then brings its BM25 index in step.",
+    )
+    conversation_idle_hours: float = Field(
+        24.0,
+        gt=0,
+        description="A conversation idle this long is forgotten (its turns are deleted from "
+        "the state database).",
     )
 
 

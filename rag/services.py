@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -30,11 +31,12 @@ from rag.index.store import ChromaStore
 from rag.retrieval.hybrid import Retriever, keyword_folder
 from rag.seams import Embedder, Engine, IndexListener
 from rag.state.apikeys import KeyStore
-from rag.state.conversations import Conversations
+from rag.state.conversations import StoredConversations
 from rag.state.db import StateDB
 from rag.state.feedback import FeedbackStore
 from rag.state.legacy import FEEDBACK_FILE, KEYS_FILE
-from rag.state.ratelimit import RateLimiter
+from rag.state.ratelimit import RateLimiter, RateLimits, SharedRateLimiter
+from rag.state.shared import IndexVersions, VersionListener, WriterLock, holder_name
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,16 +45,22 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class KnowledgeBase:
     """What both ingest and serving need: the embedder, the store it fills, and the BM25
-    index that follows the store (an :class:`rag.seams.IndexListener`)."""
+    index that follows the store (an :class:`rag.seams.IndexListener`). With a shared state
+    database (several machines): the store's change counter, raised after every write, and
+    the lock that keeps one writer across machines."""
 
     embedder: Embedder
     store: ChromaStore
     keyword: KeywordIndex | None = None
+    versions: VersionListener | None = None
+    writer: WriterLock | None = None
 
     @property
     def listeners(self) -> list[IndexListener]:
-        """The secondary indexes the ingest pipeline keeps in step with the store."""
-        return [self.keyword] if self.keyword is not None else []
+        """The secondary indexes the ingest pipeline keeps in step with the store (the
+        version counter last: it tells other machines once everything is written)."""
+        found: list[IndexListener] = [self.keyword] if self.keyword is not None else []
+        return found + ([self.versions] if self.versions is not None else [])
 
 
 # -- the index ---------------------------------------------------------------------------
@@ -80,12 +88,16 @@ def build_knowledge_base(
     check_embedder: bool = True,
     collection: str | None = None,
     live: bool = False,
+    shared: StateDB | None = None,
+    writer: str = "rag-ingest",
 ) -> KnowledgeBase:
     """The embedder, the store and the BM25 index. Nothing loads the embedding model until
     it is used (an unchanged ``rag-ingest`` re-run never imports torch). Without
     ``check_embedder`` the store opens whatever model built the collection (deleting,
     statistics). ``live`` (the running service) makes the store follow other writers
-    (``rag-ingest`` in another process): see :class:`rag.index.store.ChromaStore`."""
+    (``rag-ingest`` in another process): see :class:`rag.index.store.ChromaStore`.
+    ``shared`` (:func:`open_shared_state`): writes raise the store's version there and take
+    the writer lock named ``writer`` (who is writing, as a second writer is told)."""
     embedder = build_embedder(settings)
     store = ChromaStore(
         settings.store,
@@ -94,7 +106,22 @@ def build_knowledge_base(
         collection=collection,
         live=live,
     )
-    return KnowledgeBase(embedder, store, build_keyword_index(settings))
+    keyword = build_keyword_index(settings)
+    if shared is None:
+        return KnowledgeBase(embedder, store, keyword)
+    scope = store_scope(settings)
+    versions = VersionListener(IndexVersions(shared), scope)
+    return KnowledgeBase(
+        embedder, store, keyword, versions, WriterLock(shared, scope, holder_name(writer))
+    )
+
+
+def store_scope(settings: Settings) -> str:
+    """The store's name in the shared state (what its version and writer lock are for)."""
+    cfg = settings.store
+    if cfg.mode == "http":
+        return f"chroma://{cfg.host}:{cfg.port}/{cfg.tenant}/{cfg.database}"
+    return f"file://{cfg.path.resolve()}"
 
 
 def build_index_listeners(settings: Settings) -> list[IndexListener]:
@@ -132,6 +159,19 @@ def open_state(settings: Settings) -> StateDB:
     return StateDB(state_url(settings))
 
 
+def open_shared_state(settings: Settings) -> StateDB | None:
+    """The state database when it is a server several machines share (``state.url`` names
+    PostgreSQL): ingest then raises the store's version and takes the writer lock there.
+    None for the SQLite default (one machine: the manifest's lock and files do it)."""
+    if not settings.state.url:
+        return None
+    db = open_state(settings)
+    if db.shared:
+        return db
+    db.close()
+    return None
+
+
 def state_missing(settings: Settings) -> Path | None:
     """The default state file when neither it nor an older feedback file exists yet (nothing
     was ever recorded in this ``paths.data_dir``); None otherwise."""
@@ -154,6 +194,33 @@ def build_feedback_store(settings: Settings, db: StateDB) -> FeedbackStore:
     )
 
 
+def build_rate_limits(settings: Settings, db: StateDB) -> RateLimits:
+    """Shared buckets in a state database server (several replicas grant one rate between
+    them), else in memory (one process)."""
+    auth = settings.auth
+    if db.shared:
+        return SharedRateLimiter(db, auth.rate_per_minute, auth.burst)
+    return RateLimiter(auth.rate_per_minute, auth.burst)
+
+
+def build_conversations(settings: Settings, db: StateDB) -> StoredConversations:
+    """Histories in the state database (shared by replicas, kept across restarts). Only the
+    newest ``context.history_turns`` turns are ever sent: no more are kept."""
+    return StoredConversations(
+        db,
+        max_turns=max(2, settings.context.history_turns),
+        idle_seconds=settings.state.conversation_idle_hours * 3600,
+    )
+
+
+def catch_up(kb: KnowledgeBase) -> tuple[int, int]:
+    """Bring the BM25 index in step with the store (after another machine's ingest)."""
+    kb.store.refresh()
+    if kb.keyword is None:
+        return 0, 0
+    return kb.keyword.reconcile(kb.store.all_ids(), kb.store.get_chunks)
+
+
 # -- the running service ---------------------------------------------------------------------
 
 
@@ -174,28 +241,38 @@ class Services:
     engine: Engine | None = None
     db: StateDB = field(init=False)
     keys: KeyStore = field(init=False)
-    limiter: RateLimiter = field(init=False)
-    conversations: Conversations = field(init=False)
+    limiter: RateLimits = field(init=False)
+    conversations: StoredConversations = field(init=False)
     feedback: FeedbackStore | None = None
     kb: KnowledgeBase | None = None
     retriever: Retriever | None = None
     answers: AnswerService | None = None
     status: str = "loading"
     detail: str | None = None
+    caught_up: list[float] = field(default_factory=list)
+    """Seconds each catch-up with another machine's ingest took (the newest 100)."""
 
     def __post_init__(self) -> None:
         self.owns_engine = self.engine is None
         self.db = open_state(self.settings)
         self.keys = build_key_store(self.settings, self.db)
-        self.limiter = RateLimiter(self.settings.auth.rate_per_minute, self.settings.auth.burst)
-        # Only the newest ``history_turns`` turns are ever sent: keep no more than that.
-        self.conversations = Conversations(max_turns=max(2, self.settings.context.history_turns))
+        self.limiter = build_rate_limits(self.settings, self.db)
+        self.conversations = build_conversations(self.settings, self.db)
+        self._follower: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         settings = self.settings
         try:
             self.feedback = await asyncio.to_thread(build_feedback_store, settings, self.db)
-            kb = await asyncio.to_thread(partial(build_knowledge_base, settings, live=True))
+            kb = await asyncio.to_thread(
+                partial(
+                    build_knowledge_base,
+                    settings,
+                    live=True,
+                    shared=self.db if self.db.shared else None,
+                    writer="rag-serve upload",
+                )
+            )
             # Load the embedding model now rather than on the first question.
             await asyncio.to_thread(lambda: kb.embedder.dimension)
             self.kb = kb
@@ -205,6 +282,8 @@ class Services:
             self.answers = AnswerService(
                 settings, self.retriever, self.engine, conversations=self.conversations
             )
+            if self.db.shared:
+                self._follower = asyncio.create_task(self._follow(kb))
             self.status = "ready"
             log.info("service ready")
         except RagError as exc:
@@ -224,7 +303,35 @@ class Services:
             )
         raise EngineNotReadyError(f"The {what} is still loading. Retry in a few seconds.")
 
+    async def _follow(self, kb: KnowledgeBase) -> None:
+        """Keep this replica's BM25 index in step with ingests made on other machines: poll
+        the store's version in the shared state every ``state.poll_interval_s``; when it
+        moved, catch up with the store (what the BM25 table lacks is fetched and indexed,
+        what the store no longer has is dropped) and publish. A failure is logged and the
+        next poll tries again."""
+        versions = IndexVersions(self.db)
+        scope = store_scope(self.settings)
+        seen = await asyncio.to_thread(versions.read, scope)
+        while True:
+            await asyncio.sleep(self.settings.state.poll_interval_s)
+            try:
+                now = await asyncio.to_thread(versions.read, scope)
+                if now != seen:
+                    started = time.perf_counter()
+                    await asyncio.to_thread(catch_up, kb)
+                    seen = now
+                    self.caught_up.append(time.perf_counter() - started)
+                    del self.caught_up[:-100]
+            except RagError as exc:
+                log.warning("following the shared index failed: %s", exc.message)
+            except Exception:
+                log.exception("following the shared index failed")
+
     async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
         try:
             if self.owns_engine and self.engine is not None:
                 await self.engine.close()

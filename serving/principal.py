@@ -114,7 +114,7 @@ def require(scope: str) -> Callable[[Principal], Principal]:
     return check
 
 
-def spend(request: Request, caller: Principal) -> None:
+async def spend(request: Request, caller: Principal) -> None:
     """One request from ``caller``'s budget (``auth.rate_per_minute``), else a 429.
 
     Anonymous widget visitors share a subject and are told apart by the client address,
@@ -125,7 +125,7 @@ def spend(request: Request, caller: Principal) -> None:
     who = caller.subject
     if caller.anonymous:
         who += "|" + (request.client.host if request.client else "?")
-    wait = limiter.take(who)
+    wait = await limiter.take(who)
     if wait > 0:
         seconds = retry_after(wait)
         raise RateLimitedError(
@@ -142,9 +142,9 @@ async def asking(
     citation opens). The service's capacity is not taken here: a route takes its place
     (``http.slots.check()``) after it has validated the request, so an invalid request
     never holds a place (issue 19: eight requests naming an unknown model held every slot).
-    Async on purpose: the rate limiter and the answer slots are used on the event loop only,
-    so they need no lock."""
-    spend(request, caller)
+    Async on purpose: the in-memory rate limiter and the answer slots are used on the event
+    loop only, so they need no lock (the shared limiter runs its statement in a thread)."""
+    await spend(request, caller)
     return caller
 
 
@@ -154,7 +154,7 @@ async def ingesting(
     """The ``ingest`` scope and the same per-caller rate limit: an upload is parsed,
     embedded and indexed, so it is no cheaper than a question (issue 19: uploads were not
     limited)."""
-    spend(request, caller)
+    await spend(request, caller)
     return caller
 
 

@@ -20,7 +20,8 @@ KB_DIR = REPO / "examples" / "kb"
 QUESTIONS = REPO / "examples" / "questions.yaml"
 ASSETS = Path(os.environ.get("RAG_TEST_ASSETS", REPO / "var" / "assets"))
 
-pytest_plugins = ["tests.chroma_server"]  # the chroma_server fixture: a real `chroma run`
+# chroma_server: a real `chroma run`; pg_server, pg_url: a real PostgreSQL (initdb in a temp folder)
+pytest_plugins = ["tests.chroma_server", "tests.postgres_server"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -279,7 +279,10 @@ class AnswerService:
         hits = await asyncio.to_thread(self._retriever.search, query, principal)
         clock.mark("retrieval_ms")
         if not self._relevant(hits):
-            for event in self._decline(question, principal, conversation_id, hits, clock):
+            declined = await asyncio.to_thread(
+                self._decline, question, principal, conversation_id, hits, clock
+            )
+            for event in declined:
                 yield event
             return
         packed, request = await asyncio.to_thread(
@@ -324,7 +327,7 @@ class AnswerService:
             final.declined,
             bool(final.withheld),
         )
-        self._remember(principal, conversation_id, question, final.text)
+        await asyncio.to_thread(self._remember, principal, conversation_id, question, final.text)
         answer = Answer(
             final.text,
             grounded.citations,
@@ -447,8 +450,14 @@ class AnswerService:
     def _remember(
         self, principal: Principal, conversation_id: str | None, question: str, answer: str
     ) -> None:
-        if conversation_id:
+        """Keep the turn for follow-ups. The answer is already given: a state database that
+        fails here costs this turn's history (logged), never the answer."""
+        if not conversation_id:
+            return
+        try:
             self._conversations.append(principal.owner, conversation_id, question, answer)
+        except RagError as exc:
+            log.warning("keeping the conversation's turn failed: %s", exc.message)
 
     async def ask(
         self,

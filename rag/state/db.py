@@ -68,6 +68,11 @@ class StateDB:
                 if parsed.database and parsed.database != ":memory:":
                     Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
                 options["connect_args"] = {"timeout": 10}
+            elif self.dialect == "postgresql":
+                # A server that cannot be reached fails in seconds, not a TCP timeout; a
+                # connection the server dropped (restart, failover) is replaced, not used.
+                options["connect_args"] = {"connect_timeout": 5}
+                options["pool_pre_ping"] = True
             self._engine = sa.create_engine(parsed, **options)
         except (exc.ArgumentError, exc.NoSuchModuleError, ImportError, ValueError) as e:
             raise StoreError(
@@ -116,8 +121,67 @@ class StateDB:
                 tx.rows("SELECT pg_advisory_xact_lock(:k)", {"k": _LOCK_KEY})
             return migrate(tx, component, migrations)
 
+    @property
+    def shared(self) -> bool:
+        """Whether this is a database server several machines share (not an SQLite file)."""
+        return self.dialect != "sqlite"
+
+    def try_advisory_lock(self, name: str, holder: str) -> Lease | str:
+        """PostgreSQL only: take the session lock ``name`` on a connection of its own, held
+        until :meth:`Lease.release` (or until the process dies: the server drops a lost
+        connection's locks). Returns the lease, or who holds the lock (``holder`` is shown
+        to the next one who tries, as the connection's ``application_name``)."""
+        key = zlib.crc32(name.encode("utf-8"))
+        try:
+            conn = self._engine.connect()
+        except (exc.SQLAlchemyError, OSError) as e:
+            raise self._failure(e) from e
+        try:
+            conn.execute(sa.text("SELECT set_config('application_name', :h, false)"), {"h": holder})
+            taken = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            conn.commit()
+            if taken:
+                return Lease(conn, key)
+            row = conn.execute(
+                sa.text(
+                    "SELECT a.application_name, a.backend_start FROM pg_locks l JOIN "
+                    "pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND "
+                    "l.granted AND l.classid = 0 AND l.objid = :k"
+                ),
+                {"k": key},
+            ).first()
+            conn.rollback()
+            conn.close()
+        except (exc.SQLAlchemyError, OSError) as e:
+            conn.close()
+            raise self._failure(e) from e
+        if row is None:
+            return "another process (it has just finished: retry)"
+        return f"{row[0] or 'another process'} (since {row[1]:%Y-%m-%d %H:%M:%S %Z})"
+
     def close(self) -> None:
         self._engine.dispose()
+
+
+class Lease:
+    """A PostgreSQL advisory lock held on its own connection."""
+
+    def __init__(self, conn: sa.Connection, key: int) -> None:
+        self._conn: sa.Connection | None = conn
+        self._key = key
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            conn.commit()
+        except (exc.SQLAlchemyError, OSError):
+            pass  # a lost connection: the server has dropped the lock already
+        finally:
+            conn.invalidate()  # not back to the pool with the holder's application_name
+            conn.close()
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -74,9 +74,9 @@ class RecordingLimiter(Threads):
         self._inner = inner
         self.rate = inner.rate
 
-    def take(self, key: str) -> float:
+    async def take(self, key: str) -> float:
         self.mark()
-        wait: float = self._inner.take(key)
+        wait: float = await self._inner.take(key)
         return wait
 
 

@@ -45,13 +45,13 @@ def test_bad_scopes_and_groups(tmp_path: Path) -> None:
 def test_token_bucket() -> None:
     now = [0.0]
     limiter = RateLimiter(rate_per_minute=60, burst=2, clock=lambda: now[0])
-    assert limiter.take("a") == 0 and limiter.take("a") == 0
-    wait = limiter.take("a")
+    assert limiter.take_now("a") == 0 and limiter.take_now("a") == 0
+    wait = limiter.take_now("a")
     assert wait == pytest.approx(1.0) and retry_after(wait) == 1
-    assert limiter.take("b") == 0  # buckets are per caller
+    assert limiter.take_now("b") == 0  # buckets are per caller
     now[0] += 1.0
-    assert limiter.take("a") == 0
-    assert RateLimiter(0, 1).take("a") == 0  # 0 per minute: unlimited
+    assert limiter.take_now("a") == 0
+    assert RateLimiter(0, 1).take_now("a") == 0  # 0 per minute: unlimited
 
 
 def test_auth_can_be_off_only_in_dev_and_test() -> None:

