@@ -1,4 +1,5 @@
-"""``rag-ingest``: add, sync, delete, list and inspect the documents of the knowledge base.
+"""``rag-ingest``: add, sync, delete, list and inspect the documents of the knowledge base,
+and back it up and restore it.
 
 Every command takes ``--json`` for scripts (one JSON object per line) and ``--profile``.
 Exit codes: 0 all good, 1 some files failed, others from :mod:`rag.errors`.
@@ -338,6 +339,99 @@ def _tee(results: Iterable[Any], into: list[Any]) -> Iterator[Any]:
     for result in results:
         into.append(result)
         yield result
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.1f} KB"
+
+
+@app.command()
+def backup(
+    dest: Annotated[
+        Path, typer.Argument(metavar="DEST", help="A new (or empty) folder for the backup.")
+    ],
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0, metavar="SECONDS", help="How long to wait for a running ingest to finish."
+        ),
+    ] = 60.0,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Copy the index, the manifest and the state database to a new folder, consistently,
+    while rag-serve keeps answering (embedded store and SQLite state only)."""
+    from ingest.backup import Copied
+    from ingest.backup import backup as write_backup
+
+    def part(copied: Copied) -> None:
+        if as_json:
+            print(json.dumps(copied.to_json()), flush=True)
+        else:
+            files = f"{copied.files} file{'s' if copied.files != 1 else ''}"
+            print(f"copied {copied.name:<9} {files:>11}  {_size(copied.bytes)}", flush=True)
+
+    try:
+        info = write_backup(_settings(profile), dest, wait=wait, on_part=part)
+    except RagError as exc:
+        _fail(exc, as_json)
+    keys = ("collection", "embedder", "documents", "chunks", "store_chunks", "keyword_chunks")
+    summary = {
+        "event": "backup",
+        "path": str(dest),
+        **{k: info[k] for k in keys},
+        "files": len(info["files"]),
+        "bytes": sum(f["bytes"] for f in info["files"].values()),
+        "seconds": info["seconds"],
+    }
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+        return
+    print(
+        f"backup written to {dest}: {summary['documents']} documents, {summary['chunks']} "
+        f"chunks (collection {summary['collection']}, embedder {summary['embedder']}); "
+        f"{summary['files']} files, {_size(summary['bytes'])}, in {summary['seconds']} s"
+    )
+
+
+@app.command()
+def restore(
+    src: Annotated[
+        Path, typer.Argument(metavar="SRC", help="A folder written by rag-ingest backup.")
+    ],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Move data already at the target paths aside "
+            "(<path>.before-restore-<time>) instead of refusing.",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Check a backup's sha256 sums, put it in place of this profile's index and state
+    database, and check the counts read back (stop rag-serve first)."""
+    from ingest.restore import restore as put_back
+
+    try:
+        result = put_back(_settings(profile), src, force=force)
+    except RagError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    print(f"verified {result['files']} files in {src} (sha256)")
+    for moved in result["moved_aside"]:
+        print(f"moved aside {moved['path']} -> {moved['to']}")
+    print(
+        f"restored: {result['documents']} documents, {result['chunks']} chunks in the "
+        f"manifest, {result['store_chunks']} in the store, {result['keyword_chunks']} in the "
+        f"keyword index (collection {result['collection']}, embedder {result['embedder']}): "
+        "as in the backup"
+    )
+    if result["warning"]:
+        typer.secho(f"warning: {result['warning']}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command()
