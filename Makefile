@@ -8,7 +8,7 @@ export DO_NOT_TRACK := 1
 export VLLM_NO_USAGE_STATS := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: setup setup-gpu browser widget demo test lint lock gpu-lock gpu-lock-check serve ingest clean
+.PHONY: setup setup-gpu browser servers widget demo test lint lock gpu-lock gpu-lock-check serve ingest clean
 
 setup:
 	@bash scripts/setup.sh
@@ -27,11 +27,15 @@ demo: setup
 browser:
 	@bash scripts/browser.sh
 
+# PostgreSQL and haproxy for the multi-replica tests (Debian packages; started by the tests only).
+servers:
+	@bash scripts/servers.sh
+
 # Rebuild the widget bundle (serving/widget/dist/widget.js, committed) after editing src/.
 widget:
 	cd serving/widget && npm ci --no-audit --no-fund --ignore-scripts && node build.mjs
 
-test: setup browser
+test: setup browser servers
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -171,6 +171,31 @@ def test_compose_wires_the_service_to_its_chroma_server(compose: dict[str, Any])
     assert services["demo"]["build"]["dockerfile"] == "Dockerfile.cpu"
 
 
+def test_compose_runs_replicas_on_shared_state_behind_haproxy(compose: dict[str, Any]) -> None:
+    """`--scale rag=N`: the replicas publish no port (haproxy does), share PostgreSQL (the
+    state) and the Chroma server, and haproxy loads the configuration the tests run."""
+    services = compose["services"]
+    rag, postgres, lb = services["rag"], services["postgres"], services["lb"]
+    assert "ports" not in rag, "a published port cannot be scaled: haproxy publishes"
+    env = {k: str(v) for k, v in rag["environment"].items()}
+    url = env["RAG_STATE__URL"]
+    assert url.startswith("postgresql+psycopg://rag:") and "@postgres:5432/rag" in url
+    assert postgres["environment"]["POSTGRES_USER"] == "rag"
+    assert postgres["environment"]["POSTGRES_DB"] == "rag"
+    assert rag["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    [mount] = lb["volumes"]
+    source, target = mount.split(":")[:2]
+    assert (REPO / source).is_file() and target.endswith("haproxy.cfg")
+    cfg = (REPO / source).read_text(encoding="utf-8")
+    assert "server-template rag 1-10 rag:8000" in cfg and "httpchk GET /readyz" in cfg
+    assert lb["ports"] == ["8000:8000"] and "bind *:8000" in cfg
+    ingest = services["ingest"]
+    assert ingest["environment"]["RAG_STATE__URL"] == url and ingest["entrypoint"] == [
+        "rag-ingest"
+    ]
+
+
 def test_compose_environment_is_valid_settings(compose: dict[str, Any]) -> None:
     env = {k: str(v) for k, v in compose["services"]["rag"]["environment"].items()}
     settings = load_settings(environ=env)
