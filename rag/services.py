@@ -249,8 +249,10 @@ class Services:
     answers: AnswerService | None = None
     status: str = "loading"
     detail: str | None = None
-    caught_up: list[float] = field(default_factory=list)
-    """Seconds each catch-up with another machine's ingest took (the newest 100)."""
+    catch_ups: int = 0
+    """Catch-ups with another machine's ingest since start (a shared state database)."""
+    last_catch_up_s: float = 0.0
+    """Seconds the last one took."""
 
     def __post_init__(self) -> None:
         self.owns_engine = self.engine is None
@@ -320,8 +322,8 @@ class Services:
                     started = time.perf_counter()
                     await asyncio.to_thread(catch_up, kb)
                     seen = now
-                    self.caught_up.append(time.perf_counter() - started)
-                    del self.caught_up[:-100]
+                    self.catch_ups += 1
+                    self.last_catch_up_s = time.perf_counter() - started
             except RagError as exc:
                 log.warning("following the shared index failed: %s", exc.message)
             except Exception:

@@ -77,6 +77,19 @@ class _StateCollector(Collector):
         rate.add_metric([], cached / total if total else 0.0)
         yield rate
         yield from _index_stats(state)
+        if state.db.shared:
+            catch_ups = CounterMetricFamily(
+                "kb_index_catch_ups",
+                "Times this replica brought its keyword index in step with an ingest made "
+                "on another machine (shared state database).",
+            )
+            catch_ups.add_metric([], float(state.catch_ups))
+            yield catch_ups
+            last = GaugeMetricFamily(
+                "kb_index_catch_up_seconds", "How long the last catch-up took (0: none yet)."
+            )
+            last.add_metric([], state.last_catch_up_s)
+            yield last
         store = state.kb.store if state.kb is not None else None
         if store is not None:
             chunks = GaugeMetricFamily("kb_store_chunks", "Chunks in the vector store.")

@@ -286,6 +286,9 @@ def test_a_document_ingested_while_they_run_is_found_by_both(
     delays = {name: seen - changed_at for name, seen in found_at.items()}
     print(f"\ncross-replica visibility of an ingest (keyword search), seconds: {delays}")
     assert max(delays.values()) < 10
+    for r in deployment.replicas:  # each replica counts its catch-ups (no key: test profile)
+        metrics = httpx.get(f"{r.base}/metrics", timeout=10).text
+        assert re.search(r"^kb_index_catch_ups_total [1-9]", metrics, re.M), metrics[-500:]
     for r in deployment.replicas:  # dense search reads the Chroma server itself
         hits = retrieve(r.base, "Where do we gather during a fire drill?", secret, "dense")
         assert any(h["source"].endswith("drills.md") for h in hits.json()["hits"])

@@ -191,9 +191,8 @@ def test_compose_runs_replicas_on_shared_state_behind_haproxy(compose: dict[str,
     assert "server-template rag 1-10 rag:8000" in cfg and "httpchk GET /readyz" in cfg
     assert lb["ports"] == ["8000:8000"] and "bind *:8000" in cfg
     ingest = services["ingest"]
-    assert ingest["environment"]["RAG_STATE__URL"] == url and ingest["entrypoint"] == [
-        "rag-ingest"
-    ]
+    assert ingest["environment"]["RAG_STATE__URL"] == url
+    assert ingest["entrypoint"] == ["rag-ingest"]
 
 
 def test_compose_environment_is_valid_settings(compose: dict[str, Any]) -> None:
