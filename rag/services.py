@@ -278,14 +278,18 @@ class Services:
             # Load the embedding model now rather than on the first question.
             await asyncio.to_thread(lambda: kb.embedder.dimension)
             self.kb = kb
+            # The store's version is read before the BM25 index catches up: no change is missed.
+            versions = IndexVersions(self.db) if self.db.shared else None
+            scope = store_scope(settings)
+            start = await asyncio.to_thread(versions.read, scope) if versions else 0
             self.retriever = await asyncio.to_thread(build_retriever, settings, kb)
             if self.engine is None:
                 self.engine = await asyncio.to_thread(start_engine, settings)
             self.answers = AnswerService(
                 settings, self.retriever, self.engine, conversations=self.conversations
             )
-            if self.db.shared:
-                self._follower = asyncio.create_task(self._follow(kb))
+            if versions is not None:
+                self._follower = asyncio.create_task(self._follow(kb, versions, scope, start))
             self.status = "ready"
             log.info("service ready")
         except RagError as exc:
@@ -305,15 +309,16 @@ class Services:
             )
         raise EngineNotReadyError(f"The {what} is still loading. Retry in a few seconds.")
 
-    async def _follow(self, kb: KnowledgeBase) -> None:
+    async def _follow(
+        self, kb: KnowledgeBase, versions: IndexVersions, scope: str, seen: int
+    ) -> None:
         """Keep this replica's BM25 index in step with ingests made on other machines: poll
         the store's version in the shared state every ``state.poll_interval_s``; when it
         moved, catch up with the store (what the BM25 table lacks is fetched and indexed,
-        what the store no longer has is dropped) and publish. A failure is logged and the
-        next poll tries again."""
-        versions = IndexVersions(self.db)
-        scope = store_scope(self.settings)
-        seen = await asyncio.to_thread(versions.read, scope)
+        what the store no longer has is dropped) and publish. ``seen`` was read before the
+        start-up catch-up. A failure is logged once (and its end), and the next poll tries
+        again."""
+        failing = False
         while True:
             await asyncio.sleep(self.settings.state.poll_interval_s)
             try:
@@ -324,10 +329,14 @@ class Services:
                     seen = now
                     self.catch_ups += 1
                     self.last_catch_up_s = time.perf_counter() - started
-            except RagError as exc:
-                log.warning("following the shared index failed: %s", exc.message)
-            except Exception:
-                log.exception("following the shared index failed")
+                if failing:
+                    log.warning("following the shared index works again")
+                failing = False
+            except Exception as exc:
+                if not failing:
+                    reason = exc.message if isinstance(exc, RagError) else repr(exc)
+                    log.warning("following the shared index failed (retrying): %s", reason)
+                failing = True
 
     async def close(self) -> None:
         if self._follower is not None:
