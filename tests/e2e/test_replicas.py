@@ -342,6 +342,7 @@ def test_restarting_both_loses_no_conversation_key_or_feedback(deployment: Deplo
 def test_killing_one_replica_mid_answer_fails_only_its_own_stream(
     deployment: Deployment,
 ) -> None:
+    wait_balanced(deployment)  # haproxy's health checks see both (after the restart above)
     by_name = {r.name: r for r in deployment.replicas}
     body = {"question": VPN, "stream": True}
     with (
