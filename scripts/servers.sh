@@ -7,23 +7,8 @@ have_pg() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
 if have_pg && command -v haproxy >/dev/null 2>&1; then
   exit 0
 fi
-pkgs="postgresql haproxy"
-if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "servers: PostgreSQL or haproxy is missing and this user cannot install them;" \
-       "run: sudo apt-get install -y $pkgs" >&2
-  exit 0
-fi
-echo "servers: installing Debian $pkgs for the multi-replica tests"
 t0=$(date +%s)
-# policy-rc.d 101: the packages' scripts must not start system-wide services here.
-policy=/usr/sbin/policy-rc.d
-made_policy=0
-if [ ! -e "$policy" ]; then
-  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && made_policy=1
-fi
-trap '[ "$made_policy" = 1 ] && rm -f "$policy"' EXIT
-if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $pkgs >/dev/null 2>&1; then
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $pkgs >/dev/null
-fi
+bash "$(dirname "$0")/debian_install.sh" servers "the multi-replica tests" \
+  --no-install-recommends postgresql haproxy
+command -v haproxy >/dev/null 2>&1 || exit 0
 echo "servers: ready in $(( $(date +%s) - t0 )) s ($(haproxy -v 2>&1 | head -1 | cut -c1-40))"

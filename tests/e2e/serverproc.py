@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from tests.conftest import ASSETS, REPO
@@ -15,12 +15,12 @@ from tests.procs import OWN_GROUP, stop_group
 from tests.servers import wait_ready
 
 
-@contextlib.contextmanager
-def run_server(
+def start_server(
     store_path: Path, workdir: Path, port: int, env: Mapping[str, str] | None = None
-) -> Iterator[str]:
-    """Start ``python -m serving.cli`` with the test profile; yield its base URL once ready."""
-    log = workdir / "server.log"
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m serving.cli`` with the test profile, its log in
+    ``workdir/server.log`` (appended: a restarted server keeps the earlier lines); does not
+    wait for it."""
     full_env = {
         **os.environ,
         "RAG_PROFILE": "test",
@@ -29,8 +29,8 @@ def run_server(
         "RAG_PATHS__DATA_DIR": str(workdir),
         **(env or {}),
     }
-    with log.open("w") as out:
-        proc = subprocess.Popen(
+    with (workdir / "server.log").open("ab") as out:
+        return subprocess.Popen(
             [sys.executable, "-m", "serving.cli", "--host", "127.0.0.1", "--port", str(port)],
             env=full_env,
             cwd=REPO,
@@ -38,9 +38,22 @@ def run_server(
             stderr=subprocess.STDOUT,
             **OWN_GROUP,
         )
+
+
+@contextlib.contextmanager
+def run_server(
+    store_path: Path,
+    workdir: Path,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    ready: Callable[[subprocess.Popen[bytes], str, Path], None] = wait_ready,
+) -> Iterator[str]:
+    """:func:`start_server`; yield its base URL once ``ready`` (``/readyz`` by default)
+    returns, and stop it (its process group) at the end."""
+    proc = start_server(store_path, workdir, port, env)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(proc, base, log)
+        ready(proc, base, workdir / "server.log")
         yield base
     finally:
         stop_group(proc, signal.SIGINT)

@@ -32,6 +32,7 @@ from rag.state.apikeys import KeyStore
 from rag.state.db import StateDB
 from tests.chroma_server import ChromaServer
 from tests.conftest import ASSETS, KB_DIR, REPO
+from tests.e2e.serverproc import start_server
 from tests.postgres_server import PostgresServer
 from tests.procs import OWN_GROUP, stop_group
 from tests.servers import free_port, wait_ready
@@ -67,20 +68,7 @@ class Deployment:
         """Start the replicas that are not running; wait until each is ready."""
         starting = [r for r in self.replicas if r.proc is None]
         for r in starting:
-            log = (r.folder / "server.log").open("ab")
-            r.proc = subprocess.Popen(
-                [sys.executable, "-m", "serving.cli", "--host", "127.0.0.1", "--port", str(r.port)],
-                env={
-                    **self.env,
-                    "RAG_STORE__PATH": str(r.folder / "store"),
-                    "RAG_PATHS__DATA_DIR": str(r.folder),
-                },
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                **OWN_GROUP,
-            )
-            log.close()
+            r.proc = start_server(r.folder / "store", r.folder, r.port, self.env)
         for r in starting:
             assert r.proc is not None
             wait_ready(r.proc, r.base, r.folder / "server.log")

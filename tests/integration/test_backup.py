@@ -15,12 +15,10 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ import httpx
 import pytest
 
 from tests.conftest import ASSETS, REPO
-from tests.procs import OWN_GROUP, stop_group
+from tests.e2e.serverproc import run_server
 from tests.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("assets")
@@ -98,40 +96,28 @@ def files_under(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-@contextlib.contextmanager
-def serving(site: Site) -> Iterator[str]:
+def answers_searches(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
+    """Ready for this test: it searches (``/readyz`` stays 503: no engine answers)."""
+    deadline = time.monotonic() + 90
+    while True:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.post(f"{base}/v1/retrieve", json={"query": QUERY}).status_code == 200:
+                return
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.25)
+
+
+def serving(site: Site) -> contextlib.AbstractContextManager[str]:
     """A real ``rag-serve`` on ``site``; yields its address once it answers searches."""
-    port = free_port()
-    log = site.root / "server.log"
     env = {
-        **os.environ,
         **site.env(),
         "RAG_LLM__BACKEND": "openai",
         "RAG_LLM__BASE_URL": "http://127.0.0.1:9/v1",  # nothing there: no model is loaded
         "RAG_LLM__MODEL": "gpt-oss-120b",
     }
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.cli", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            **OWN_GROUP,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.post(f"{base}/v1/retrieve", json={"query": QUERY}).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.25)
-        yield base
-    finally:
-        stop_group(proc, signal.SIGINT)
+    site.data.mkdir(parents=True, exist_ok=True)
+    return run_server(site.store, site.data, free_port(), env, ready=answers_searches)
 
 
 @pytest.fixture(scope="module")

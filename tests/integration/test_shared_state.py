@@ -149,6 +149,8 @@ def test_feedback_recorded_on_one_replica_is_rated_on_the_other(
 
 
 def test_replicas_starting_together_migrate_once(state_url: str) -> None:
+    """Six replicas start at once: each migration step runs once (SQLite: ``BEGIN
+    IMMEDIATE``; PostgreSQL: the advisory lock)."""
     counted: list[int] = []
     steps = [
         Migration(1, "t", "CREATE TABLE t (a INTEGER NOT NULL)"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -123,34 +122,6 @@ def test_a_newer_schema_is_refused_and_misnumbered_steps_are_a_bug(tmp_path: Pat
     with pytest.raises(ValueError, match="numbered"):
         migrate_sqlite(conn, "late", [STEPS[1]])
     conn.close()
-
-
-def test_replicas_starting_together_apply_each_step_once(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'state.sqlite3'}"
-    counted: list[int] = []
-    steps = [
-        Migration(1, "t", "CREATE TABLE t (a INTEGER NOT NULL)"),
-        Migration(2, "count", lambda db: counted.append(db.run("INSERT INTO t VALUES (1)"))),
-    ]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(6)
-
-    def start() -> None:
-        db = StateDB(url)
-        try:
-            barrier.wait()
-            db.migrate("demo", steps)
-        except BaseException as exc:  # pragma: no cover - the assertion shows it
-            errors.append(exc)
-        finally:
-            db.close()
-
-    threads = [threading.Thread(target=start) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == [] and counted == [1]
 
 
 def test_an_old_manifest_is_upgraded_in_place(tmp_path: Path) -> None:
