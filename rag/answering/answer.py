@@ -229,7 +229,7 @@ class AnswerService:
             return len(ids), replace(request, prompt_ids=tuple(ids))
         return self._engine.count_prompt_tokens(request, history), request
 
-    def conversation_id(self, principal: Principal, requested: str | None) -> str | None:
+    async def conversation_id(self, principal: Principal, requested: str | None) -> str | None:
         """The conversation a question belongs to. A signed-in caller's ids are its own
         (history is kept per :attr:`Principal.owner`). Anonymous callers share an owner
         (every visitor of one widget token), so they only continue a conversation the
@@ -237,9 +237,10 @@ class AnswerService:
         id, which the answer returns (issue 19: visitors read each other's history)."""
         if not principal.anonymous:
             return requested
-        if requested and self._conversations.known(principal.owner, requested):
-            return requested
-        return secrets.token_urlsafe(24)
+        if not requested:
+            return secrets.token_urlsafe(24)
+        known = await asyncio.to_thread(self._conversations.known, principal.owner, requested)
+        return requested if known else secrets.token_urlsafe(24)
 
     def history_for(
         self, principal: Principal, conversation_id: str | None, history: Sequence[HistoryTurn]

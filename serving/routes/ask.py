@@ -84,7 +84,7 @@ async def ask(
     if not question.strip():
         raise BadRequestError("The question is empty. Type a question and retry.")
     answer_id = uuid.uuid4().hex
-    cid = await asyncio.to_thread(service.conversation_id, caller, body.conversation_id)
+    cid = await service.conversation_id(caller, body.conversation_id)
     http.slots.check()  # after every check of the request: an invalid one holds no place
     if not body.stream:
         with http.slots:
