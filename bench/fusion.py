@@ -118,6 +118,16 @@ def score(
     return score_run(run, {q: qrels[q] for q in cands})
 
 
+def offline_model(profile: str) -> tuple[Settings, Embedder]:
+    """The profile's settings and embedding model, with the no-network variables set."""
+    from rag.deploy.offline import OFFLINE_ENV
+    from rag.index.embedding import create_embedder
+
+    os.environ.update(OFFLINE_ENV)
+    settings = load_settings(profile)
+    return settings, create_embedder(settings.embedding, settings.paths)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", type=Path, required=True)
@@ -125,12 +135,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--profile", default="test")
     args = parser.parse_args()
-    from rag.deploy.offline import OFFLINE_ENV
-    from rag.index.embedding import create_embedder
-
-    os.environ.update(OFFLINE_ENV)
-    settings = load_settings(args.profile)
-    embedder = create_embedder(settings.embedding, settings.paths)
+    settings, embedder = offline_model(args.profile)
     test, train = load_beir(args.dataset, "test"), load_beir(args.dataset, "train")
     index, ids, x, qvec = scratch_vectors(test, settings, embedder, args.workdir)
     splits = {}

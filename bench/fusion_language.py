@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from bench.fusion import Scored, nearest, scratch_vectors
-from rag.config import RetrievalSettings, load_settings
+from bench.fusion import Scored, nearest, offline_model, scratch_vectors
+from rag.config import RetrievalSettings
 from rag.eval.beir import Dataset, Run, doc_languages, load_beir, roll_up_scored, score_run
 from rag.index.keyword import KeywordIndex
 from rag.index.lexical import language
@@ -101,14 +100,9 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--profile", default="dev")
     args = parser.parse_args()
-    from rag.deploy.offline import OFFLINE_ENV
-    from rag.index.embedding import create_embedder
-
-    os.environ.update(OFFLINE_ENV)
-    settings = load_settings(args.profile)
+    settings, embedder = offline_model(args.profile)
     cfg = settings.retrieval
     reads = frozenset(settings.embedding.languages)
-    embedder = create_embedder(settings.embedding, settings.paths)
     train, test = Split(), Split()
     for folder in [args.dataset, *args.extra]:
         data = load_beir(folder, "test")
