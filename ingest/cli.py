@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -287,19 +288,11 @@ def stats(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
 @app.command()
 def reindex(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
     """Rebuild the index with the configured embedding model, beside the old one, and
-    switch to it only when complete (queries keep working meanwhile)."""
-    from ingest.reindex import Reindex
-    from rag.services import build_embedder, build_index_listeners
-
+    switch to it only when complete (queries keep working meanwhile; running servers
+    follow the switch within seconds)."""
     try:
         settings = _settings(profile)
-        with _manifest(settings) as manifest:
-            job = Reindex(
-                settings,
-                build_embedder(settings),
-                manifest,
-                listeners=build_index_listeners(settings),
-            )
+        with _reindex_job(settings) as job:
             results: list[Any] = []
             files = sum(1 for d in job.documents if not d.parent)
             _report(_tee(job.run(), results), files, as_json)
@@ -317,22 +310,61 @@ def reindex(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
                     f"{how_to_run('rag-ingest reindex')} again: it resumes."
                 )
             dropped = job.switch()
-            info = {
-                "event": "switched",
-                "active": job.target,
-                "previous": job.old,
-                "dropped": dropped,
-                "left_out_missing_files": len(missing),
-            }
-            if as_json:
-                print(json.dumps(info))
-            else:
-                print(
-                    f"switched to {job.target}; {job.old} is kept for running servers until "
-                    "the next reindex (restart them to use the new index)"
-                )
+        info = {
+            "event": "switched",
+            "active": job.target,
+            "previous": job.old,
+            "dropped": dropped,
+            "left_out_missing_files": len(missing),
+        }
+        if as_json:
+            print(json.dumps(info))
+        else:
+            print(
+                f"switched to {job.target}; running servers follow within seconds ({job.old} "
+                "is kept until the next reindex)"
+            )
     except RagError as exc:
         _fail(exc, as_json)
+
+
+@contextmanager
+def _reindex_job(settings: Settings) -> Iterator[Any]:
+    """A :class:`ingest.reindex.Reindex` holding the writer locks; with a shared state
+    database, the lock across machines too, and the switch raises the store's version."""
+    from ingest.reindex import Reindex
+    from rag.services import (
+        build_embedder,
+        build_index_listeners,
+        open_manifest,
+        open_shared_state,
+        store_scope,
+    )
+    from rag.state.shared import IndexVersions, WriterLock, holder_name
+
+    shared = open_shared_state(settings)
+    try:
+        writer, on_switch = None, None
+        if shared is not None:
+            scope, versions = store_scope(settings), IndexVersions(shared)
+            writer = WriterLock(shared, scope, holder_name("rag-ingest reindex"))
+            on_switch = partial(versions.bump, scope)
+        with open_manifest(settings, shared) as manifest:
+            job = Reindex(
+                settings,
+                build_embedder(settings),
+                manifest,
+                listeners=build_index_listeners(settings),
+                writer=writer,
+                on_switch=on_switch,
+            )
+            try:
+                yield job
+            finally:
+                job.close()
+    finally:
+        if shared is not None:
+            shared.close()
 
 
 def _tee(results: Iterable[Any], into: list[Any]) -> Iterator[Any]:
@@ -493,7 +525,9 @@ def report(
 
 def _titles(settings: Settings) -> dict[str, str]:
     """Doc id -> title of the indexed documents (empty before anything is ingested)."""
-    if not settings.store.manifest_path().is_file():
+    from rag.services import manifest_exists
+
+    if not manifest_exists(settings):
         return {}
     with _manifest(settings) as manifest:
         collection = manifest.active(settings.store.collection)

@@ -174,6 +174,7 @@ class Ingestor:
         ``writer``: the lock that keeps one writer across machines (shared state only); the
         manifest's ``flock`` keeps one per machine."""
         self._writer = writer
+        self._took = (False, False)
         self._settings = settings
         self._keep_workers = keep_workers
         self._embedder = embedder
@@ -204,7 +205,9 @@ class Ingestor:
         return self.run(discover([folder]), prune=folder)
 
     def _lock(self) -> None:
-        """The manifest's writer lock, then the one across machines (when there is one)."""
+        """The manifest's writer lock, then the one across machines (when there is one);
+        a lock the caller already holds (a reindex) is left to the caller."""
+        self._took = (not self._manifest.locked, self._writer is not None and not self._writer.held)
         try:
             self._manifest.lock()
         except OSError as exc:
@@ -213,15 +216,18 @@ class Ingestor:
             try:
                 self._writer.acquire()
             except BaseException:
-                self._manifest.unlock()
+                if self._took[0]:
+                    self._manifest.unlock()
                 raise
 
     def _unlock(self) -> None:
+        took_manifest, took_writer = self._took
         try:
-            if self._writer is not None:
+            if self._writer is not None and took_writer:
                 self._writer.release()
         finally:
-            self._manifest.unlock()
+            if took_manifest:
+                self._manifest.unlock()
 
     def run(self, targets: Iterable[Target], prune: Path | None = None) -> Iterator[FileResult]:
         self._lock()
@@ -248,7 +254,7 @@ class Ingestor:
         self._manifest.close()
 
     def _storage_error(self, exc: OSError | sqlite3.Error) -> RagError:
-        where = self._manifest.path.parent
+        where = self._manifest.path.parent if self._manifest.path else self._manifest.where
         mapped = storage_failure(exc, "index", where)
         if mapped is not None:
             return mapped
@@ -601,7 +607,7 @@ def build_ingestor(
     settings: Settings, kb: KnowledgeBase, *, keep_workers: bool = False
 ) -> Ingestor:
     """The ingest pipeline over the parts :mod:`rag.services` built (``rag-ingest`` and the
-    service's uploads alike)."""
+    service's uploads alike). The manifest is the shared one when the state database is."""
     return Ingestor(
         settings,
         kb.embedder,
@@ -609,6 +615,7 @@ def build_ingestor(
         listeners=kb.listeners,
         keep_workers=keep_workers,
         writer=kb.writer,
+        manifest=Manifest(kb.shared) if kb.shared is not None else None,
     )
 
 

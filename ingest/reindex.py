@@ -9,7 +9,7 @@ kept for servers that still have it open; older generations are dropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,10 +19,14 @@ from rag.errors import EmbedderMismatchError
 from rag.index.manifest import PREVIOUS_KEY, REINDEX_KEY, Manifest
 from rag.index.store import ChromaStore
 from rag.seams import Embedder, IndexListener
+from rag.state.shared import WriterLock
 
 
 class Reindex:
-    """Build the target collection, then :meth:`switch` (the caller checks the results)."""
+    """Build the target collection, then :meth:`switch` (the caller checks the results),
+    then :meth:`close`. The writer locks (the manifest's, and ``writer`` across machines with
+    a shared state database) are held from start to switch; ``on_switch`` tells the other
+    machines (it raises the store's version)."""
 
     def __init__(
         self,
@@ -30,11 +34,22 @@ class Reindex:
         embedder: Embedder,
         manifest: Manifest,
         listeners: Sequence[IndexListener] = (),
+        *,
+        writer: WriterLock | None = None,
+        on_switch: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._manifest = manifest
         self._listeners = tuple(listeners)
+        self._writer = writer
+        self._on_switch = on_switch
         manifest.lock()
+        if writer is not None:
+            try:
+                writer.acquire()
+            except BaseException:
+                manifest.unlock()
+                raise
         base = settings.store.collection
         self.old = manifest.active(base)
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -84,8 +99,18 @@ class Reindex:
                 listener.on_delete(gone)
         for listener in self._listeners:
             listener.commit()
+        if self._on_switch is not None:
+            self._on_switch()
         dropped = []
         if previous and previous not in {self.old, self.target}:
             self.store.drop_collection(previous)
             dropped.append(previous)
         return dropped
+
+    def close(self) -> None:
+        """Release the writer locks."""
+        try:
+            if self._writer is not None:
+                self._writer.release()
+        finally:
+            self._manifest.unlock()

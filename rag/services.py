@@ -27,6 +27,7 @@ from rag.errors import EngineNotReadyError, RagError
 from rag.index.embedding import create_embedder
 from rag.index.keyword import KeywordIndex
 from rag.index.manifest import Manifest
+from rag.index.manifest import active_collection as manifest_active_collection
 from rag.index.store import ChromaStore
 from rag.retrieval.hybrid import Retriever, keyword_folder
 from rag.seams import Embedder, Engine, IndexListener
@@ -54,6 +55,8 @@ class KnowledgeBase:
     keyword: KeywordIndex | None = None
     versions: VersionListener | None = None
     writer: WriterLock | None = None
+    shared: StateDB | None = None
+    """The shared state database (several machines): it also holds the manifest."""
 
     @property
     def listeners(self) -> list[IndexListener]:
@@ -103,7 +106,9 @@ def build_knowledge_base(
         settings.store,
         embedder_id=embedder.model_id if check_embedder else None,
         dimension=lambda: embedder.dimension,
-        collection=collection,
+        # With a shared manifest the store cannot read the active collection itself (a file
+        # manifest it reads and follows): catch_up() switches when a reindex did.
+        collection=collection or (active_collection(settings, shared) if shared else None),
         live=live,
     )
     keyword = build_keyword_index(settings)
@@ -112,7 +117,7 @@ def build_knowledge_base(
     scope = store_scope(settings)
     versions = VersionListener(IndexVersions(shared), scope)
     return KnowledgeBase(
-        embedder, store, keyword, versions, WriterLock(shared, scope, holder_name(writer))
+        embedder, store, keyword, versions, WriterLock(shared, scope, holder_name(writer)), shared
     )
 
 
@@ -129,13 +134,37 @@ def build_index_listeners(settings: Settings) -> list[IndexListener]:
     return [build_keyword_index(settings)]
 
 
-def open_manifest(settings: Settings) -> Manifest:
-    return Manifest(settings.store.manifest_path())
+def open_manifest(settings: Settings, shared: StateDB | None = None) -> Manifest:
+    """The ingest manifest: in the shared state database (``shared``, or the server
+    ``state.url`` names), else the file beside the store."""
+    if shared is not None:
+        return Manifest(shared)
+    db = open_shared_state(settings)
+    if db is None:
+        return Manifest(settings.store.manifest_path())
+    return Manifest(db, owns=True)
+
+
+def manifest_exists(settings: Settings) -> bool:
+    """Whether there is a manifest to read (without creating one): always with a shared
+    state database, else when the file is there."""
+    return settings.store.manifest_path().is_file() or is_shared(settings)
+
+
+def active_collection(settings: Settings, shared: StateDB | None = None) -> str:
+    """The collection queries use (the manifest's pointer, switched by a reindex); never
+    creates a manifest file."""
+    if shared is None and not is_shared(settings):
+        return manifest_active_collection(settings.store)
+    with open_manifest(settings, shared) as manifest:
+        return manifest.active(settings.store.collection)
 
 
 def open_store(settings: Settings, *, collection: str | None = None) -> ChromaStore:
     """The store as it is, without an embedder (statistics): never creates a collection."""
-    return ChromaStore(settings.store, embedder_id=None, collection=collection)
+    return ChromaStore(
+        settings.store, embedder_id=None, collection=collection or active_collection(settings)
+    )
 
 
 def build_retriever(settings: Settings, kb: KnowledgeBase, *, reconcile: bool = True) -> Retriever:
@@ -157,6 +186,12 @@ def build_retriever(settings: Settings, kb: KnowledgeBase, *, reconcile: bool = 
 
 def open_state(settings: Settings) -> StateDB:
     return StateDB(state_url(settings))
+
+
+def is_shared(settings: Settings) -> bool:
+    """Whether ``state.url`` names a database server (several machines), without opening it."""
+    url = settings.state.url
+    return bool(url) and not str(url).startswith("sqlite")
 
 
 def open_shared_state(settings: Settings) -> StateDB | None:
@@ -213,9 +248,14 @@ def build_conversations(settings: Settings, db: StateDB) -> StoredConversations:
     )
 
 
-def catch_up(kb: KnowledgeBase) -> tuple[int, int]:
-    """Bring the BM25 index in step with the store (after another machine's ingest)."""
-    kb.store.refresh()
+def catch_up(kb: KnowledgeBase, settings: Settings | None = None) -> tuple[int, int]:
+    """Bring the BM25 index in step with the store (after another machine's ingest); with
+    ``settings`` and a shared manifest, follow its active collection (another machine's
+    ``rag-ingest reindex`` switched it)."""
+    if settings is not None and kb.shared is not None:
+        kb.store.refresh(active_collection(settings, kb.shared))
+    else:
+        kb.store.refresh()
     if kb.keyword is None:
         return 0, 0
     return kb.keyword.reconcile(kb.store.all_ids(), kb.store.get_chunks)
@@ -299,6 +339,14 @@ class Services:
             self.status, self.detail = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("start-up failed")
 
+    def manifest(self) -> Manifest | None:
+        """The ingest manifest to read (close it after use): the shared one in the state
+        database, else the file beside the store; None before anything was ingested."""
+        if self.db.shared:
+            return Manifest(self.db)
+        path = self.settings.store.manifest_path()
+        return Manifest(path) if path.is_file() else None
+
     def part(self, value: T | None, what: str) -> T:
         """``value`` once it is there; else a 503 saying whether it is loading or failed."""
         if value is not None:
@@ -325,7 +373,7 @@ class Services:
                 now = await asyncio.to_thread(versions.read, scope)
                 if now != seen:
                     started = time.perf_counter()
-                    await asyncio.to_thread(catch_up, kb)
+                    await asyncio.to_thread(catch_up, kb, self.settings)
                     seen = now
                     self.catch_ups += 1
                     self.last_catch_up_s = time.perf_counter() - started

@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from rag.index.manifest import Manifest
 from rag.types import Answer
 from serving.principal import scraper
 
@@ -118,11 +117,13 @@ def _index_stats(state: Any) -> Iterator[GaugeMetricFamily]:
     """What the ingest manifest records for the served collection, whoever ingested it
     (`rag-ingest` or uploads): documents, chunks, and files that failed to ingest."""
     store = state.kb.store if state.kb is not None else None
-    path = state.settings.store.manifest_path()
-    if store is None or not path.is_file():
+    if store is None:
         return
     try:
-        with Manifest(path) as manifest:
+        manifest = state.manifest()
+        if manifest is None:
+            return
+        with manifest:
             stats = manifest.stats(store.name)
     except Exception:  # a scrape never fails because the manifest is busy
         return

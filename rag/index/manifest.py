@@ -1,4 +1,10 @@
-"""The ingest manifest: what is in the index, per document, in SQLite.
+"""The ingest manifest: what is in the index, per document.
+
+Where it lives: an SQLite file beside the store (``store.path/manifest.sqlite``) on one
+machine; in the state database when that is a server several machines share (``state.url``
+names PostgreSQL, issue 25), so ``rag-ingest`` may run from any machine and every replica's
+``/v1/documents`` lists the same documents. Both go through :class:`rag.state.db.StateDB`
+with the same portable SQL.
 
 Tables (all keyed by the Chroma collection, so a reindex can fill a new collection beside
 the old one):
@@ -18,9 +24,11 @@ the old one):
   reader that sees the counter move knows the store may have changed: a running service
   reopens its embedded Chroma client then (:func:`read_generation`).
 
-Every state change is one SQLite transaction, so after a ``kill -9`` at any moment the
-manifest plus the store can be brought back to a consistent state by
-:meth:`Manifest.recover_ids` and the caller deleting what it lists.
+Every state change is one transaction, so after a ``kill -9`` at any moment the manifest
+plus the store can be brought back to a consistent state by :meth:`Manifest.recover_ids`
+and the caller deleting what it lists. One writer at a time: a ``flock`` beside the file
+(:meth:`Manifest.lock`); with a shared database, the advisory lock of
+:class:`rag.state.shared.WriterLock` that every writer takes.
 """
 
 from __future__ import annotations
@@ -28,18 +36,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from types import TracebackType
 from typing import Any
 
 from rag.config import StoreSettings
-from rag.errors import IndexBusyError, StoreError, how_to_run, storage_failure
-from rag.migrations import Migration, add_columns, migrate_sqlite
+from rag.errors import IndexBusyError, RagError, StoreError, how_to_run
+from rag.migrations import Migration, add_columns
+from rag.state.db import StateDB, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -162,26 +170,101 @@ def active_collection(settings: StoreSettings) -> str:
         return manifest.active(settings.collection)
 
 
-def read_generation(db: sqlite3.Connection) -> str | None:
-    """The manifest's write counter on an open connection (None before the first write)."""
-    row = db.execute("SELECT value FROM meta WHERE key = ?", (GENERATION_KEY,)).fetchone()
-    return None if row is None else str(row[0])
+_DOC_COLUMNS = (
+    "doc_id, path, file_hash, version, title, groups, embedder, chunks, pages, size, "
+    "ingested_at, root, state, parent"
+)
+_SELECT_DOCS = f"SELECT {_DOC_COLUMNS} FROM documents WHERE collection = :c"
+
+
+def _row(row: Sequence[Any]) -> DocRecord:
+    (doc_id, path, file_hash, version, title, groups, embedder) = row[:7]
+    (chunks, pages, size, ingested_at, root, state, parent) = row[7:]
+    return DocRecord(
+        doc_id=str(doc_id),
+        path=str(path),
+        file_hash=str(file_hash),
+        version=str(version),
+        title=str(title),
+        groups=tuple(json.loads(groups)),
+        embedder=str(embedder),
+        chunks=int(chunks),
+        pages=int(pages),
+        size=int(size),
+        ingested_at=str(ingested_at),
+        root=str(root),
+        state=str(state),
+        parent=str(parent),
+    )
+
+
+def _upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` (portable: SQLite and PostgreSQL)."""
+    names = ", ".join(columns)
+    values = ", ".join(f":{c}" for c in columns)
+    rest = [c for c in columns if c not in key]
+    action = (
+        "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in rest) if rest else "DO NOTHING"
+    )
+    conflict = ", ".join(key)
+    return f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT ({conflict}) {action}"
+
+
+_PUT_META = _upsert("meta", ("key", "value"), ("key",))
+_PUT_PENDING = _upsert("pending", ("collection", "chunk_id", "doc_id"), ("collection", "chunk_id"))
+_PUT_CHUNK = _upsert("chunks", ("collection", "chunk_id", "doc_id"), ("collection", "chunk_id"))
+_PUT_GARBAGE = _upsert("garbage", ("collection", "chunk_id"), ("collection", "chunk_id"))
+_PUT_FAILURE = _upsert("failures", ("collection", "path", "error", "at"), ("collection", "path"))
+_PUT_DOCUMENT = _upsert(
+    "documents",
+    [
+        "collection",
+        "doc_id",
+        "path",
+        "file_hash",
+        "version",
+        "state",
+        "title",
+        "groups",
+        "embedder",
+        "chunks",
+        "pages",
+        "size",
+        "ingested_at",
+        "root",
+        "parent",
+    ],
+    ("collection", "doc_id"),
+)
+_BUMP = (
+    "INSERT INTO meta (key, value) VALUES (:k, '1') ON CONFLICT (key) "
+    "DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)"
+)
+
+
+def read_generation(tx: Transaction) -> str | None:
+    """The manifest's write counter (None before the first write)."""
+    rows = tx.rows("SELECT value FROM meta WHERE key = :k", {"k": GENERATION_KEY})
+    return str(rows[0][0]) if rows else None
 
 
 class ManifestWatch:
     """Tells a reader (a running service) when another writer changed the index.
 
     :meth:`changed` reads the manifest's ``generation`` counter at most once per
-    ``interval`` seconds on its own read connection (one indexed row: microseconds) and is
-    True once each time the counter moved. Safe to call from several threads.
+    ``interval`` seconds (one indexed row: well under a millisecond) and is True once each
+    time the counter moved. Safe to call from several threads. For the manifest file (an
+    embedded store); with a shared database the replicas follow
+    :class:`rag.state.shared.IndexVersions` instead.
     """
 
     def __init__(self, path: Path, interval: float = 0.25) -> None:
         self._path = path
         self._interval = interval
-        self._db: sqlite3.Connection | None = None
+        self._db: StateDB | None = None
         self._lock = threading.Lock()
         self._checked = time.monotonic()
+        self._seen: str | None = None
         self._seen = self._read()
 
     def _read(self) -> str | None:
@@ -189,14 +272,13 @@ class ManifestWatch:
             if self._db is None:
                 if not self._path.is_file():
                     return None
-                self._db = sqlite3.connect(
-                    str(self._path), timeout=5.0, isolation_level=None, check_same_thread=False
-                )
-            return read_generation(self._db)
-        except sqlite3.Error as exc:
+                self._db = StateDB(f"sqlite:///{self._path}", what="ingest manifest")
+            with self._db.read() as tx:
+                return read_generation(tx)
+        except RagError as exc:
             # A writer mid-migration or a missing table: unchanged for now, asked again soon.
-            log.debug("manifest generation unreadable: %s", exc)
-            return getattr(self, "_seen", None)
+            log.debug("manifest generation unreadable: %s", type(exc).__name__)
+            return self._seen
 
     def changed(self) -> bool:
         if time.monotonic() - self._checked < self._interval:
@@ -218,67 +300,93 @@ class ManifestWatch:
                 self._db = None
 
 
-def _row(row: sqlite3.Row) -> DocRecord:
-    return DocRecord(
-        doc_id=row["doc_id"],
-        path=row["path"],
-        file_hash=row["file_hash"],
-        version=row["version"],
-        title=row["title"],
-        groups=tuple(json.loads(row["groups"])),
-        embedder=row["embedder"],
-        chunks=int(row["chunks"]),
-        pages=int(row["pages"]),
-        size=int(row["size"]),
-        ingested_at=row["ingested_at"],
-        root=row["root"],
-        state=row["state"],
-        parent=row["parent"],
-    )
-
-
 class Manifest:
-    """The SQLite manifest; one connection, used from one thread."""
+    """The manifest in an SQLite file (``Manifest(path)``) or in a shared state database
+    (``Manifest(db)``: :meth:`close` leaves the caller's :class:`StateDB` open unless
+    ``owns``).
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    Methods that change several rows run in one transaction; one called inside another
+    (:meth:`commit_family` calling :meth:`commit`) joins it. Use from one thread.
+    """
+
+    def __init__(self, where: Path | StateDB, *, owns: bool = False) -> None:
+        self._lock_fd: int | None = None
+        self._tx: Transaction | None = None
+        self._owns = owns or not isinstance(where, StateDB)
+        self.path: Path | None = None if isinstance(where, StateDB) else where
+        self.where = where.where if isinstance(where, StateDB) else str(where)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            migrate_sqlite(self._db, "manifest", MIGRATIONS)
-        except sqlite3.Error as exc:
-            raise storage_failure(exc, "ingest manifest", path) or StoreError(
-                f"Cannot open the ingest manifest {path} ({exc}). Check the folder is "
-                "writable; if the file is corrupt, move it away and run "
+            self._db = (
+                where
+                if isinstance(where, StateDB)
+                else StateDB(f"sqlite:///{where}", what="ingest manifest", durable=False)
+            )
+            self._db.migrate("manifest", MIGRATIONS)
+        except RagError as exc:
+            if self._owns and hasattr(self, "_db"):
+                self._db.close()
+            if exc.code != StoreError.code:
+                raise  # disk full, read-only: the typed error says what to do
+            raise StoreError(
+                f"Cannot open the ingest manifest {self.where} ({exc.message}) Check it is "
+                "reachable and writable; if the file is corrupt, move it away and run "
                 f"{how_to_run('rag-ingest sync')}."
             ) from exc
-        self._lock_fd: int | None = None
 
     def __enter__(self) -> Manifest:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
         self.unlock()
-        self._db.close()
+        if self._owns:
+            self._db.close()
+
+    @property
+    def shared(self) -> bool:
+        """Whether the manifest is in a database several machines share."""
+        return self.path is None
+
+    # -- transactions ------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Transaction]:
+        """A write transaction that raises the ``generation`` counter (readers watch it to
+        notice store changes); one opened inside another joins it."""
+        if self._tx is not None:
+            yield self._tx
+            return
+        with self._db.write() as tx:
+            tx.run(_BUMP, {"k": GENERATION_KEY})
+            self._tx = tx
+            try:
+                yield tx
+            finally:
+                self._tx = None
+
+    @contextmanager
+    def _read(self) -> Iterator[Transaction]:
+        if self._tx is not None:
+            yield self._tx
+            return
+        with self._db.read() as tx:
+            yield tx
+
+    def _rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        with self._read() as tx:
+            return tx.rows(sql, params)
 
     # -- one writer at a time -------------------------------------------------------------
 
     def lock(self) -> None:
-        """Take the writer lock (released by the OS if the process dies)."""
+        """Take the writer lock on the manifest file (released by the OS if the process
+        dies). A shared manifest has none here: every writer takes the
+        :class:`rag.state.shared.WriterLock` across machines."""
         import fcntl
 
-        if self._lock_fd is not None:
+        if self._lock_fd is not None or self.path is None:
             return
         fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -291,6 +399,11 @@ class Manifest:
             ) from exc
         self._lock_fd = fd
 
+    @property
+    def locked(self) -> bool:
+        """Whether this manifest holds its file's writer lock."""
+        return self._lock_fd is not None
+
     def unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -299,25 +412,30 @@ class Manifest:
     # -- meta ------------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row["value"])
+        rows = self._rows("SELECT value FROM meta WHERE key = :k", {"k": key})
+        return str(rows[0][0]) if rows else None
 
     def set_meta(self, key: str, value: str | None) -> None:
-        if value is None:
-            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
-        else:
-            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        with self._write() as tx:
+            if value is None:
+                tx.run("DELETE FROM meta WHERE key = :k", {"k": key})
+            else:
+                tx.run(_PUT_META, {"key": key, "value": value})
 
     def active(self, default: str) -> str:
         return self.get_meta(ACTIVE_KEY) or default
 
+    @property
+    def generation(self) -> str | None:
+        """The write counter (raised by every write transaction)."""
+        with self._read() as tx:
+            return read_generation(tx)
+
     # -- documents ---------------------------------------------------------------------------
 
     def document(self, collection: str, doc_id: str) -> DocRecord | None:
-        row = self._db.execute(
-            "SELECT * FROM documents WHERE collection = ? AND doc_id = ?", (collection, doc_id)
-        ).fetchone()
-        return None if row is None else _row(row)
+        rows = self._rows(f"{_SELECT_DOCS} AND doc_id = :d", {"c": collection, "d": doc_id})
+        return _row(rows[0]) if rows else None
 
     def find(self, collection: str, key: str) -> DocRecord | None:
         """A document by id, or by path (as given, or resolved)."""
@@ -325,48 +443,41 @@ class Manifest:
         if found is not None:
             return found
         for path in (key, str(Path(key).expanduser().resolve())):
-            row = self._db.execute(
-                "SELECT * FROM documents WHERE collection = ? AND path = ?", (collection, path)
-            ).fetchone()
-            if row is not None:
-                return _row(row)
+            rows = self._rows(f"{_SELECT_DOCS} AND path = :p", {"c": collection, "p": path})
+            if rows:
+                return _row(rows[0])
         return None
 
     def documents(self, collection: str) -> Iterator[DocRecord]:
-        cursor = self._db.execute(
-            "SELECT * FROM documents WHERE collection = ? ORDER BY path", (collection,)
-        )
-        for row in cursor:
-            yield _row(row)
+        rows = self._rows(f"{_SELECT_DOCS} ORDER BY path", {"c": collection})
+        return (_row(row) for row in rows)
 
     def children(self, collection: str, doc_id: str) -> list[DocRecord]:
         """The attachments stored for a message."""
-        cursor = self._db.execute(
-            "SELECT * FROM documents WHERE collection = ? AND parent = ? ORDER BY path",
-            (collection, doc_id),
+        rows = self._rows(
+            f"{_SELECT_DOCS} AND parent = :d ORDER BY path", {"c": collection, "d": doc_id}
         )
-        return [_row(row) for row in cursor]
+        return [_row(row) for row in rows]
 
     def chunk_ids(self, collection: str, doc_id: str) -> list[str]:
-        rows = self._db.execute(
-            "SELECT chunk_id FROM chunks WHERE collection = ? AND doc_id = ? ORDER BY chunk_id",
-            (collection, doc_id),
+        rows = self._rows(
+            "SELECT chunk_id FROM chunks WHERE collection = :c AND doc_id = :d ORDER BY chunk_id",
+            {"c": collection, "d": doc_id},
         )
-        return [str(r["chunk_id"]) for r in rows]
+        return [str(r[0]) for r in rows]
 
     def all_chunk_ids(self, collection: str) -> list[str]:
-        rows = self._db.execute("SELECT chunk_id FROM chunks WHERE collection = ?", (collection,))
-        return [str(r["chunk_id"]) for r in rows]
+        rows = self._rows("SELECT chunk_id FROM chunks WHERE collection = :c", {"c": collection})
+        return [str(r[0]) for r in rows]
 
     # -- the write protocol --------------------------------------------------------------------
 
     def begin(self, collection: str, doc_id: str, chunk_ids: Sequence[str]) -> None:
         """Record the intent to write these chunks (before the store write)."""
-        with self._tx():
-            self._db.executemany(
-                "INSERT OR REPLACE INTO pending (collection, chunk_id, doc_id) VALUES (?, ?, ?)",
-                [(collection, cid, doc_id) for cid in chunk_ids],
-            )
+        with self._write() as tx:
+            if chunk_ids:
+                row = {"collection": collection, "doc_id": doc_id}
+                tx.run(_PUT_PENDING, [{**row, "chunk_id": c} for c in chunk_ids])
 
     def commit(self, collection: str, record: DocRecord, chunk_ids: Sequence[str]) -> list[str]:
         """Mark a document done with these chunks (after the store write).
@@ -375,51 +486,59 @@ class Manifest:
         ``garbage`` until :meth:`clear_garbage`.
         """
         new = set(chunk_ids)
-        with self._tx():
+        key = {"c": collection, "d": record.doc_id}
+        with self._write() as tx:
             old = self.chunk_ids(collection, record.doc_id)
             stale = [cid for cid in old if cid not in new]
-            self._db.execute(
-                "DELETE FROM chunks WHERE collection = ? AND doc_id = ?",
-                (collection, record.doc_id),
+            tx.run("DELETE FROM chunks WHERE collection = :c AND doc_id = :d", key)
+            if chunk_ids:
+                tx.run(
+                    _PUT_CHUNK,
+                    [
+                        {"collection": collection, "chunk_id": c, "doc_id": record.doc_id}
+                        for c in chunk_ids
+                    ],
+                )
+            self._collect(tx, collection, stale)
+            tx.run("DELETE FROM pending WHERE collection = :c AND doc_id = :d", key)
+            tx.run(
+                _PUT_DOCUMENT,
+                {
+                    "collection": collection,
+                    "doc_id": record.doc_id,
+                    "path": record.path,
+                    "file_hash": record.file_hash,
+                    "version": record.version,
+                    "state": "done",
+                    "title": record.title,
+                    "groups": json.dumps(list(record.groups)),
+                    "embedder": record.embedder,
+                    "chunks": len(chunk_ids),
+                    "pages": record.pages,
+                    "size": record.size,
+                    "ingested_at": record.ingested_at,
+                    "root": record.root,
+                    "parent": record.parent,
+                },
             )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO chunks (collection, chunk_id, doc_id) VALUES (?, ?, ?)",
-                [(collection, cid, record.doc_id) for cid in chunk_ids],
-            )
-            self._db.executemany(
-                "INSERT OR IGNORE INTO garbage (collection, chunk_id) VALUES (?, ?)",
-                [(collection, cid) for cid in stale],
-            )
-            self._db.execute(
-                "DELETE FROM pending WHERE collection = ? AND doc_id = ?",
-                (collection, record.doc_id),
-            )
-            self._db.execute(
-                "INSERT OR REPLACE INTO documents (collection, doc_id, path, file_hash, "
-                "version, state, title, groups, embedder, chunks, pages, size, ingested_at, "
-                "root, parent) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    collection,
-                    record.doc_id,
-                    record.path,
-                    record.file_hash,
-                    record.version,
-                    record.title,
-                    json.dumps(list(record.groups)),
-                    record.embedder,
-                    len(chunk_ids),
-                    record.pages,
-                    record.size,
-                    record.ingested_at,
-                    record.root,
-                    record.parent,
-                ),
-            )
-            self._db.execute(
-                "DELETE FROM failures WHERE collection = ? AND path = ?",
-                (collection, record.path),
+            tx.run(
+                "DELETE FROM failures WHERE collection = :c AND path = :p",
+                {"c": collection, "p": record.path},
             )
         return stale
+
+    @staticmethod
+    def _collect(tx: Transaction, collection: str, chunk_ids: Sequence[str]) -> None:
+        """Move chunk ids to ``garbage`` (deleted from the store, then from there)."""
+        if chunk_ids:
+            tx.run(_PUT_GARBAGE, [{"collection": collection, "chunk_id": c} for c in chunk_ids])
+
+    @staticmethod
+    def _forget_attachment_failures(tx: Transaction, collection: str, path: str) -> None:
+        tx.run(
+            "DELETE FROM failures WHERE collection = :c AND substr(path, 1, :n) = :p",
+            {"c": collection, "n": len(path) + 1, "p": path + "#"},
+        )
 
     def commit_family(
         self,
@@ -434,43 +553,31 @@ class Manifest:
         """
         record, ids = parent
         keep = {child.doc_id for child, _ in children}
-        with self._tx():
+        with self._write() as tx:
             stale = self.commit(collection, record, ids)
             for child, child_ids in children:
                 stale += self.commit(collection, child, child_ids)
             for old in self.children(collection, record.doc_id):
                 if old.doc_id not in keep:
                     stale += self.remove(collection, old.doc_id)
-            self._db.execute(
-                "DELETE FROM failures WHERE collection = ? AND substr(path, 1, ?) = ?",
-                (collection, len(record.path) + 1, record.path + "#"),
-            )
+            self._forget_attachment_failures(tx, collection, record.path)
         return stale
 
     def remove(self, collection: str, doc_id: str) -> list[str]:
         """Forget a document (and its attachments); their chunk ids move to ``garbage`` and
         are returned."""
-        with self._tx():
+        key = {"c": collection, "d": doc_id}
+        with self._write() as tx:
             ids: list[str] = []
             for child in self.children(collection, doc_id):
                 ids += self.remove(collection, child.doc_id)
             record = self.document(collection, doc_id)
             if record is not None:
-                self._db.execute(
-                    "DELETE FROM failures WHERE collection = ? AND substr(path, 1, ?) = ?",
-                    (collection, len(record.path) + 1, record.path + "#"),
-                )
+                self._forget_attachment_failures(tx, collection, record.path)
             ids += self.chunk_ids(collection, doc_id)
-            self._db.executemany(
-                "INSERT OR IGNORE INTO garbage (collection, chunk_id) VALUES (?, ?)",
-                [(collection, cid) for cid in ids],
-            )
-            self._db.execute(
-                "DELETE FROM chunks WHERE collection = ? AND doc_id = ?", (collection, doc_id)
-            )
-            self._db.execute(
-                "DELETE FROM documents WHERE collection = ? AND doc_id = ?", (collection, doc_id)
-            )
+            self._collect(tx, collection, ids)
+            tx.run("DELETE FROM chunks WHERE collection = :c AND doc_id = :d", key)
+            tx.run("DELETE FROM documents WHERE collection = :c AND doc_id = :d", key)
         return ids
 
     def recover_ids(self, collection: str) -> list[str]:
@@ -480,80 +587,84 @@ class Manifest:
         interrupted cleanup's (``garbage``). Delete them from the store, then call
         :meth:`clear_garbage` with them.
         """
-        with self._tx():
-            self._db.execute(
-                "INSERT OR IGNORE INTO garbage (collection, chunk_id) "
-                "SELECT p.collection, p.chunk_id FROM pending p WHERE p.collection = ? AND "
-                "NOT EXISTS (SELECT 1 FROM chunks c WHERE c.collection = p.collection "
-                "AND c.chunk_id = p.chunk_id)",
-                (collection,),
+        with self._write() as tx:
+            tx.run(
+                "INSERT INTO garbage (collection, chunk_id) "
+                "SELECT p.collection, p.chunk_id FROM pending p WHERE p.collection = :c AND "
+                "NOT EXISTS (SELECT 1 FROM chunks k WHERE k.collection = p.collection "
+                "AND k.chunk_id = p.chunk_id) ON CONFLICT (collection, chunk_id) DO NOTHING",
+                {"c": collection},
             )
-            self._db.execute("DELETE FROM pending WHERE collection = ?", (collection,))
-        rows = self._db.execute(
-            "SELECT chunk_id FROM garbage WHERE collection = ? ORDER BY chunk_id", (collection,)
-        )
-        return [str(r["chunk_id"]) for r in rows]
+            tx.run("DELETE FROM pending WHERE collection = :c", {"c": collection})
+            rows = tx.rows(
+                "SELECT chunk_id FROM garbage WHERE collection = :c ORDER BY chunk_id",
+                {"c": collection},
+            )
+        return [str(r[0]) for r in rows]
 
     def clear_garbage(self, collection: str, chunk_ids: Sequence[str]) -> None:
-        with self._tx():
-            self._db.executemany(
-                "DELETE FROM garbage WHERE collection = ? AND chunk_id = ?",
-                [(collection, cid) for cid in chunk_ids],
-            )
+        with self._write() as tx:
+            if chunk_ids:
+                tx.run(
+                    "DELETE FROM garbage WHERE collection = :c AND chunk_id = :i",
+                    [{"c": collection, "i": cid} for cid in chunk_ids],
+                )
+
+    _OPEN_WORK = (
+        "SELECT (SELECT COUNT(*) FROM pending WHERE collection = :c) + "
+        "(SELECT COUNT(*) FROM garbage WHERE collection = :c)"
+    )
 
     def open_work(self, collection: str) -> int:
         """How many chunk ids are pending or garbage (0 when consistent)."""
-        row = self._db.execute(
-            "SELECT (SELECT COUNT(*) FROM pending WHERE collection = ?) + "
-            "(SELECT COUNT(*) FROM garbage WHERE collection = ?) AS n",
-            (collection, collection),
-        ).fetchone()
-        return int(row["n"])
+        [(n,)] = self._rows(self._OPEN_WORK, {"c": collection})
+        return int(n)
 
     # -- failures ----------------------------------------------------------------------------
 
     def record_failure(self, collection: str, path: str, error: str, at: str) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO failures (collection, path, error, at) VALUES (?, ?, ?, ?)",
-            (collection, path, error, at),
-        )
+        with self._write() as tx:
+            tx.run(_PUT_FAILURE, {"collection": collection, "path": path, "error": error, "at": at})
 
     def failures(self, collection: str) -> list[tuple[str, str, str]]:
-        rows = self._db.execute(
-            "SELECT path, error, at FROM failures WHERE collection = ? ORDER BY path",
-            (collection,),
+        rows = self._rows(
+            "SELECT path, error, at FROM failures WHERE collection = :c ORDER BY path",
+            {"c": collection},
         )
-        return [(str(r["path"]), str(r["error"]), str(r["at"])) for r in rows]
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     def forget_failure(self, collection: str, path: str) -> None:
-        self._db.execute(
-            "DELETE FROM failures WHERE collection = ? AND path = ?", (collection, path)
-        )
+        with self._write() as tx:
+            tx.run(
+                "DELETE FROM failures WHERE collection = :c AND path = :p",
+                {"c": collection, "p": path},
+            )
 
     # -- statistics and the collection switch ------------------------------------------------
 
     def stats(self, collection: str) -> dict[str, int]:
-        row = self._db.execute(
-            "SELECT COUNT(*) AS documents, COALESCE(SUM(chunks), 0) AS chunks, "
-            "COALESCE(SUM(pages), 0) AS pages, COALESCE(SUM(size), 0) AS bytes "
-            "FROM documents WHERE collection = ?",
-            (collection,),
-        ).fetchone()
-        failed = self._db.execute(
-            "SELECT COUNT(*) AS n FROM failures WHERE collection = ?", (collection,)
-        ).fetchone()
+        with self._read() as tx:
+            [(documents, chunks, pages, size)] = tx.rows(
+                "SELECT COUNT(*), COALESCE(SUM(chunks), 0), COALESCE(SUM(pages), 0), "
+                "COALESCE(SUM(size), 0) FROM documents WHERE collection = :c",
+                {"c": collection},
+            )
+            [(failed,)] = tx.rows(
+                "SELECT COUNT(*) FROM failures WHERE collection = :c", {"c": collection}
+            )
+            [(unfinished,)] = tx.rows(self._OPEN_WORK, {"c": collection})
         return {
-            "documents": int(row["documents"]),
-            "chunks": int(row["chunks"]),
-            "pages": int(row["pages"]),
-            "bytes": int(row["bytes"]),
-            "failed": int(failed["n"]),
-            "unfinished": self.open_work(collection),
+            "documents": int(documents),
+            "chunks": int(chunks),
+            "pages": int(pages),
+            "bytes": int(size),
+            "failed": int(failed),
+            "unfinished": int(unfinished),
         }
 
     def switch(self, new: str, old: str) -> None:
         """Make ``new`` the active collection and forget ``old``'s rows, in one transaction."""
-        with self._tx():
+        with self._write():
             self.set_meta(ACTIVE_KEY, new)
             self.set_meta(PREVIOUS_KEY, old)
             self.set_meta(REINDEX_KEY, None)
@@ -561,42 +672,6 @@ class Manifest:
 
     def forget(self, collection: str) -> None:
         """Drop every row of a collection (after a switch, or an abandoned reindex)."""
-        with self._tx():
+        with self._write() as tx:
             for table in ("documents", "chunks", "pending", "garbage", "failures"):
-                self._db.execute(f"DELETE FROM {table} WHERE collection = ?", (collection,))
-
-    def _tx(self) -> _Transaction:
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error), raising the
-    ``generation`` counter; an inner one joins the outer transaction."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-        self._outer = False
-
-    def __enter__(self) -> None:
-        self._outer = not self._db.in_transaction
-        if self._outer:
-            self._db.execute("BEGIN IMMEDIATE")
-            # Readers (a running service) watch this counter to notice store changes.
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT(key) "
-                "DO UPDATE SET value = CAST(value AS INTEGER) + 1",
-                (GENERATION_KEY,),
-            )
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self._outer:
-            return
-        if exc_type is None:
-            self._db.execute("COMMIT")
-        else:
-            self._db.execute("ROLLBACK")
+                tx.run(f"DELETE FROM {table} WHERE collection = :c", {"c": collection})

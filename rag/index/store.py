@@ -231,6 +231,9 @@ class ChromaStore:
             ManifestWatch(settings.manifest_path()) if live and settings.mode != "http" else None
         )
         self._reopen = threading.Lock()
+        # Live on the manifest file, without a collection named: follow the active pointer
+        # (a reindex switched it) each time another writer's change reopens the store.
+        self._follow = self._watch is not None and collection is None
         self._client = _client(settings)
         self.name = collection or active_collection(settings)
         self._current = self._open(self.name, embedder_id, dimension)
@@ -242,12 +245,21 @@ class ChromaStore:
             self.refresh()
         return self._current
 
-    def refresh(self) -> None:
-        """Open the collection again from disk (another process wrote to it)."""
+    def refresh(self, collection: str | None = None) -> None:
+        """Open the collection again from disk (another process wrote to it); with
+        ``collection``, that one (another machine's reindex switched the active one)."""
+        if collection is None and self._follow:
+            from rag.index.manifest import active_collection
+
+            try:
+                collection = active_collection(self._settings)
+            except StoreError as exc:
+                log.warning("active collection unreadable (%s): keeping %s", exc.code, self.name)
+        name = collection or self.name
         with self._reopen:
             try:
                 client = _client(self._settings, fresh=True)
-                current = client.get_collection(self.name, embedding_function=None)
+                current = client.get_collection(name, embedding_function=None)
             except Exception as exc:
                 log.warning(
                     "store changed on disk but could not be reopened (%s); serving the "
@@ -255,7 +267,9 @@ class ChromaStore:
                     type(exc).__name__,
                 )
                 return
-            self._client, self._current = client, current
+            if name != self.name:
+                log.info("store switched from collection %s to %s", self.name, name)
+            self._client, self._current, self.name = client, current, name
             log.info("store reopened: another writer changed collection %s", self.name)
 
     def close(self) -> None:

@@ -15,6 +15,8 @@ starting together apply each step once.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -57,12 +59,19 @@ class Transaction:
 class StateDB:
     """One SQLAlchemy engine for ``url``; :meth:`read` and :meth:`write` give transactions."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, what: str = "state database", durable: bool = True) -> None:
+        """``what`` names the database in error messages. ``durable=False`` (SQLite only:
+        the ingest manifest, whose last transactions a rerun redoes) skips the sync to disk
+        at each commit: an application crash still loses nothing, a power cut may lose the
+        last commits."""
         self.url = url
+        self.what = what
         try:
             parsed = sa.make_url(url)
             self.dialect = parsed.get_backend_name()
             self.where = parsed.render_as_string(hide_password=True)
+            if self.dialect == "sqlite" and parsed.database:
+                self.where = parsed.database  # the file, as people know it
             options: dict[str, Any] = {}
             if self.dialect == "sqlite":
                 if parsed.database and parsed.database != ":memory:":
@@ -83,12 +92,12 @@ class StateDB:
         except OSError as e:
             raise self._failure(e) from e
         if self.dialect == "sqlite":
-            event.listen(self._engine, "connect", _sqlite_connect)
+            event.listen(self._engine, "connect", _sqlite_durable if durable else _sqlite_connect)
             event.listen(self._engine, "begin", _sqlite_begin)
 
     def _failure(self, e: BaseException) -> StoreError:
-        return storage_failure(e, "state database", self.where) or StoreError(
-            f"The state database {self.where} failed ({type(e).__name__}: {e}). Check it is "
+        return storage_failure(e, self.what, self.where) or StoreError(
+            f"The {self.what} {self.where} failed ({type(e).__name__}: {e}). Check it is "
             "reachable and writable (state.url, paths.data_dir), then retry."
         )
 
@@ -184,10 +193,25 @@ class Lease:
             conn.close()
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_durable(dbapi_connection: Any, _record: Any) -> None:
     # The driver must not begin transactions on its own: _sqlite_begin does it explicitly.
     dbapi_connection.isolation_level = None
-    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    # Switching a new file to WAL needs it to itself, and SQLite does not wait for that (no
+    # busy handler): several processes opening it at once retry for up to the busy timeout.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_durable(dbapi_connection, record)
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:

@@ -93,6 +93,10 @@ class WriterLock:
         self._holder = holder
         self._lease: Lease | None = None
 
+    @property
+    def held(self) -> bool:
+        return self._lease is not None
+
     def acquire(self) -> None:
         """Take the lock, or raise :class:`IndexBusyError` naming who holds it."""
         if self._lease is not None:

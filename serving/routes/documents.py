@@ -23,7 +23,8 @@ from fastapi import Path as PathParam
 
 from rag.config import Settings
 from rag.errors import BadRequestError, ForbiddenError, IngestError, NotFoundError
-from rag.index.manifest import DocRecord, Manifest
+from rag.index.manifest import DocRecord
+from rag.services import Services
 from rag.types import Principal
 from serving.apidocs import route_error
 from serving.deps import (
@@ -32,6 +33,7 @@ from serving.deps import (
     Ingester,
     KnowledgeBaseDep,
     Reader,
+    ServicesDep,
     SettingsDep,
     Uploader,
     UploadsDep,
@@ -60,16 +62,16 @@ DocId = Annotated[
 router = APIRouter(tags=["documents"])
 
 
-def _records(settings: Settings, collection: str) -> list[DocRecord]:
-    path = settings.store.manifest_path()
-    if not path.is_file():
+def _records(services: Services, collection: str) -> list[DocRecord]:
+    manifest = services.manifest()
+    if manifest is None:
         return []
-    with Manifest(path) as manifest:
+    with manifest:
         return list(manifest.documents(collection))
 
 
-def _visible(settings: Settings, collection: str, caller: Principal, doc_id: str) -> DocRecord:
-    for record in _records(settings, collection):
+def _visible(services: Services, collection: str, caller: Principal, doc_id: str) -> DocRecord:
+    for record in _records(services, collection):
         if record.doc_id == doc_id and can_read(caller, record.groups):
             return record
     raise NotFoundError(
@@ -140,12 +142,12 @@ def upload_groups(
 async def list_documents(
     caller: Reader,
     kb: KnowledgeBaseDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     offset: Annotated[int, Query(ge=0, description="Skip this many documents.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
 ) -> DocumentPage:
     """Only documents in the caller's access groups are listed or counted."""
-    records = await asyncio.to_thread(_records, settings, kb.store.name)
+    records = await asyncio.to_thread(_records, services, kb.store.name)
     mine = [r for r in records if can_read(caller, r.groups)]
     page = [DocumentOut.of(r) for r in mine[offset : offset + limit]]
     return DocumentPage(documents=page, total=len(mine), offset=offset, limit=limit)
@@ -159,10 +161,10 @@ async def list_documents(
     responses={404: {"model": ErrorResponse}},
 )
 async def get_document(
-    caller: Reader, kb: KnowledgeBaseDep, settings: SettingsDep, doc_id: DocId
+    caller: Reader, kb: KnowledgeBaseDep, services: ServicesDep, doc_id: DocId
 ) -> DocumentOut:
     """A document outside the caller's groups is a 404, like one that does not exist."""
-    record = await asyncio.to_thread(_visible, settings, kb.store.name, caller, doc_id)
+    record = await asyncio.to_thread(_visible, services, kb.store.name, caller, doc_id)
     return DocumentOut.of(record)
 
 
@@ -276,14 +278,14 @@ async def delete_document(
     caller: Ingester,
     kb: KnowledgeBaseDep,
     uploads: UploadsDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     doc_id: DocId,
 ) -> DeleteResult:
     """Removes the document's passages from both the vector and the keyword index and
     from the manifest. Needs the `ingest` scope and read access to the document. The
     file itself is not touched: if it is still in a synced folder, the next
     `rag-ingest sync` adds it back."""
-    record = await asyncio.to_thread(_visible, settings, kb.store.name, caller, doc_id)
+    record = await asyncio.to_thread(_visible, services, kb.store.name, caller, doc_id)
     result = await uploads.delete(record.doc_id)
     return DeleteResult(doc_id=record.doc_id, chunks=result.chunks)
 

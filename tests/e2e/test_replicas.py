@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,16 +79,18 @@ class Deployment:
                 stop_group(r.proc, sig)
                 r.proc = None
 
-    def ingest(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """The real CLI on a machine of its own (its own manifest and BM25 folders)."""
+    def ingest(self, *args: str, machine: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """The real CLI on a machine of its own (its own store and BM25 folders; the
+        manifest is in the shared state): the ingest machine, or another ``machine``."""
+        folder = machine or self.ingest_folder
         return subprocess.run(
             [sys.executable, "-m", "ingest.cli", *args, "--json"],
             capture_output=True,
             text=True,
             env={
                 **self.env,
-                "RAG_STORE__PATH": str(self.ingest_folder / "store"),
-                "RAG_PATHS__DATA_DIR": str(self.ingest_folder),
+                "RAG_STORE__PATH": str(folder / "store"),
+                "RAG_PATHS__DATA_DIR": str(folder),
             },
             cwd=REPO,
             timeout=300,
@@ -280,6 +282,103 @@ def test_a_document_ingested_while_they_run_is_found_by_both(
     for r in deployment.replicas:  # dense search reads the Chroma server itself
         hits = retrieve(r.base, "Where do we gather during a fire drill?", secret, "dense")
         assert any(h["source"].endswith("drills.md") for h in hits.json()["hits"])
+
+
+class Keys:
+    """A caller's key, replaced by a new one before the rate limit (``BURST``) runs out."""
+
+    def __init__(self, deployment: Deployment, name: str) -> None:
+        self._deployment, self._name, self._used, self._secret = deployment, name, 0, ""
+
+    def __str__(self) -> str:
+        if self._used % (BURST - 5) == 0:
+            _, self._secret = self._deployment.key(self._name)
+        self._used += 1
+        return self._secret
+
+
+def listed(base: str, key: object) -> dict[str, Any]:
+    page = httpx.get(
+        f"{base}/v1/documents",
+        params={"limit": 500},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert page.status_code == 200, page.text
+    result: dict[str, Any] = page.json()
+    return result
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_any_machine_ingests_and_every_replica_lists_the_same_documents(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The manifest is in the shared state: what one ingest machine added, another lists and
+    deletes, and both replicas' ``/v1/documents`` show it (before, each listed its own)."""
+    secret = Keys(deployment, "lister")
+    on_ingest = [json.loads(x) for x in deployment.ingest("list").stdout.splitlines()]
+    second = tmp_path / "second-ingest-machine"
+    second.mkdir()
+    on_second = [
+        json.loads(x) for x in deployment.ingest("list", machine=second).stdout.splitlines()
+    ]
+    assert on_second == on_ingest and len(on_ingest) >= 10
+    for r in deployment.replicas:
+        assert listed(r.base, secret)["total"] == len(on_ingest)
+
+    doc = tmp_path / "lockers.md"
+    doc.write_text(
+        "# Lockers\n\nDay lockers on floor 3 open with the Quillfeather badge.\n", encoding="utf-8"
+    )
+    added = deployment.ingest("add", str(doc), machine=second)
+    assert added.returncode == 0, added.stdout + added.stderr
+    [event] = [json.loads(x) for x in added.stdout.splitlines() if '"event": "file"' in x]
+    for r in deployment.replicas:
+        page = listed(r.base, secret)
+        assert page["total"] == len(on_ingest) + 1
+        assert event["doc_id"] in {d["doc_id"] for d in page["documents"]}
+
+    def found(r: Replica) -> bool:
+        hits = retrieve(r.base, "Quillfeather badge", str(secret)).json()["hits"]
+        return any(h["source"].endswith("lockers.md") for h in hits)
+
+    assert all(wait_for(lambda r=r: found(r)) for r in deployment.replicas)
+    # Deleted from the first ingest machine, which never saw the file added.
+    gone = deployment.ingest("delete", event["doc_id"])
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert all(wait_for(lambda r=r: not found(r)) for r in deployment.replicas)
+    for r in deployment.replicas:
+        assert listed(r.base, secret)["total"] == len(on_ingest)
+
+
+def test_a_reindex_on_any_machine_is_followed_by_every_replica(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """``rag-ingest reindex`` fills a new collection, switches the shared pointer and raises
+    the store's version: each replica moves to the new collection without a restart (the
+    old collection's manifest rows are gone, so a replica left behind would list none)."""
+    secret = Keys(deployment, "reindexer")
+    before = listed(deployment.replicas[0].base, secret)["total"]
+    third = tmp_path / "third-ingest-machine"
+    third.mkdir()
+    done = deployment.ingest("reindex", machine=third)
+    assert done.returncode == 0, done.stdout + done.stderr
+    switched = json.loads(done.stdout.splitlines()[-1])
+    assert switched["event"] == "switched" and switched["active"] != switched["previous"]
+    for r in deployment.replicas:
+        assert wait_for(lambda r=r: listed(r.base, secret)["total"] == before), r.name
+        hits = retrieve(r.base, "Where do I connect to the VPN?", str(secret), "hybrid").json()
+        assert hits["hits"], f"{r.name} finds nothing after the switch"
+    stats = json.loads(deployment.ingest("stats").stdout.splitlines()[-1])
+    assert stats["collection"] == switched["active"]
 
 
 def test_a_second_writer_is_told_who_is_writing(deployment: Deployment) -> None:

@@ -4,6 +4,7 @@ IndexListener seam, sync and delete, access groups, and reindex with another mod
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,7 @@ def test_another_model_is_refused_and_reindex_switches_when_complete(
     make_settings: Any, embedder: Any, tmp_path: Path
 ) -> None:
     from ingest.reindex import Reindex
-    from rag.errors import EmbedderMismatchError
+    from rag.errors import EmbedderMismatchError, IndexBusyError
     from rag.index.manifest import Manifest, active_collection
     from rag.index.store import ChromaStore
 
@@ -169,17 +170,28 @@ def test_another_model_is_refused_and_reindex_switches_when_complete(
     new_model = Renamed(embedder, "builtin:use-multilingual-v3@v2")
     with pytest.raises(EmbedderMismatchError, match="rag-ingest reindex"):
         ChromaStore(settings.store, embedder_id=new_model.model_id, dimension=512)
+    # A running server's store (live, no collection named) follows the switch, no restart.
+    serving = ChromaStore(settings.store, embedder_id=None, live=True)
 
     rec = Recorder()
     with Manifest(settings.store.manifest_path()) as manifest:
         job = Reindex(settings, new_model, manifest, listeners=[rec])
+        other = Manifest(settings.store.manifest_path())
+        with other, pytest.raises(IndexBusyError):  # the writer lock is held until close()
+            other.lock()
         assert job.old == "knowledge" and job.target != job.old
         results = list(job.run())
         assert [r.status for r in results] == ["added", "added"]
         # Built but not switched: queries still go to the old collection.
         assert active_collection(settings.store) == "knowledge"
+        time.sleep(0.3)  # past the watch's interval
+        assert serving.count() == 2 and serving.name == "knowledge"
         job.switch()
+        job.close()
     assert active_collection(settings.store) == job.target
+    time.sleep(0.3)
+    assert serving.count() == 2 and serving.name == job.target
+    serving.close()
     store = ChromaStore(settings.store, embedder_id=new_model.model_id, dimension=512)
     assert store.name == job.target and store.count() == 2
     with Manifest(settings.store.manifest_path()) as manifest:

@@ -1,13 +1,30 @@
-"""The manifest's write protocol, on a real SQLite file."""
+"""The manifest's write protocol, on a real SQLite file and in a real PostgreSQL database
+(the shared state of several machines: the same SQL through :class:`StateDB`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from rag.errors import StoreError
 from rag.index.manifest import DocRecord, Manifest
+from rag.state.db import StateDB
+from tests.postgres_server import PostgresServer
+
+Opener = Callable[[], Manifest]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens the same manifest each call (a later run, another machine)."""
+    if request.param == "sqlite":
+        yield lambda: Manifest(tmp_path / "m.sqlite")
+        return
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    url = server.create_database()
+    yield lambda: Manifest(StateDB(url), owns=True)
 
 
 def record(doc_id: str, version: str = "v1") -> DocRecord:
@@ -26,8 +43,8 @@ def record(doc_id: str, version: str = "v1") -> DocRecord:
     )
 
 
-def test_commit_replaces_a_version_and_leaves_the_old_ids_as_garbage(tmp_path: Path) -> None:
-    with Manifest(tmp_path / "m.sqlite") as m:
+def test_commit_replaces_a_version_and_leaves_the_old_ids_as_garbage(opener: Opener) -> None:
+    with opener() as m:
         m.begin("c", "d1", ["d1:a:0", "d1:a:1"])
         assert m.commit("c", record("d1"), ["d1:a:0", "d1:a:1"]) == []
         assert m.open_work("c") == 0
@@ -48,13 +65,12 @@ def test_commit_replaces_a_version_and_leaves_the_old_ids_as_garbage(tmp_path: P
         }
 
 
-def test_an_interrupted_write_is_recovered_as_garbage(tmp_path: Path) -> None:
-    path = tmp_path / "m.sqlite"
-    with Manifest(path) as m:
+def test_an_interrupted_write_is_recovered_as_garbage(opener: Opener) -> None:
+    with opener() as m:
         m.begin("c", "d1", ["d1:a:0"])
         m.commit("c", record("d1"), ["d1:a:0"])
         m.begin("c", "d2", ["d2:a:0", "d2:a:1"])  # then the process dies
-    with Manifest(path) as m:  # the next run
+    with opener() as m:  # the next run
         assert m.document("c", "d2") is None
         assert m.recover_ids("c") == ["d2:a:0", "d2:a:1"]
         m.clear_garbage("c", ["d2:a:0", "d2:a:1"])
@@ -62,8 +78,8 @@ def test_an_interrupted_write_is_recovered_as_garbage(tmp_path: Path) -> None:
         assert m.all_chunk_ids("c") == ["d1:a:0"]
 
 
-def test_remove_find_failures_and_the_collection_switch(tmp_path: Path) -> None:
-    with Manifest(tmp_path / "m.sqlite") as m:
+def test_remove_find_failures_and_the_collection_switch(opener: Opener) -> None:
+    with opener() as m:
         m.commit("old", record("d1"), ["d1:a:0"])
         m.record_failure("old", "/kb/bad.pdf", "bad.pdf: truncated", "t")
         assert m.find("old", "/kb/d1.md") == m.find("old", "d1")
@@ -77,6 +93,25 @@ def test_remove_find_failures_and_the_collection_switch(tmp_path: Path) -> None:
         assert m.find("new", "d1") is None
 
 
+def test_every_write_raises_the_generation_and_a_failed_one_changes_nothing(
+    opener: Opener,
+) -> None:
+    """Readers watch the counter to notice store changes; a transaction that fails half-way
+    (here: a document row that cannot be encoded) leaves no row and no count behind."""
+    with opener() as m, opener() as other:
+        assert m.generation is None
+        m.begin("c", "d1", ["d1:a:0"])
+        first = other.generation
+        m.commit("c", record("d1"), ["d1:a:0"])
+        assert first is not None and int(str(other.generation)) == int(first) + 1
+        bad = record("d2")
+        object.__setattr__(bad, "groups", (object(),))  # json.dumps fails inside the commit
+        with pytest.raises(TypeError):
+            m.commit("c", bad, ["d2:a:0"])
+        assert other.generation == str(int(first) + 1)
+        assert other.chunk_ids("c", "d2") == [] and other.document("c", "d2") is None
+
+
 def test_one_writer_at_a_time(tmp_path: Path) -> None:
     with Manifest(tmp_path / "m.sqlite") as first, Manifest(tmp_path / "m.sqlite") as second:
         first.lock()
@@ -86,7 +121,7 @@ def test_one_writer_at_a_time(tmp_path: Path) -> None:
         second.lock()
 
 
-def test_a_message_and_its_attachments_commit_and_go_together(tmp_path: Path) -> None:
+def test_a_message_and_its_attachments_commit_and_go_together(opener: Opener) -> None:
     from dataclasses import replace
 
     mail = replace(record("m"), path="/kb/m.eml")
@@ -95,7 +130,7 @@ def test_a_message_and_its_attachments_commit_and_go_together(tmp_path: Path) ->
         path = f"/kb/m.eml#attachment/{name}"
         return replace(record(name, version), path=path, parent="m")
 
-    with Manifest(tmp_path / "m.sqlite") as m:
+    with opener() as m:
         m.record_failure("c", "/kb/m.eml#attachment/bad.pdf", "broken", "t")
         m.commit_family("c", (mail, ["m:0"]), [(child("a"), ["a:0"]), (child("b"), ["b:0"])])
         assert [d.doc_id for d in m.children("c", "m")] == ["a", "b"]
