@@ -1,7 +1,7 @@
 """Retrieval benchmark at 100K chunks: hybrid search with a group filter, and HNSW recall.
 
     PYTHONPATH=. .venv/bin/python bench/retrieval.py [--chunks 100000] [--dim 512] [--workdir DIR]
-        [--chroma HOST:PORT]
+        [--chroma HOST:PORT [--in-process-rebuild]]
 
 ``--chroma``: the store is a Chroma server (``chroma run``), as a replica of several sees it
 (dense search over HTTP; the BM25 index local). Then also measured: a replica's catch-up
@@ -107,6 +107,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/rag-bench-retrieval"))
     parser.add_argument("--dim", type=int, default=DIM, help="vector size (USE 512, MiniLM 384)")
     parser.add_argument("--chroma", help="HOST:PORT of a Chroma server (a replica's store)")
+    parser.add_argument(
+        "--in-process-rebuild",
+        action="store_true",
+        help="rebuild BM25 in the searching process (before: the service now uses a worker)",
+    )
     args = parser.parse_args()
     globals()["DIM"] = args.dim
     from rag.deploy.offline import OFFLINE_ENV
@@ -131,7 +136,9 @@ def main() -> None:
     chunks, vectors, centres, topic_words = make_data(args.chunks)
     store = ChromaStore(settings.store, embedder_id="synthetic", dimension=DIM)
     where = "server" if args.chroma else "embedded"
-    keyword = KeywordIndex(args.workdir / "keyword" / f"{args.chunks}-{where}")
+    keyword = KeywordIndex(
+        args.workdir / "keyword" / f"{args.chunks}-{where}", isolate=not args.in_process_rebuild
+    )
     if store.count() != len(chunks):
         started = time.perf_counter()
         for s in range(0, len(chunks), 5000):

@@ -73,7 +73,9 @@ def build_embedder(settings: Settings) -> Embedder:
     return create_embedder(settings.embedding, settings.paths)
 
 
-def build_keyword_index(settings: Settings) -> KeywordIndex:
+def build_keyword_index(settings: Settings, *, isolate: bool = False) -> KeywordIndex:
+    """The BM25 index; ``isolate`` (a running service) rebuilds it in a worker process, so
+    a rebuild never slows the searches this process serves."""
     cfg = settings.retrieval
     folder = keyword_folder(settings.store.path, settings.store.collection, cfg.keyword_dir)
     return KeywordIndex(
@@ -82,6 +84,7 @@ def build_keyword_index(settings: Settings) -> KeywordIndex:
         b=cfg.bm25_b,
         stemming=cfg.stemming,
         window=cfg.keyword_window,
+        isolate=isolate,
     )
 
 
@@ -111,7 +114,7 @@ def build_knowledge_base(
         collection=collection or (active_collection(settings, shared) if shared else None),
         live=live,
     )
-    keyword = build_keyword_index(settings)
+    keyword = build_keyword_index(settings, isolate=live)
     if shared is None:
         return KnowledgeBase(embedder, store, keyword)
     scope = store_scope(settings)

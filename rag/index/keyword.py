@@ -53,6 +53,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,8 +210,13 @@ class KeywordIndex:
         b: float = 0.75,
         stemming: bool = True,
         window: int = 1,
+        isolate: bool = False,
     ) -> None:
+        """``isolate``: rebuild in a worker process (a running service; see
+        :func:`build_generation`)."""
         self._folder = folder
+        self._isolate = isolate
+        self._workers: ProcessPoolExecutor | None = None
         self._k1 = k1
         self._b = b
         self._stemming = stemming
@@ -350,58 +357,39 @@ class KeywordIndex:
         log.warning("keyword analysis settings changed: the index is rebuilt from the store")
 
     def _rebuild(self) -> None:
-        started = time.perf_counter()
-        rows = self._conn().execute(
-            "SELECT chunk_id, doc_id, source, groups, position, head, terms FROM chunks "
-            "ORDER BY chunk_id"
-        )
-        ids: list[str] = []
-        doc_ids: list[str] = []
-        sources: list[str] = []
-        groups: list[str] = []
-        langs: list[str] = []
-        texts: list[tuple[str, int, str, str, str]] = []
-        for chunk_id, doc_id, source, grp, position, head, terms in rows:
-            ids.append(chunk_id)
-            doc_ids.append(doc_id)
-            sources.append(source)
-            groups.append(grp)
-            langs.append(language(terms or head))
-            texts.append((doc_id, int(position), grp, head, terms))
-        corpus = windows(texts, self._window)
-        del texts
-        generation = f"index-{time.time_ns():x}-{uuid.uuid4().hex[:6]}"
-        target = self._folder / generation
-        tmp = self._folder / f".{generation}.tmp"
-        tmp.mkdir(parents=True)
-        if ids:
-            _write_postings(tmp, corpus)
-        del corpus
-        meta = {
-            "ids": ids,
-            "doc_ids": doc_ids,
-            "sources": sources,
-            "groups": groups,
-            "langs": langs,
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-        os.replace(tmp, target)
-        pointer = self._folder / f".{CURRENT}.tmp"
-        pointer.write_text(generation, encoding="utf-8")
-        os.replace(pointer, self._folder / CURRENT)
-        for stale in self._folder.iterdir():
-            if (
-                stale.is_dir()
-                and stale.name != generation
-                and (stale.name.startswith("index-") or stale.name.endswith(".tmp"))
-            ):
-                shutil.rmtree(stale, ignore_errors=True)
+        if self._isolate:
+            try:
+                generation = self._pool().submit(build_generation, self._folder, self._window)
+                self._published(generation.result())
+                return
+            except (BrokenProcessPool, OSError, RuntimeError) as exc:
+                # A worker that died (out of memory, killed): build here instead, once.
+                log.warning("keyword rebuild worker failed (%s): rebuilding in-process", exc)
+                self._stop_pool()
+        self._published(build_generation(self._folder, self._window, self._conn()))
+
+    def _published(self, built: tuple[str, int, float]) -> None:
+        _, count, seconds = built
         self._snapshot = None
-        log.info(
-            "keyword index rebuilt: %d chunks in %.0f ms",
-            len(ids),
-            (time.perf_counter() - started) * 1000,
-        )
+        if self._isolate:
+            # Load the new generation here, off the search path (searches keep the old one
+            # until it is in).
+            self._checked_at = 0.0
+            self._load()
+        log.info("keyword index rebuilt: %d chunks in %.0f ms", count, seconds * 1000)
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._workers is None:
+            import multiprocessing
+
+            # spawn, not fork: the serving process has threads (and an engine) a fork would copy.
+            self._workers = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._workers
+
+    def _stop_pool(self) -> None:
+        if self._workers is not None:
+            self._workers.shutdown(wait=False, cancel_futures=True)
+            self._workers = None
 
     # -- the read side -----------------------------------------------------------------------
 
@@ -557,10 +545,68 @@ class KeywordIndex:
 
     def close(self) -> None:
         with self._lock:
+            self._stop_pool()
             if self._db is not None:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.close()
                 self._db = None
+
+
+def build_generation(
+    folder: Path, window: int, conn: sqlite3.Connection | None = None
+) -> tuple[str, int, float]:
+    """Build an index generation from the table in ``folder`` and publish it (switch
+    ``CURRENT`` to it, remove older ones): ``(generation, chunks, seconds)``. Runs in the
+    writer's process, or in a worker process of its own (``KeywordIndex(isolate=True)``,
+    the running service: the build is pure Python and numpy for seconds at 100K chunks, and
+    in another process it never holds the searching threads' GIL)."""
+    started = time.perf_counter()
+    db = conn or sqlite3.connect(folder / "terms.sqlite", timeout=30)
+    try:
+        rows = db.execute(
+            "SELECT chunk_id, doc_id, source, groups, position, head, terms FROM chunks "
+            "ORDER BY chunk_id"
+        ).fetchall()
+    finally:
+        if conn is None:
+            db.close()
+    ids: list[str] = []
+    doc_ids: list[str] = []
+    sources: list[str] = []
+    groups: list[str] = []
+    langs: list[str] = []
+    texts: list[tuple[str, int, str, str, str]] = []
+    for chunk_id, doc_id, source, grp, position, head, terms in rows:
+        ids.append(chunk_id)
+        doc_ids.append(doc_id)
+        sources.append(source)
+        groups.append(grp)
+        langs.append(language(terms or head))
+        texts.append((doc_id, int(position), grp, head, terms))
+    del rows
+    corpus = windows(texts, window)
+    del texts
+    generation = f"index-{time.time_ns():x}-{uuid.uuid4().hex[:6]}"
+    target = folder / generation
+    tmp = folder / f".{generation}.tmp"
+    tmp.mkdir(parents=True)
+    if ids:
+        _write_postings(tmp, corpus)
+    del corpus
+    meta = {"ids": ids, "doc_ids": doc_ids, "sources": sources, "groups": groups, "langs": langs}
+    (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    os.replace(tmp, target)
+    pointer = folder / f".{CURRENT}.tmp"
+    pointer.write_text(generation, encoding="utf-8")
+    os.replace(pointer, folder / CURRENT)
+    for stale in folder.iterdir():
+        if (
+            stale.is_dir()
+            and stale.name != generation
+            and (stale.name.startswith("index-") or stale.name.endswith(".tmp"))
+        ):
+            shutil.rmtree(stale, ignore_errors=True)
+    return generation, len(ids), time.perf_counter() - started
 
 
 _POSTINGS = ("start", "rows", "tf", "length")

@@ -123,3 +123,31 @@ def test_a_table_from_before_windows_keeps_working_and_is_refilled(tmp_path: Pat
     assert (added, removed) == (len(stored), 0)  # re-read from the store, with positions
     assert not kw.unplaced()
     assert ids(kw, "badge office") == ["door:1", "door:0", "door:2"]
+
+
+def test_an_isolated_index_rebuilds_in_a_worker_and_survives_its_death(tmp_path: Path) -> None:
+    """A running service rebuilds in a worker process (its searches keep the GIL): the same
+    ranking as in-process, and when the worker dies the rebuild happens here instead."""
+    import os
+    import signal
+
+    inline = index(tmp_path / "inline", DOC + OTHER + FILLER)
+    kw = KeywordIndex(tmp_path / "isolated", isolate=True)
+    try:
+        kw.on_upsert(DOC + OTHER + FILLER)
+        kw.commit()
+        assert kw.search("badge office", 10) == inline.search("badge office", 10)
+        assert kw._workers is not None  # built by the worker process
+        [worker] = kw._workers._processes.values()  # type: ignore[attr-defined]
+        assert worker.pid != os.getpid()
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join(10)
+        kw.on_delete(["door:1"])
+        kw.commit()  # the dead worker is noticed; rebuilt in-process
+        assert "door:1" not in ids(kw, "badge office")
+        kw.on_upsert([chunk("door", 1, "Lost badges are replaced at the badge office.")])
+        kw.commit()  # a new worker
+        assert ids(kw, "badge office")[0] == "door:1"
+    finally:
+        kw.close()
+        inline.close()
