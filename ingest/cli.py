@@ -7,6 +7,7 @@ Exit codes: 0 all good, 1 some files failed, others from :mod:`rag.errors`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -547,6 +548,49 @@ def _keystore(profile: str | None) -> Any:
     return build_key_store(settings, open_state(settings))
 
 
+def _cli_user() -> str:
+    """Who ran a command, as the audit log names them: ``cli:user@host``."""
+    import getpass
+    import os
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid{os.getuid()}"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def _audit_key(profile: str | None, action: str, key: Any) -> None:
+    """The audit record of a key change. The change is made either way: a record that
+    cannot be written is a warning that says so (the secret of a new key is still shown)."""
+    from rag.services import build_audit_log, open_state
+
+    try:
+        settings = _settings(profile)
+        db = open_state(settings)
+        try:
+            log = build_audit_log(settings, db)
+            if log is not None:
+                log.append(
+                    action,
+                    caller=_cli_user(),
+                    route=f"rag-ingest keys {action.removeprefix('key_')}",
+                    target=f"key:{key.key_id}",
+                    groups=list(key.groups),
+                    reason=",".join(key.scopes),
+                )
+        finally:
+            db.close()
+    except RagError as exc:
+        typer.secho(
+            f"warning: key {key.key_id} was changed, but its audit record could not be "
+            f"written: {exc.message}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+
+
 def _key_json(key: Any) -> dict[str, Any]:
     return {
         "key_id": key.key_id,
@@ -577,6 +621,7 @@ def keys_create(
         key, secret = _keystore(profile).create(name, scope or ["ask"], group or ["everyone"])
     except RagError as exc:
         _fail(exc, as_json)
+    _audit_key(profile, "key_create", key)
     if as_json:
         print(json.dumps({**_key_json(key), "key": secret}))
     else:
@@ -616,7 +661,97 @@ def keys_revoke(
         key = _keystore(profile).revoke(key_id)
     except RagError as exc:
         _fail(exc, as_json)
+    _audit_key(profile, "key_revoke", key)
     print(json.dumps(_key_json(key)) if as_json else f"revoked {key.key_id} ({key.name})")
+
+
+@app.command()
+def audit(
+    since: Annotated[
+        str | None,
+        typer.Option(metavar="WHEN", help="From a date (2026-12-01, ISO time) or ago (7d, 12h)."),
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(metavar="CALLER", help="One caller: key:abc123, or a user (alice)."),
+    ] = None,
+    action: Annotated[
+        str | None, typer.Option(metavar="ACTION", help="ask, retrieve, upload, delete, ...")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many (the newest).")] = 1000,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Check the hash chain instead of listing.")
+    ] = False,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """The audit log: who asked, searched, uploaded, deleted, changed keys or failed to sign
+    in. --verify checks that no record was changed, inserted or removed (exit 1 if one was)."""
+    from rag.services import build_audit_log, open_state
+
+    try:
+        settings = _settings(profile)
+        started = _since(since) if since else None
+        db = open_state(settings)
+        try:
+            log = build_audit_log(settings, db)
+            if log is None:
+                raise RagError("The audit log is off (audit.enabled: false). Turn it on first.")
+            if verify:
+                _verify_audit(log.verify(), as_json)
+                return
+            records = log.records(since=started, caller=user, action=action, limit=limit)
+        finally:
+            db.close()
+    except RagError as exc:
+        _fail(exc, as_json)
+    for r in records:
+        if as_json:
+            print(json.dumps(r.to_json(), ensure_ascii=False))
+        else:
+            docs = f" docs={','.join(r.doc_ids)}" if r.doc_ids else ""
+            why = f" ({r.reason})" if r.reason else ""
+            target = f" {r.target}" if r.target else ""
+            print(
+                f"{r.to_json()['at'][:19]}  {r.action:<13} {r.status}  {r.caller}  "
+                f"[{','.join(r.groups)}]  {r.route}{target}{docs}{why}"
+            )
+
+
+def _verify_audit(result: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"event": "verify", **dataclasses.asdict(result)}))
+    elif result.ok:
+        start = f" from record {result.first_seq}" if result.first_seq else ""
+        print(f"audit chain intact: {result.checked} records{start}")
+    else:
+        typer.secho(
+            f"audit chain BROKEN at record {result.broken_at}: {result.reason} "
+            f"({result.checked} records before it check out). Someone changed the log; "
+            "compare with an exported copy (rag-ingest audit --json).",
+            fg=typer.colors.RED,
+            err=True,
+        )
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _since(text: str) -> float:
+    """``7d``/``12h``/``30m`` ago, or an ISO date or time (UTC when no zone is given)."""
+    import re
+    import time
+    from datetime import UTC, datetime
+
+    ago = re.fullmatch(r"(\d+(?:\.\d+)?)([dhm])", text.strip())
+    if ago:
+        return time.time() - float(ago.group(1)) * {"d": 86400, "h": 3600, "m": 60}[ago.group(2)]
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise RagError(
+            f"--since {text!r} is not a date: use 2026-12-01, 2026-12-01T09:00 or 7d / 12h."
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 @app.command("eval")

@@ -552,13 +552,31 @@ class FeedbackSettings(_Section):
     )
 
 
+class AuditSettings(_Section):
+    enabled: bool = Field(
+        True,
+        description="Record who did what (ask, retrieve, upload, delete, key changes, failed "
+        "sign-ins, refusals) in the state database, hash-chained (rag-ingest audit).",
+    )
+    store_text: bool = Field(
+        False, description="Keep the question text in audit records (never the answer)."
+    )
+    retention_days: float = Field(
+        365,
+        gt=0,
+        description="Audit records older than this are deleted (the chain's anchor "
+        "moves to the last one deleted).",
+    )
+
+
 class StateSettings(_Section):
     url: str | None = Field(
         None,
         min_length=1,
         description="SQLAlchemy URL of the state database (API keys, answers, feedback, "
-        "conversations; with a server also rate limits, the store's version and the ingest "
-        "writer lock). null: sqlite:///<paths.data_dir>/state.sqlite3 (one machine). "
+        "conversations, the audit log; with a server also rate limits, the ingest manifest, "
+        "the store's version and the ingest writer lock). null: "
+        "sqlite:///<paths.data_dir>/state.sqlite3 (one machine). "
         "postgresql+psycopg://user@host/db: several replicas share it. A password belongs "
         "in the environment (RAG_STATE__URL), never in YAML.",
     )
@@ -661,6 +679,7 @@ class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     widget: WidgetSettings = Field(default_factory=WidgetSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     state: StateSettings = Field(default_factory=StateSettings)
 

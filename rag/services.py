@@ -32,6 +32,7 @@ from rag.index.store import ChromaStore
 from rag.retrieval.hybrid import Retriever, keyword_folder
 from rag.seams import Embedder, Engine, IndexListener
 from rag.state.apikeys import KeyStore
+from rag.state.audit import AuditLog
 from rag.state.conversations import StoredConversations
 from rag.state.db import StateDB
 from rag.state.feedback import FeedbackStore
@@ -251,6 +252,14 @@ def build_conversations(settings: Settings, db: StateDB) -> StoredConversations:
     )
 
 
+def build_audit_log(settings: Settings, db: StateDB) -> AuditLog | None:
+    """The audit log in the state database; None when ``audit.enabled`` is off."""
+    cfg = settings.audit
+    if not cfg.enabled:
+        return None
+    return AuditLog(db, store_text=cfg.store_text, retention_days=cfg.retention_days)
+
+
 def catch_up(kb: KnowledgeBase, settings: Settings | None = None) -> tuple[int, int]:
     """Bring the BM25 index in step with the store (after another machine's ingest); with
     ``settings`` and a shared manifest, follow its active collection (another machine's
@@ -286,6 +295,7 @@ class Services:
     keys: KeyStore = field(init=False)
     limiter: RateLimits = field(init=False)
     conversations: StoredConversations = field(init=False)
+    audit: AuditLog | None = field(init=False)
     feedback: FeedbackStore | None = None
     kb: KnowledgeBase | None = None
     retriever: Retriever | None = None
@@ -303,6 +313,7 @@ class Services:
         self.keys = build_key_store(self.settings, self.db)
         self.limiter = build_rate_limits(self.settings, self.db)
         self.conversations = build_conversations(self.settings, self.db)
+        self.audit = build_audit_log(self.settings, self.db)
         self._follower: asyncio.Task[None] | None = None
 
     async def open(self) -> None:

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from rag.errors import RagError
+from serving import audit
 from serving.principal import RateLimitedError
 
 
@@ -22,6 +23,9 @@ def error_response(
 
 async def rag_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RagError)
+    current = audit.note()
+    if current is not None:
+        current.reason = exc.code  # the request's audit record says why it failed
     headers: dict[str, str] | None = None
     if isinstance(exc, RateLimitedError):
         headers = {"Retry-After": str(exc.retry_after_s)}
@@ -34,6 +38,9 @@ async def rag_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    current = audit.note()
+    if current is not None:
+        current.reason = "bad_request"
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
         for e in exc.errors()

@@ -190,6 +190,19 @@ class Metrics:
         self.ingested_chunks = Counter(
             "kb_ingest_chunks", "Chunks written by uploads to this service.", registry=r
         )
+        self.audit_records = Counter(
+            "kb_audit_records",
+            "Audit records written by this service, by action (ask, retrieve, upload, "
+            "delete, login_failure, denied).",
+            ["action"],
+            registry=r,
+        )
+        self.audit_failures = Counter(
+            "kb_audit_failures",
+            "Audit records this service could not write (the request itself was served; "
+            "see the log).",
+            registry=r,
+        )
         self.quotes = Counter(
             "kb_answer_quotes",
             "Answers that quote the sources instead of model text: extractive answers, and "

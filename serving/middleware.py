@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request, Response
 
 from rag.config import Settings
 from serving import metrics, widget
+from serving.audit import AuditTrail
 from serving.errors import error_response
 from serving.uploads import MAX_FILES_PER_UPLOAD
 
@@ -134,3 +135,4 @@ def install(app: FastAPI, settings: Settings) -> None:
     widget.install_cors(app, settings)
     app.middleware("http")(metrics.count_requests)
     app.add_middleware(BodyLimit)
+    app.add_middleware(AuditTrail)  # outermost: records once the response is complete

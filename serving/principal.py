@@ -22,6 +22,7 @@ from rag.state.apikeys import PREFIX as KEY_PREFIX
 from rag.state.apikeys import SCOPES, KeyStore
 from rag.state.ratelimit import RateLimits, retry_after
 from rag.types import Principal
+from serving import audit
 from serving.widget_auth import widget_principal
 
 TOKEN_HEADER = "x-widget-token"
@@ -65,7 +66,16 @@ def _api_key(request: Request) -> str | None:
 
 
 def get_principal(request: Request) -> Principal:
-    """Runs in FastAPI's threadpool: an API key is looked up in the state database."""
+    """Runs in FastAPI's threadpool: an API key is looked up in the state database. The
+    caller is noted for the request's audit record."""
+    principal = _resolve(request)
+    current = audit.note()
+    if current is not None:
+        current.identify(principal)
+    return principal
+
+
+def _resolve(request: Request) -> Principal:
     state = request.app.state.rag
     settings: Settings = state.settings
     keys: KeyStore = state.keys

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from rag.services import Services
 from rag.state.feedback import FeedbackStore
 from rag.types import Answer, Principal
+from serving import audit
 from serving.capacity import AnswerSlots
 from serving.metrics import Metrics
 from serving.uploads import Uploads
@@ -51,6 +52,10 @@ class AnswerLog:
     ) -> None:
         """Never fails the answer: a recording error is logged."""
         self.metrics.observe_answer(answer)
+        current = audit.note()
+        if current is not None:  # the request's audit record: what it cited, and asked
+            current.touched(c.doc_id for c in answer.citations)
+            current.text = question
         if self.feedback is None:
             return
         try:

@@ -88,6 +88,17 @@ def make_settings(tmp_path_factory: pytest.TempPathFactory) -> SettingsFactory:
     return make
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh state database: an SQLite file (one machine) or a database in the session's
+    real PostgreSQL server (several replicas)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    server: Any = request.getfixturevalue("pg_server")
+    url: str = server.create_database()
+    return url
+
+
 @pytest.fixture(scope="session")
 def sample_kb(make_settings: SettingsFactory, assets: Any) -> Any:
     """Settings whose store holds the whole sample knowledge base."""

@@ -16,6 +16,7 @@ from rag.answering.answer import AnswerEvent, DoneEvent, SourcesEvent
 from rag.errors import BadRequestError, RagError
 from rag.retrieval.hybrid import Filters, SearchStats
 from rag.types import TextDelta
+from serving import audit
 from serving.deps import (
     AnswerLogDep,
     Answers,
@@ -142,6 +143,10 @@ async def retrieve(
     hits = await asyncio.to_thread(
         retriever.search, query, caller, body.k, filters=filters, mode=body.mode, stats=stats
     )
+    current = audit.note()
+    if current is not None:
+        current.touched(h.chunk.doc_id for h in hits)
+        current.text = query
     timings = {
         "dense_ms": round(stats.dense_ms, 1),
         "keyword_ms": round(stats.keyword_ms, 1),

@@ -26,6 +26,7 @@ from rag.errors import BadRequestError, ForbiddenError, IngestError, NotFoundErr
 from rag.index.manifest import DocRecord
 from rag.services import Services
 from rag.types import Principal
+from serving import audit
 from serving.apidocs import route_error
 from serving.deps import (
     Asker,
@@ -264,6 +265,9 @@ async def upload(
             chunks=result.chunks,
             error=result.error,
         )
+    current = audit.note()
+    if current is not None:
+        current.touched(o.doc_id for o in outcomes.values() if o.doc_id and o.status != "failed")
     return UploadResult(results=list(outcomes.values()))
 
 
@@ -286,6 +290,9 @@ async def delete_document(
     file itself is not touched: if it is still in a synced folder, the next
     `rag-ingest sync` adds it back."""
     record = await asyncio.to_thread(_visible, services, kb.store.name, caller, doc_id)
+    current = audit.note()
+    if current is not None:
+        current.touched([record.doc_id])
     result = await uploads.delete(record.doc_id)
     return DeleteResult(doc_id=record.doc_id, chunks=result.chunks)
 

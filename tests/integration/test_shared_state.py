@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -25,16 +24,7 @@ from rag.state.feedback import FeedbackStore
 from rag.state.ratelimit import SharedRateLimiter
 from rag.state.shared import IndexVersions, VersionListener, WriterLock
 from rag.types import Chunk, HistoryTurn
-from tests.postgres_server import PostgresServer
 from tests.procs import OWN_GROUP
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.sqlite3'}"
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    return server.create_database()
 
 
 @pytest.fixture
