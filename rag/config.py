@@ -522,6 +522,69 @@ class ServerSettings(_Section):
     )
 
 
+class OidcSettings(_Section):
+    issuer: str | None = Field(
+        None,
+        description="The OpenID provider's issuer URL (https://sso.example.com/realms/staff); "
+        "its /.well-known/openid-configuration and keys are fetched from there. null: off.",
+    )
+    audience: str | None = Field(
+        None,
+        description="The aud a token must carry: the client id registered for this service "
+        "(required with issuer).",
+    )
+    groups_claim: str = Field(
+        "groups",
+        min_length=1,
+        description="The claim holding the user's groups; a dotted path for a nested one "
+        "(realm_access.roles, resource_access.kb.roles).",
+    )
+    group_map: dict[str, str] = Field(
+        default_factory=dict,
+        description='Claim values renamed to access groups ("cn=HR,ou=Groups,dc=corp": hr); '
+        "values not listed are used as they are.",
+    )
+    scope_map: dict[str, list[str]] = Field(
+        default_factory=lambda: {"ask": ["*"]},
+        description="Which claim values (after group_map) grant each scope: ask, ingest, "
+        'admin, metrics. "*": every signed-in user.',
+    )
+    subject_claim: str = Field(
+        "sub", min_length=1, description="The claim naming the user in records (sub, email)."
+    )
+    algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256", "EdDSA"],
+        min_length=1,
+        description="Signature algorithms accepted (asymmetric only: never none or HS*).",
+    )
+    leeway_s: float = Field(60, ge=0, le=600, description="Clock skew allowed on exp and nbf.")
+    refresh_min_s: float = Field(
+        60,
+        ge=0,
+        description="A token signed by an unknown key fetches the provider's keys again (key "
+        "rotation), at most this often.",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> OidcSettings:
+        if self.issuer and not self.audience:
+            raise ValueError("auth.oidc.audience is required with auth.oidc.issuer")
+        bad = [a for a in self.algorithms if a not in _OIDC_ALGORITHMS]
+        if bad:
+            raise ValueError(
+                f"auth.oidc.algorithms {bad} are not allowed: use {sorted(_OIDC_ALGORITHMS)}"
+            )
+        unknown = set(self.scope_map) - {"ask", "ingest", "admin", "metrics"}
+        if unknown:
+            raise ValueError(f"auth.oidc.scope_map names unknown scopes {sorted(unknown)}")
+        return self
+
+
+_OIDC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
 class AuthSettings(_Section):
     required: bool = Field(
         True,
@@ -541,6 +604,10 @@ class AuthSettings(_Section):
     )
     burst: int = Field(10, ge=1, description="Requests a caller may make at once.")
     max_body_kb: int = Field(256, ge=1, description="Largest accepted JSON request body.")
+    oidc: OidcSettings = Field(
+        default_factory=OidcSettings,
+        description="Bearer tokens from the company's OpenID provider, beside API keys.",
+    )
 
 
 class FeedbackSettings(_Section):

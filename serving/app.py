@@ -34,6 +34,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.rag
     http: HttpState = app.state.http
     opening = asyncio.create_task(services.open())
+    if http.oidc is not None:  # the provider's keys, fetched now (a failure is logged)
+        await asyncio.to_thread(http.oidc.start)
     try:
         yield
     finally:

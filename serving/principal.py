@@ -23,6 +23,7 @@ from rag.state.apikeys import SCOPES, KeyStore
 from rag.state.ratelimit import RateLimits, retry_after
 from rag.types import Principal
 from serving import audit
+from serving.oidc import OidcVerifier, looks_like_jwt
 from serving.widget_auth import widget_principal
 
 TOKEN_HEADER = "x-widget-token"
@@ -80,6 +81,9 @@ def _resolve(request: Request) -> Principal:
     settings: Settings = state.settings
     keys: KeyStore = state.keys
     presented = _api_key(request)
+    oidc: OidcVerifier | None = request.app.state.http.oidc
+    if presented and oidc is not None and looks_like_jwt(presented):
+        return oidc.principal(presented)  # a sign-in token from the identity provider
     if presented and not settings.auth.required and not presented.startswith(KEY_PREFIX):
         presented = None  # auth off (dev): OpenAI clients must send *some* key; ignore it
     if presented:

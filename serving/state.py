@@ -16,6 +16,7 @@ from rag.types import Answer, Principal
 from serving import audit
 from serving.capacity import AnswerSlots
 from serving.metrics import Metrics
+from serving.oidc import OidcVerifier, build_verifier
 from serving.uploads import Uploads
 
 log = logging.getLogger(__name__)
@@ -28,13 +29,17 @@ class HttpState:
     slots: AnswerSlots
     metrics: Metrics
     uploads: Uploads
+    oidc: OidcVerifier | None = None
+    """Bearer tokens from the identity provider (``auth.oidc``), when one is configured."""
     started: int = field(default_factory=lambda: int(time.time()))
     """Unix time the app was built (the OpenAI model card's ``created``)."""
 
     @classmethod
     def of(cls, services: Services) -> HttpState:
-        slots = AnswerSlots(services.settings.server.max_concurrent_answers)
-        return cls(slots, Metrics(services), Uploads(services))
+        settings = services.settings
+        slots = AnswerSlots(settings.server.max_concurrent_answers)
+        oidc = build_verifier(settings.auth.oidc)
+        return cls(slots, Metrics(services), Uploads(services), oidc)
 
     async def close(self) -> None:
         await self.uploads.close()

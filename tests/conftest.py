@@ -21,7 +21,7 @@ QUESTIONS = REPO / "examples" / "questions.yaml"
 ASSETS = Path(os.environ.get("RAG_TEST_ASSETS", REPO / "var" / "assets"))
 
 # chroma_server: a real `chroma run`; pg_server, pg_url: a real PostgreSQL (initdb in a temp folder)
-pytest_plugins = ["tests.chroma_server", "tests.postgres_server"]
+pytest_plugins = ["tests.chroma_server", "tests.postgres_server", "tests.oidc_provider"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
