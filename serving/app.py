@@ -34,11 +34,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.rag
     http: HttpState = app.state.http
     opening = asyncio.create_task(services.open())
-    if http.oidc is not None:  # the provider's keys, fetched now (a failure is logged)
-        await asyncio.to_thread(http.oidc.start)
+    # The identity provider's keys, fetched meanwhile (a failure is logged; a sign-in that
+    # comes first fetches them itself).
+    oidc = asyncio.create_task(asyncio.to_thread(http.oidc.start)) if http.oidc else None
     try:
         yield
     finally:
+        if oidc is not None:
+            with contextlib.suppress(Exception):
+                await oidc
         if not opening.done():
             opening.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
