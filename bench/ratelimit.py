@@ -1,4 +1,5 @@
-"""What a shared rate limit costs per request (issue 25): in memory, SQLite, PostgreSQL.
+"""What a shared rate limit (issue 25) and an audit record (issue 22) cost per request: in
+memory, SQLite, PostgreSQL.
 
     PYTHONPATH=. .venv/bin/python bench/ratelimit.py [--requests 3000] [--threads 8]
 
@@ -9,6 +10,9 @@ do), so the figures include a loopback round trip but no network: add your netwo
 round trip for a database on another machine. Printed: per-request p50/p99 in
 microseconds one at a time, and requests per second with ``--threads`` threads at once
 (each replica's worker threads), plus the pool size SQLAlchemy gives each replica.
+
+The audit append (``AuditLog.append``: read the chain's head, insert, move the head, in one
+transaction serialized across writers) is measured the same way on both databases.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from rag.state.audit import AuditLog
 from rag.state.db import StateDB
 from rag.state.ratelimit import RateLimiter, SharedRateLimiter
 from tests.postgres_server import running_postgres
@@ -64,9 +69,19 @@ def report(label: str, take: Callable[[str], float], n: int, threads: int) -> No
     runs = one_at_a_time(take, n)
     rate = concurrent(take, n, threads)
     print(
-        f"{label:<22} p50 {statistics.median(runs):8.1f} us  p99 {pct(runs, 0.99):8.1f} us  "
+        f"{label:<24} p50 {statistics.median(runs):8.1f} us  p99 {pct(runs, 0.99):8.1f} us  "
         f"{rate:9.0f} takes/s with {threads} threads"
     )
+
+
+def appender(db: StateDB) -> Callable[[str], float]:
+    log = AuditLog(db)
+
+    def append(who: str) -> float:
+        log.append("ask", caller=who, groups=["everyone"], route="POST /v1/ask", doc_ids=["d1"])
+        return 0.0
+
+    return append
 
 
 def main() -> None:
@@ -85,6 +100,7 @@ def main() -> None:
             args.requests,
             args.threads,
         )
+        report("SQLite audit append", appender(db), args.requests, args.threads)
         db.close()
     with running_postgres() as server:
         db = StateDB(server.create_database())
@@ -94,6 +110,8 @@ def main() -> None:
             args.requests,
             args.threads,
         )
+        report("PostgreSQL audit append", appender(db), args.requests, args.threads)
+        assert AuditLog(db).verify().ok  # 8 threads at once still extend one chain
         db.close()
 
 
