@@ -60,6 +60,17 @@ def looks_like_jwt(value: str) -> bool:
     return value.count(".") == 2 and len(value) > 20
 
 
+def signed_by_provider(value: str) -> bool:
+    """Whether a widget identity is a provider's token (an asymmetric signature), not the
+    site's HS256 signed identity."""
+    if not looks_like_jwt(value):
+        return False
+    try:
+        return str(jwt.get_unverified_header(value).get("alg", "")) not in {"HS256", ""}
+    except jwt.PyJWTError:
+        return False
+
+
 def claim(claims: dict[str, Any], path: str) -> Any:
     """A claim by dotted path (``realm_access.roles``); None when absent."""
     found: Any = claims

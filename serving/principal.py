@@ -103,7 +103,11 @@ def _resolve(request: Request) -> Principal:
     token = request.headers.get(TOKEN_HEADER)
     if token is not None:
         return widget_principal(
-            settings.widget, token, page_origin(request), request.headers.get(IDENTITY_HEADER)
+            settings.widget,
+            token,
+            page_origin(request),
+            request.headers.get(IDENTITY_HEADER),
+            oidc=oidc,
         )
     if settings.auth.required:
         raise AuthError(

@@ -1,5 +1,5 @@
-"""Widget tokens and signed user identities -> a :class:`Principal` (the only importer of
-``jwt``, PyJWT).
+"""Widget tokens and signed user identities -> a :class:`Principal` (with
+:mod:`serving.oidc`, the only importers of ``jwt``, PyJWT).
 
 A widget token is public (it sits in the page). It is bound to the page origins allowed to use
 it and to the groups an anonymous visitor gets. A site that knows its users can pass a signed
@@ -12,6 +12,10 @@ refused), ``exp`` (an integer, 60 s of clock skew), ``nbf``, ``aud`` and ``iss``
 adds its own cap: an identity may not live longer than 24 hours, and the groups it claims
 must be the token's ``identity_groups`` (or its own ``groups``): one partner site's secret
 cannot grant another site's groups (issue 19).
+
+With ``auth.oidc`` the identity may instead be the identity provider's ID or access token
+(issue 22): verified by :class:`serving.oidc.OidcVerifier`, its groups narrowed to the
+token's ``identity_groups`` when it lists any.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import jwt
 from rag.config import DEFAULT_IDENTITY_AUDIENCE, WidgetSettings, WidgetToken
 from rag.errors import AuthError, ForbiddenError
 from rag.types import Principal
+from serving.oidc import OidcVerifier, signed_by_provider
 
 CLOCK_SKEW_S = 60
 MAX_IDENTITY_TTL_S = 24 * 3600
@@ -140,8 +145,11 @@ def widget_principal(
     origin: str | None,
     identity: str | None,
     environ: Mapping[str, str] | None = None,
+    oidc: OidcVerifier | None = None,
 ) -> Principal:
-    """Who a widget request speaks for, or an error that says what to fix."""
+    """Who a widget request speaks for, or an error that says what to fix. The identity is
+    the site's HS256 signed identity, or (with ``auth.oidc``) the identity provider's ID or
+    access token, which the site's identity callback hands the widget."""
     found = find_token(settings, token)
     if found is None:
         raise InvalidWidgetTokenError(
@@ -160,6 +168,8 @@ def widget_principal(
             anonymous=True,
             credential=token_credential(found),
         )
+    if oidc is not None and signed_by_provider(identity):
+        return _provider_user(found, oidc.principal(identity))
     env = os.environ if environ is None else environ
     secret = env.get(found.identity_secret_env or "", "")
     if not secret:
@@ -183,5 +193,22 @@ def widget_principal(
         f"user:{who.subject}",
         frozenset(who.groups) | set(found.groups),
         False,
+        credential=token_credential(found),
+    )
+
+
+def _provider_user(found: WidgetToken, user: Principal) -> Principal:
+    """A user signed in with the identity provider, through this widget: the directory's
+    groups, narrowed to the token's ``identity_groups`` when it lists any (a site's widget
+    reaches only the groups it is meant for), plus the token's own groups; the ``ask`` scope
+    at most (the widget only asks)."""
+    groups = set(user.groups)
+    if found.identity_groups:
+        groups &= set(found.identity_groups)
+    return Principal(
+        user.subject,
+        frozenset(groups | set(found.groups)),
+        False,
+        scopes=user.scopes & {"ask"},
         credential=token_credential(found),
     )

@@ -262,3 +262,52 @@ def test_settings_refuse_symmetric_algorithms_and_a_missing_audience() -> None:
         OidcSettings(issuer="https://sso", audience="kb", algorithms=["none"])
     with pytest.raises(ValidationError, match="audience is required"):
         OidcSettings(issuer="https://sso")
+
+
+async def test_the_widget_passes_the_providers_token_as_its_identity(
+    oidc_kb: Any, smol_engine: Any, oidc_provider: OidcProvider
+) -> None:
+    """The site's identity callback hands the widget the provider's token: the widget token
+    still binds the page's origin, and a token listing identity_groups narrows the
+    directory's groups to those (the widget itself sends it as X-Widget-Identity, and asks
+    the callback again after a 401)."""
+    from rag.config import AuthSettings, WidgetSettings, WidgetToken
+    from serving.app import create_app
+
+    site = "https://intranet.example"
+    tokens = [
+        WidgetToken(token="w" * 20, name="intranet", origins=[site], groups=[]),
+        WidgetToken(
+            token="p" * 20,
+            name="partner",
+            origins=["https://partner.example"],
+            groups=[],
+            identity_groups=["everyone"],
+        ),
+    ]
+    settings = oidc_kb.model_copy(
+        update={
+            "auth": AuthSettings(required=True, oidc=oidc_settings(oidc_provider.issuer)),
+            "widget": WidgetSettings(tokens=tokens),
+        }
+    )
+    app = create_app(settings, engine=smol_engine)
+
+    async def found(identity: str, token: str = "w" * 20, origin: str = site) -> Any:
+        headers = {"X-Widget-Token": token, "Origin": origin, "X-Widget-Identity": identity}
+        return await c.post("/v1/retrieve", json={"query": "policy", "k": 10}, headers=headers)
+
+    async with ready_client(app) as c:
+        for user in ("alice", "bob"):
+            resp = await found(oidc_provider.token(user))
+            assert resp.status_code == 200, resp.text
+            assert {Path(h["source"]).name for h in resp.json()["hits"]} == SEES[user]
+        bob = oidc_provider.token("bob")
+        narrowed = await found(bob, "p" * 20, "https://partner.example")
+        assert {Path(h["source"]).name for h in narrowed.json()["hits"]} == {"holidays.md"}
+        assert (await found(bob, "w" * 20, "https://evil.example")).status_code == 403
+        expired = await found(oidc_provider.token("bob", lifetime=-60))
+        assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
+        [record] = app.state.rag.audit.records(action="retrieve", caller="user:bob")[-1:]
+        assert record.caller.startswith("user:bob via widget:partner:")
+        assert record.groups == ("everyone",)

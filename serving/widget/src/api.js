@@ -27,25 +27,35 @@ export class Api {
   constructor(base, token, identity) {
     this.base = base.replace(/\/$/, "");
     this.token = token;
-    this.identity = identity; // async () => string | null
+    // async ({refresh}) => string | null: the site's signed identity, or its identity
+    // provider's ID or access token; refresh: true after a 401 (get a fresh one).
+    this.identity = identity;
   }
 
-  async headers(json) {
+  async headers(json, refresh = false) {
     const h = { "X-Widget-Token": this.token };
     if (json) h["Content-Type"] = "application/json";
     if (this.identity) {
-      const id = await this.identity();
+      const id = await this.identity({ refresh });
       if (id) h["X-Widget-Identity"] = id;
     }
     return h;
   }
 
-  async request(path, init) {
-    let resp;
+  async send(path, init) {
     try {
-      resp = await fetch(this.base + path, { ...init, credentials: "omit", mode: "cors" });
+      return await fetch(this.base + path, { ...init, credentials: "omit", mode: "cors" });
     } catch (_) {
       throw new ApiError("unreachable", "network");
+    }
+  }
+
+  async request(path, init) {
+    let resp = await this.send(path, init);
+    if (resp.status === 401 && this.identity) {
+      // The sign-in may have expired: ask the site's callback for a fresh one, once.
+      const json = Boolean(init.headers && init.headers["Content-Type"]);
+      resp = await this.send(path, { ...init, headers: await this.headers(json, true) });
     }
     if (!resp.ok) throw await errorOf(resp);
     return resp;
