@@ -1,7 +1,7 @@
 """The widget in a real headless Chromium (Debian's, driven by Playwright) against a real
 server process: open, ask, stream, cite, open the source, rate, reload, keyboard, phone
-width, Chinese UI (with visible, named rating icons), a refused origin, and no HTML
-injection. Screenshots go to
+width, Chinese UI (with visible, named rating icons), a refused origin, no HTML
+injection, and an expired sign-in refreshed through the site's identity callback. Screenshots go to
 ``test-artifacts/``."""
 
 from __future__ import annotations
@@ -283,3 +283,60 @@ def test_service_trouble_is_explained(
     page.keyboard.press("Enter")
     expect(page.locator(".kbw-error")).to_contain_text(message)
     expect(page.locator(".kbw-form button")).to_be_enabled()  # the user can retry
+
+
+def test_an_expired_sign_in_is_refreshed_through_the_identity_callback(
+    server: tuple[str, Path], browser: Any
+) -> None:
+    """Single sign-on: the site's callback hands the widget its identity provider's token.
+    When the service answers 401 (the token expired), the widget calls the callback again
+    with ``{refresh: true}`` and retries once with the fresh token."""
+    from playwright.sync_api import expect
+
+    base, _ = server
+    page = browser.new_context().new_page()
+    done = {"answer_id": "x", "answer": "Signed in again.", "citations": [], "declined": False}
+    body = (
+        'event: citations\ndata: {"citations": []}\n\n'
+        f"event: delta\ndata: {json.dumps({'text': 'Signed in again.'})}\n\n"
+        f"event: done\ndata: {json.dumps(done)}\n\n"
+    )
+    sent: list[str | None] = []
+
+    def reply(route: Any) -> None:
+        identity = route.request.headers.get("x-widget-identity")
+        sent.append(identity)
+        if identity == "expired-provider-token":
+            error = {"error": {"code": "unauthorized", "message": "The token has expired."}}
+            route.fulfill(
+                status=401,
+                headers={"content-type": "application/json", "www-authenticate": "Bearer"},
+                body=json.dumps(error),
+            )
+        else:
+            route.fulfill(status=200, headers={"content-type": "text/event-stream"}, body=body)
+
+    page.route("**/v1/ask", reply)
+    page.goto(f"{base}/widget/demo")
+    token = page.locator("script[data-token]").get_attribute("data-token")
+    page.evaluate(
+        """([token, base]) => {
+            window.__refresh = [];
+            const box = document.createElement('div');
+            box.id = 'kb-sso';
+            box.style.height = '500px';
+            document.querySelector('main').appendChild(box);
+            window.KBWidget.mount({token, base, mode: 'inline', target: '#kb-sso',
+                identity: async (o) => {
+                    window.__refresh.push(Boolean(o && o.refresh));
+                    return o && o.refresh ? 'fresh-provider-token' : 'expired-provider-token';
+                }});
+        }""",
+        [token, base],
+    )
+    page.locator("#kb-sso .kbw-form textarea").fill("Am I signed in?")
+    page.locator("#kb-sso .kbw-form textarea").press("Enter")
+    expect(page.locator("#kb-sso .kbw-answer").last).to_contain_text("Signed in again.")
+    assert sent == ["expired-provider-token", "fresh-provider-token"]
+    assert page.evaluate("window.__refresh") == [False, True]
+    assert page.locator("#kb-sso .kbw-error").count() == 0
