@@ -16,6 +16,7 @@ from tests.e2e.serverproc import run_server
 from tests.servers import free_port
 
 WIDGET_TOKEN = "e2e-widget-token-000001"
+SSO_WIDGET_TOKEN = "e2e-widget-sso-token-01"
 
 
 def chromium_path() -> str:
@@ -60,15 +61,24 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def e2e_server(sample_kb: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def e2e_server(
+    sample_kb: Any, tmp_path_factory: pytest.TempPathFactory, oidc_provider: Any
+) -> Iterator[Server]:
+    """The service process the browser tests use: the sample knowledge base, the demo page,
+    a widget token for anonymous visitors (groups: everyone) and one for signed-in users only
+    (no groups of its own), with sign-in through the session's OpenID provider."""
     workdir = tmp_path_factory.mktemp("e2e-server")
     port = free_port()
+    origin = f"http://127.0.0.1:{port}"
     env = {
         "RAG_WIDGET__DEMO_PAGE": "true",
         "RAG_WIDGET__TOKENS": (
-            f"[{{token: {WIDGET_TOKEN}, name: e2e, origins: ['http://127.0.0.1:{port}'], "
-            "groups: [everyone]}]"
+            f"[{{token: {WIDGET_TOKEN}, name: e2e, origins: ['{origin}'], groups: [everyone]}}, "
+            f"{{token: {SSO_WIDGET_TOKEN}, name: sso, origins: ['{origin}'], groups: []}}]"
         ),
+        "RAG_AUTH__OIDC__ISSUER": oidc_provider.issuer,
+        "RAG_AUTH__OIDC__AUDIENCE": "kb-service",
+        "RAG_AUTH__OIDC__GROUP_MAP": '{"/staff": everyone}',
     }
     with run_server(sample_kb.store.path, workdir, port, env) as base:
         yield Server(base, port, workdir)

@@ -340,3 +340,36 @@ def test_an_expired_sign_in_is_refreshed_through_the_identity_callback(
     assert sent == ["expired-provider-token", "fresh-provider-token"]
     assert page.evaluate("window.__refresh") == [False, True]
     assert page.locator("#kb-sso .kbw-error").count() == 0
+
+
+def test_signed_in_users_get_their_groups_answers_in_the_browser(
+    server: tuple[str, Path], browser: Any, oidc_provider: Any
+) -> None:
+    """The real provider's tokens, through the site's identity callback, on a widget token
+    that grants nothing by itself: alice (/staff -> everyone) gets a cited answer from the
+    knowledge base; carol (no groups) gets none of its documents."""
+    from playwright.sync_api import expect
+
+    from tests.e2e.conftest import SSO_WIDGET_TOKEN
+
+    base, _ = server
+    for user, cited in (("alice", True), ("carol", False)):
+        page = browser.new_context().new_page()
+        page.goto(f"{base}/widget/demo")
+        page.evaluate(
+            """([token, base, id]) => {
+                const box = document.createElement('div');
+                box.id = 'kb-sso';
+                box.style.height = '500px';
+                document.querySelector('main').appendChild(box);
+                window.KBWidget.mount({token, base, mode: 'inline', target: '#kb-sso',
+                                       identity: async () => id});
+            }""",
+            [SSO_WIDGET_TOKEN, base, oidc_provider.token(user)],
+        )
+        page.locator("#kb-sso .kbw-form textarea").fill(QUESTION)
+        page.locator("#kb-sso .kbw-form textarea").press("Enter")
+        answer = page.locator("#kb-sso .kbw-answer").last
+        expect(answer.locator(".kbw-actions")).to_be_visible(timeout=120_000)
+        assert page.locator("#kb-sso .kbw-error").count() == 0, user
+        assert (answer.locator(".kbw-sources button").count() >= 1) is cited, user
