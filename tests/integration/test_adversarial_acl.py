@@ -79,7 +79,9 @@ async def world(
         shutil.copy(KB_DIR / name, docs / name)
     (docs / "executive-compensation.md").write_text(SECRET_DOC, encoding="utf-8")
     (docs / "executive-compensation.md.meta.json").write_text(json.dumps({"groups": ["hr"]}))
-    settings = make_settings(auth={"required": True, "rate_per_minute": 0})
+    # A leak would come from the context the engine is given (the spy checks it), not from
+    # how long the answer runs: 16 tokens keep the real engine's answers short.
+    settings = make_settings(auth={"required": True, "rate_per_minute": 0}, llm={"max_tokens": 16})
     kb = build_knowledge_base(settings)
     results = list(
         Ingestor(settings, kb.embedder, kb.store, listeners=build_index_listeners(settings)).add(
@@ -128,7 +130,7 @@ async def test_no_leak_through_answers_citations_or_context(world: Any) -> None:
     client, _, spy, keys = world
     staff = {"Authorization": keys["staff"]}
     spy.requests.clear()
-    for question in QUESTIONS[::12]:  # five questions through the real engine, both routes
+    for question in QUESTIONS[::20]:  # three questions through the real engine, both routes
         ask = await client.post(
             "/v1/ask", json={"question": question, "stream": True}, headers=staff
         )

@@ -54,7 +54,10 @@ async def client(
             ],
         }
     )
-    settings = sample_kb.model_copy(update={"widget": widget})
+    # These tests are about who may ask and see what, not the answer's length: 16 tokens
+    # keep the real engine's answers (5 in the history test alone) short.
+    llm = sample_kb.llm.model_copy(update={"max_tokens": 16})
+    settings = sample_kb.model_copy(update={"widget": widget, "llm": llm})
     app = create_app(settings, engine=smol_engine)
     async with ready_client(app) as c:
         yield c, app.state.rag
