@@ -182,7 +182,7 @@ class Ingestor:
         self._listeners = tuple(listeners)
         self._manifest = manifest or Manifest(settings.store.manifest_path())
         self._collection = store.name
-        self._tokenizer = token_counter(settings.embedding)
+        self._tokenizer = token_counter(settings.embedding, settings.paths)
         workers = settings.ingest.workers or (os.cpu_count() or 1)
         # Without a tokenizer file the workers cannot count tokens: parse in-process.
         self._parser = ParsePool(

