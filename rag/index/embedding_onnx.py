@@ -197,19 +197,27 @@ class OnnxEmbedder:
         return 256
 
     @cached_property
+    def _folder(self) -> Path:
+        """The folder of ``model.onnx`` and ``model.int8.onnx`` (built when missing)."""
+        return ensure_onnx(self._settings, self._paths)
+
+    @property
+    def _tokenizer_file(self) -> Path:
+        return self._model_dir / "tokenizer.json"
+
+    @cached_property
     def _tokenizer(self) -> Any:
         from tokenizers import Tokenizer
 
-        tok = Tokenizer.from_file(str(self._model_dir / "tokenizer.json"))
+        tok = Tokenizer.from_file(str(self._tokenizer_file))
         tok.enable_truncation(max_length=self._max_tokens)
         tok.no_padding()
         return tok
 
     @cached_property
     def _session(self) -> Any:
-        folder = ensure_onnx(self._settings, self._paths)
         name = "model.onnx" if self._settings.onnx_precision == "fp32" else "model.int8.onnx"
-        return _cpu_session(folder / name)
+        return _cpu_session(self._folder / name)
 
     @cached_property
     def dimension(self) -> int:
@@ -309,19 +317,9 @@ class E5Embedder(OnnxEmbedder):
 
         return E5_MAX_TOKENS
 
-    @cached_property
-    def _tokenizer(self) -> Any:
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(str(self._folder / "tokenizer.json"))
-        tok.enable_truncation(max_length=self._max_tokens)
-        tok.no_padding()
-        return tok
-
-    @cached_property
-    def _session(self) -> Any:
-        name = "model.onnx" if self._settings.onnx_precision == "fp32" else "model.int8.onnx"
-        return _cpu_session(self._folder / name)
+    @property
+    def _tokenizer_file(self) -> Path:
+        return self._folder / "tokenizer.json"
 
     def _embed_batch(self, batch: Sequence[str]) -> list[list[float]]:
         import numpy as np
