@@ -20,8 +20,14 @@ KB_DIR = REPO / "examples" / "kb"
 QUESTIONS = REPO / "examples" / "questions.yaml"
 ASSETS = Path(os.environ.get("RAG_TEST_ASSETS", REPO / "var" / "assets"))
 
-# chroma_server: a real `chroma run`; pg_server, pg_url: a real PostgreSQL (initdb in a temp folder)
-pytest_plugins = ["tests.chroma_server", "tests.postgres_server", "tests.oidc_provider"]
+# chroma_server: a real `chroma run`; pg_server, pg_url: a real PostgreSQL (initdb in a temp
+# folder); vllm_servers, smol_server, tiny_server: vLLM's own OpenAI-compatible servers
+pytest_plugins = [
+    "tests.chroma_server",
+    "tests.postgres_server",
+    "tests.oidc_provider",
+    "tests.vllm_servers",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

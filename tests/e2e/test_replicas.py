@@ -7,6 +7,12 @@ The replicas share nothing but the two servers: a conversation, a key's revocati
 rate limit must hold across them, an ingest made by the CLI (a third process, its own
 folders) must reach both, killing one mid-answer must fail only its own stream, and a
 restart of both must lose nothing.
+
+The replicas answer through one vLLM server process (``llm.backend: openai``, the session's
+SmolLM2 server from ``tests/vllm_servers.py``), as replicas in front of a GPU server do: what
+is under test is the state they share, and a replica then starts (and restarts) in seconds
+instead of loading its own engine (about 80 s of the suite on two cores). The in-process
+engine is under test everywhere else.
 """
 
 from __future__ import annotations
@@ -33,9 +39,11 @@ from rag.state.db import StateDB
 from tests.chroma_server import ChromaServer
 from tests.conftest import ASSETS, KB_DIR, REPO
 from tests.e2e.serverproc import start_server
+from tests.integration.remote_servers import VllmServer
 from tests.postgres_server import PostgresServer
 from tests.procs import OWN_GROUP, stop_group
 from tests.servers import free_port, wait_ready
+from tests.vllm_servers import SMOL_NAME
 
 pytestmark = pytest.mark.slow
 
@@ -123,6 +131,7 @@ def haproxy_config(port: int, replicas: list[Replica], folder: Path) -> Path:
 def deployment(
     pg_server: PostgresServer,
     chroma_server: ChromaServer,
+    smol_server: VllmServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("replicas")
@@ -140,6 +149,9 @@ def deployment(
         "RAG_AUTH__RATE_PER_MINUTE": "1",
         "RAG_AUTH__BURST": str(BURST),
         "RAG_LLM__MAX_TOKENS": "160",
+        "RAG_LLM__BACKEND": "openai",
+        "RAG_LLM__BASE_URL": smol_server.base_url,
+        "RAG_LLM__MODEL": SMOL_NAME,
     }
     replicas = [Replica(f"rag{i}", free_port(), root / f"rag{i}") for i in (1, 2)]
     for r in replicas:

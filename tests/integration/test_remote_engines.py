@@ -1,8 +1,9 @@
 """``llm.backend: openai`` against vLLM's own OpenAI-compatible server (real processes).
 
-Two servers start once per session, in parallel: the tiny random gpt-oss (harmony inside
-the server) and SmolLM2-135M (its ChatML template). Faults (500s, a slow server, a server
-that goes away and comes back) are injected by a small proxy in front of the real server.
+Two servers start once per session, in parallel (``tests/vllm_servers.py``): the tiny
+random gpt-oss (harmony inside the server) and SmolLM2-135M (its ChatML template). Faults
+(500s, a slow server, a server that goes away and comes back) are injected by a small proxy
+in front of the real server.
 """
 
 from __future__ import annotations
@@ -10,52 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ASSETS
 from tests.integration.remote_servers import FaultyProxy, VllmServer
 from tests.servers import free_port, serve_app
+from tests.vllm_servers import SMOL_NAME, TINY_NAME
 
 pytestmark = pytest.mark.slow
 
-TINY_NAME = "tiny-gpt-oss"
-SMOL_NAME = "smollm2-135m-instruct"
 QUESTION = "What is the name of the shared print queue?"
-
-
-@pytest.fixture(scope="session")
-def vllm_servers(
-    tiny_gptoss_dir: Path, assets: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, VllmServer]]:
-    logs = tmp_path_factory.mktemp("vllm-server-logs")
-    servers = {
-        "tiny": VllmServer(tiny_gptoss_dir, TINY_NAME, logs / "tiny.log"),
-        "smol": VllmServer(ASSETS / "models" / SMOL_NAME, SMOL_NAME, logs / "smol.log"),
-    }
-    try:
-        for server in servers.values():
-            server.start()
-        for server in servers.values():
-            server.wait_ready(600)
-        yield servers
-    finally:
-        for server in servers.values():
-            server.stop()
-
-
-@pytest.fixture(scope="session")
-def tiny_server(vllm_servers: dict[str, VllmServer]) -> VllmServer:
-    return vllm_servers["tiny"]
-
-
-@pytest.fixture(scope="session")
-def smol_server(vllm_servers: dict[str, VllmServer]) -> VllmServer:
-    return vllm_servers["smol"]
 
 
 def remote(settings: Any, **llm: Any) -> Any:
