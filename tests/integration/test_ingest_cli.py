@@ -20,33 +20,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import ASSETS, KB_DIR, REPO
+from tests.ingest_cli import cli, events
 
 pytestmark = pytest.mark.usefixtures("assets")
-
-
-def cli(store: Path, *args: str, crash: str | None = None, **env: str) -> Any:
-    environ = {
-        **os.environ,
-        "RAG_PROFILE": "test",
-        "RAG_STORE__PATH": str(store),
-        "RAG_PATHS__ASSETS_DIR": str(ASSETS),
-        **env,
-    }
-    if crash:
-        environ["RAG_TEST_CRASH_AT"] = crash
-    return subprocess.run(
-        [sys.executable, "-m", "ingest.cli", *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        cwd=REPO,
-        timeout=300,
-        check=False,
-    )
-
-
-def events(proc: Any) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
 def zip_with(path: Path, member: str, size: int) -> None:
