@@ -68,14 +68,16 @@ def _fail(exc: RagError, as_json: bool) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-def _ingestor(settings: Settings, *, check_embedder: bool = True) -> Any:
+def _ingestor(
+    settings: Settings, *, check_embedder: bool = True, keep_workers: bool = False
+) -> Any:
     from ingest.pipeline import build_ingestor
     from rag.services import build_knowledge_base, open_shared_state
 
     kb = build_knowledge_base(
         settings, check_embedder=check_embedder, shared=open_shared_state(settings)
     )
-    return build_ingestor(settings, kb)
+    return build_ingestor(settings, kb, keep_workers=keep_workers)
 
 
 def _report(results: Iterable[Any], total: int, as_json: bool) -> int:
@@ -197,6 +199,78 @@ def sync(
     if not folder.is_dir():
         _fail(RagError(f"{folder} is not a folder. Give the folder to mirror."), as_json)
     _run_files([folder], as_json, profile, sync=True)
+
+
+@app.command()
+def watch(
+    folders: Annotated[
+        list[Path], typer.Argument(metavar="FOLDER", help="Folders to keep in step with.")
+    ],
+    interval: Annotated[
+        float, typer.Option(min=0.05, help="Seconds between two looks at the folders.")
+    ] = 2.0,
+    debounce: Annotated[
+        float,
+        typer.Option(min=0.0, help="Seconds a folder must stay unchanged before ingesting."),
+    ] = 2.0,
+    batch: Annotated[int, typer.Option(min=1, help="Files per ingest run.")] = 200,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Keep the index in step with folders as files are created, changed, renamed or
+    deleted (polling: works on network shares). Runs until stopped (SIGTERM, Ctrl-C)."""
+    import signal
+
+    from ingest.watch import Event, Watcher, run_forever
+
+    stopping: list[int] = []
+
+    def stop_on(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop_on)
+    try:
+        settings = _settings(profile)
+        ingestor = _ingestor(settings, keep_workers=True)  # parse workers stay up between runs
+    except RagError as exc:
+        _fail(exc, as_json)
+
+    def say(event: Event, text: str) -> None:
+        if as_json:
+            line = {"event": event.kind, "folder": str(event.folder)}
+            if event.detail:
+                line["message"] = event.detail
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+        else:
+            print(text, flush=True, file=sys.stderr)
+
+    def handle(event: Event) -> bool:
+        if event.kind in {"sync", "batch"}:
+            prune = event.folder if event.prune else None
+            try:
+                _report(ingestor.run(event.targets, prune=prune), len(event.targets), as_json)
+            except RagError as exc:  # the store or the disk: the next poll tries again
+                if as_json:
+                    print(json.dumps({"event": "error", "message": exc.message}), flush=True)
+                else:
+                    typer.secho(f"error: {exc.message} (retrying)", fg=typer.colors.RED, err=True)
+                return False
+        elif event.kind == "watching":
+            say(event, f"watching {event.folder}")
+        elif event.kind == "unavailable":
+            say(event, f"unavailable: {event.detail}")
+        elif event.kind == "back":
+            say(event, f"back: {event.folder} (syncing it whole)")
+        elif event.kind == "synced":
+            say(event, f"in step: {event.folder}")
+        return True
+
+    watcher = Watcher(folders, debounce, batch, ingestor.indexed_under)
+    try:
+        run_forever(watcher, handle, interval, lambda: bool(stopping))
+    finally:
+        ingestor.close()
 
 
 @app.command()

@@ -204,6 +204,16 @@ class Ingestor:
         """``add`` the folder, then delete the documents under it whose files are gone."""
         return self.run(discover([folder]), prune=folder)
 
+    def indexed_under(self, folder: Path) -> int:
+        """How many documents (attachments aside) the index holds from files under
+        ``folder``."""
+        root = folder.resolve()
+        return sum(
+            1
+            for r in self._manifest.documents(self._collection)
+            if not r.parent and Path(r.path).is_relative_to(root)
+        )
+
     def _lock(self) -> None:
         """The manifest's writer lock, then the one across machines (when there is one);
         a lock the caller already holds (a reindex) is left to the caller."""

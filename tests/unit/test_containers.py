@@ -204,3 +204,18 @@ def test_compose_environment_is_valid_settings(compose: dict[str, Any]) -> None:
         "chroma",
         8000,
     )
+
+
+def test_the_watcher_runs_as_a_service_in_compose_and_systemd(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    watch, ingest = services["ingest-watch"], services["ingest"]
+    assert watch["entrypoint"] == ["rag-ingest"] and watch["command"][0] == "watch"
+    assert watch["environment"] == ingest["environment"]  # the same index and state
+    folder = watch["command"][1]
+    assert any(v.split(":")[1] == folder for v in watch["volumes"])
+    assert watch["restart"] == "unless-stopped"
+    unit = (REPO / "examples" / "deploy" / "rag-ingest-watch.service").read_text()
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    program, command, watched = exec_start.removeprefix("ExecStart=").split()
+    assert program.endswith("/.venv/bin/rag-ingest") and command == "watch"
+    assert f"RequiresMountsFor={watched}" in unit and "Restart=on-failure" in unit
