@@ -5,9 +5,7 @@ reads and verifies it."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 from rag.state.audit import AuditLog
 from rag.state.db import StateDB
 from tests.asgi import ready_client
-from tests.conftest import ASSETS, REPO
+from tests.ingest_cli import cli as ingest_cli
 
 
 class Clock:
@@ -215,25 +213,13 @@ async def test_the_app_records_who_did_what_and_never_a_secret(
 
 def test_the_cli_lists_filters_and_verifies(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'state.sqlite3'}"
-    env = {
-        **os.environ,
-        "RAG_PROFILE": "test",
-        "RAG_PATHS__ASSETS_DIR": str(ASSETS),
-        "RAG_PATHS__DATA_DIR": str(tmp_path),
-        "RAG_STORE__PATH": str(tmp_path / "store"),
-        "RAG_STATE__URL": url,
-    }
+    store = tmp_path / "store"
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "ingest.cli", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=REPO,
-            timeout=120,
-            check=False,
+        done: subprocess.CompletedProcess[str] = ingest_cli(
+            store, *args, RAG_PATHS__DATA_DIR=str(tmp_path), RAG_STATE__URL=url
         )
+        return done
 
     created = cli("keys", "create", "--name", "ops", "--json")
     assert created.returncode == 0, created.stderr
