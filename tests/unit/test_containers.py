@@ -219,3 +219,4 @@ def test_the_watcher_runs_as_a_service_in_compose_and_systemd(compose: dict[str,
     program, command, watched = exec_start.removeprefix("ExecStart=").split()
     assert program.endswith("/.venv/bin/rag-ingest") and command == "watch"
     assert f"RequiresMountsFor={watched}" in unit and "Restart=on-failure" in unit
+    assert "KillMode=mixed" in unit  # SIGTERM to the watcher, not to its parse workers
