@@ -165,6 +165,15 @@ class _Inline:
 Pending = Future[Parsed] | _Inline
 
 
+def _ignore_interrupts() -> None:
+    """In a parse worker: Ctrl-C on a terminal reaches the whole process group, and only the
+    parent decides what stops (``rag-ingest watch`` finishes its run; a worker killed by the
+    key press would fail the file it was parsing)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class ParsePool:
     """Runs :func:`prepare` in spawned worker processes (started on first use), or in the
     calling process when ``workers`` is 1 (then ``count_tokens`` may be the embedder's)."""
@@ -183,7 +192,9 @@ class ParsePool:
 
             # spawn: the parent holds torch threads; forking it is unsafe.
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_ignore_interrupts,
             )
         return self._pool.submit(prepare, job)
 
