@@ -252,7 +252,8 @@ def watch(
                 _report(ingestor.run(event.targets, prune=prune), len(event.targets), as_json)
             except RagError as exc:  # the store or the disk: the next poll tries again
                 if as_json:
-                    print(json.dumps({"event": "error", "message": exc.message}), flush=True)
+                    line = {"event": "error", "error": exc.code, "message": exc.message}
+                    print(json.dumps(line, ensure_ascii=False), flush=True)
                 else:
                     typer.secho(f"error: {exc.message} (retrying)", fg=typer.colors.RED, err=True)
                 return False

@@ -112,7 +112,10 @@ class Watcher:
         if seen is None or (not seen and (folder.known or self._indexed(folder.path))):
             if folder.available:
                 folder.available = False
-                why = "is empty" if seen is not None else "is not there"
+                if seen is not None:
+                    why = "is empty"
+                else:
+                    why = "is not a folder" if folder.path.exists() else "is not there"
                 yield Event(
                     "unavailable",
                     folder.path,
