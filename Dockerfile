@@ -30,6 +30,7 @@ RUN apt-get update \
  && apt-get update \
  && apt-get install -y --no-install-recommends \
       python3.11 python3.11-venv python3.11-dev gcc libgl1 libglib2.0-0 libgomp1 libnuma1 \
+      tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim \
  && rm -rf /var/lib/apt/lists/*
 
 ENV VIRTUAL_ENV=/opt/venv \

@@ -17,6 +17,9 @@ parse worker), starting from a cold process: model loading is part of the time f
 CPU seconds (process + workers) are printed too: on a shared machine wall time mostly
 measures the neighbours.
 ``--scale 1`` is 300 documents and >= 1,500 pages; smaller scales for a quick look.
+``--scanned N``: instead, a scanned corpus of N pages per language (image-only PDFs and PNG
+screenshots from bench/ocr.py, every page read by OCR), ours only (the naive pipeline has no
+OCR set up); pages/s is then OCR pages per second.
 """
 
 from __future__ import annotations
@@ -141,11 +144,12 @@ def run_ours(
     chroma.upsert = _timed(chroma.upsert, phases, "store")
     ingestor = Ingestor(settings, embedder, chroma)
     counts: dict[str, int] = {}
-    chunks = pages = 0
+    chunks = pages = ocr_pages = 0
     for result in ingestor.run(discover([corpus])):
         counts[result.status] = counts.get(result.status, 0) + 1
         chunks += result.chunks if result.status in {"added", "updated"} else 0
         pages += result.pages
+        ocr_pages += result.ocr_pages
     seconds = time.perf_counter() - started
     phases = {k: round(v, 1) for k, v in phases.items()}
     return {
@@ -154,6 +158,7 @@ def run_ours(
         "statuses": counts,
         "phases": phases,
         "embedder": embedder.model_id,
+        "ocr_pages": ocr_pages,
         **usage.done(),
     }
 
@@ -218,6 +223,11 @@ def _child(args: list[str]) -> dict[str, Any]:
     return result
 
 
+class _Info:
+    def __init__(self, documents: int, pages: int, size: int) -> None:
+        self.documents, self.pages, self.bytes = documents, pages, size
+
+
 def _row(name: str, docs: int, pages: int, r: dict[str, Any]) -> str:
     s = r["seconds"]
     rss = r["rss_main_mb"] + r["rss_worker_mb"]
@@ -239,6 +249,9 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=0, help="parse processes (0 = cores)")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument(
+        "--scanned", type=int, default=0, help="N scanned pages per language instead (OCR)"
+    )
     parser.add_argument("--child", choices=["ours", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
@@ -258,10 +271,23 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
         work = Path(tmp)
-        info = make_corpus(work / "corpus", args.scale)
+        if args.scanned:
+            from bench.ocr import make_scanned_corpus
+
+            placed = make_scanned_corpus(work / "corpus", args.scanned)
+            files = list((work / "corpus").iterdir())
+            info = _Info(len(files), len(placed), sum(f.stat().st_size for f in files))
+            args.skip_naive = True
+        else:
+            info = make_corpus(work / "corpus", args.scale)
         print(
             f"corpus: {info.documents} documents, {info.pages} pages, "
-            f"{info.bytes / 1e6:.1f} MB; {os.cpu_count()} CPUs; scale {args.scale}",
+            f"{info.bytes / 1e6:.1f} MB; {os.cpu_count()} CPUs; "
+            + (
+                f"scanned {args.scanned} pages per language"
+                if args.scanned
+                else f"scale {args.scale}"
+            ),
             flush=True,
         )
         ours_args = ["--model", args.model] if args.model else []
@@ -297,6 +323,9 @@ def main() -> None:
         print(f"throughput ratio (docs/s, ours / naive): {ratio:.2f}x")
         print(f"CPU-time ratio (naive / ours; robust on a shared machine): {cpu_ratio:.2f}x")
     print(f"unchanged re-run speed-up: {first['seconds'] / second['seconds']:.0f}x")
+    if first.get("ocr_pages"):
+        per_s = first["ocr_pages"] / first["seconds"]
+        print(f"pages read by OCR: {first['ocr_pages']} ({per_s:.2f}/s)")
     print()
     print("where the time goes (wall s; ours parses in worker processes, embeds in a thread):")
     print(f"  ours:  {first.get('phases')}")

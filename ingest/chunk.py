@@ -96,6 +96,12 @@ class _Section:
     path: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     page: int | None = None
+    ocr: float | None = None
+    """The lowest OCR confidence of the texts gathered (None: none came from OCR)."""
+
+    def read(self, confidence: float | None) -> None:
+        if confidence is not None:
+            self.ocr = confidence if self.ocr is None else min(self.ocr, confidence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +112,7 @@ class ChunkPlan:
     section: str
     page: int | None
     sheet: str = ""
+    ocr_confidence: float | None = None
 
 
 def plan_chunks(
@@ -127,8 +134,12 @@ def plan_chunks(
         if text.strip():
             label = " > ".join(section.path)
             pieces = [text] if count_tokens(text) <= chunk_tokens else splitter.split_text(text)
-            plans.extend(ChunkPlan(p.strip(), label, section.page) for p in pieces if p.strip())
-        section.texts, section.page = [], None
+            plans.extend(
+                ChunkPlan(p.strip(), label, section.page, ocr_confidence=section.ocr)
+                for p in pieces
+                if p.strip()
+            )
+        section.texts, section.page, section.ocr = [], None, None
 
     for element in doc.elements:
         if element.kind == "title":
@@ -137,6 +148,12 @@ def plan_chunks(
             headings[depth:] = [element.text]
             section.path = list(headings)
             continue
+        if (
+            section.texts
+            and element.page != section.page
+            and (element.ocr_confidence is not None or section.ocr is not None)
+        ):
+            flush()  # a scanned page is its own chunk: citations name the page it is on
         if section.page is None:
             section.page = element.page
         if element.kind == "table":
@@ -149,11 +166,14 @@ def plan_chunks(
             )
             label = " > ".join(section.path)
             plans.extend(
-                ChunkPlan(p, label, element.page, element.sheet) for p in parts if p.strip()
+                ChunkPlan(p, label, element.page, element.sheet, element.ocr_confidence)
+                for p in parts
+                if p.strip()
             )
             section.page = None
             continue
         section.texts.append(element.text)
+        section.read(element.ocr_confidence)
         if count_tokens("\n\n".join(section.texts)) >= chunk_tokens:
             flush()
     flush()
@@ -202,6 +222,7 @@ def make_chunks(
             section=plan.section,
             page=plan.page,
             sheet=plan.sheet,
+            ocr_confidence=plan.ocr_confidence,
             index=i,
             groups=groups,
             content_hash=content_hash(plan.text),

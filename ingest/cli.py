@@ -98,6 +98,8 @@ def _report(results: Iterable[Any], total: int, as_json: bool) -> int:
     if as_json:
         summary = {"event": "summary", **rates.counts, **rates.snapshot()}
         summary["seconds"] = round(rates.elapsed, 2)
+        if rates.ocr_pages:
+            summary["ocr_pages"] = rates.ocr_pages
         print(json.dumps(summary), flush=True)
     else:
         print(f"done: {rates.summary()}", flush=True)
@@ -113,7 +115,9 @@ def _bar(total: int, as_json: bool) -> Iterator[Callable[[Any, Any], None]]:
         if result.status == "failed":
             return f"FAILED  {failure_line(result)}"
         if result.status in {"added", "updated", "deleted"}:
-            return f"{result.status:<9} {shown(result.path)} ({result.chunks} chunks)"
+            ocr = f", {result.ocr_pages} read by OCR" if result.ocr_pages else ""
+            text = f"{result.status:<9} {shown(result.path)} ({result.chunks} chunks{ocr})"
+            return "\n".join([text, *(f"  warning: {w}" for w in result.warnings)])
         return None
 
     if as_json or not sys.stderr.isatty():
@@ -121,7 +125,8 @@ def _bar(total: int, as_json: bool) -> Iterator[Callable[[Any, Any], None]]:
         def plain(result: Any, rates: Any) -> None:
             text = line(result)
             if text:
-                print(text, flush=True, file=sys.stderr if result.status == "failed" else None)
+                loud = result.status == "failed" or bool(result.warnings)
+                print(text, flush=True, file=sys.stderr if loud else None)
 
         yield plain
         return
@@ -149,9 +154,13 @@ def _bar(total: int, as_json: bool) -> Iterator[Callable[[Any, Any], None]]:
 
         def fancy(result: Any, rates: Any) -> None:
             text = line(result)
-            if text and result.status == "failed":
+            if text and (result.status == "failed" or result.warnings):
                 progress.console.print(
-                    text, style="red", markup=False, highlight=False, soft_wrap=True
+                    text,
+                    style="red" if result.status == "failed" else "yellow",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
                 )
             progress.update(
                 task, completed=rates.done, fps=rates.files_per_s, cps=rates.chunks_per_s

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ingest.ocr import IMAGE_SUFFIXES, OcrOptions, OcrUnavailableError
 from rag.errors import IngestError, UnsupportedFileError
 
 ElementKind = Literal["title", "text", "table"]
@@ -32,6 +33,7 @@ SUPPORTED_SUFFIXES = frozenset(
         ".eml",
         ".msg",
     }
+    | IMAGE_SUFFIXES
 )
 
 
@@ -43,6 +45,8 @@ class Element:
     depth: int = 0
     html: str | None = None
     sheet: str = ""
+    ocr_confidence: float | None = None
+    """Set when OCR read this text from a scanned page or an image (0-100)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,9 @@ class ParsedDocument:
     title: str
     elements: list[Element]
     pages: int
+    warnings: tuple[str, ...] = ()
+    """Pages left out (OCR confidence under the floor, too slow, no OCR available)."""
+    ocr_pages: int = 0
 
 
 def _quiet_env() -> None:
@@ -163,11 +170,18 @@ def _email_header(raw_elements: list[Any]) -> Element | None:
     return Element("text", "\n".join(lines)) if lines else None
 
 
-def parse_file(path: Path, *, pdf_strategy: str = "fast") -> ParsedDocument:
-    """Parse one file; raise :class:`IngestError` with a fix-it message when it cannot be read."""
+def parse_file(
+    path: Path, *, pdf_strategy: str = "fast", ocr: OcrOptions | None = None
+) -> ParsedDocument:
+    """Parse one file; raise :class:`IngestError` with a fix-it message when it cannot be read.
+    ``ocr``: how scanned PDF pages (strategies ``text`` and ``ocr_only``) and images are read
+    (None: images are refused, scanned pages left out)."""
     _quiet_env()
-    if path.suffix.lower() == ".pdf" and pdf_strategy == "text":
-        return _parse_pdf_text(path)
+    suffix = path.suffix.lower()
+    if suffix == ".pdf" and pdf_strategy in {"text", "ocr_only"}:
+        return _parse_pdf_text(path, ocr, ocr_all=pdf_strategy == "ocr_only")
+    if suffix in IMAGE_SUFFIXES:
+        return _parse_image(path, ocr)
     try:
         raw = _partition(path, pdf_strategy)
     except IngestError:
@@ -179,6 +193,13 @@ def parse_file(path: Path, *, pdf_strategy: str = "fast") -> ParsedDocument:
             "usual application, re-save or re-export it, and add it again."
         ) from exc
     elements = [e for e in (_convert(r) for r in raw) if e is not None]
+    warnings: tuple[str, ...] = ()
+    ocr_pages = 0
+    if suffix in {".pptx", ".docx"} and ocr is not None and ocr.enabled:
+        extra, warned, ocr_pages = _office_pictures(path, ocr)
+        # Slides in order (a stable sort: a slide's own title stays before its picture's text).
+        elements = sorted([*elements, *extra], key=lambda e: e.page or 0)
+        warnings = tuple(warned)
     if path.suffix.lower() in {".eml", ".msg"}:
         header = _email_header(raw)
         if header is not None:
@@ -192,10 +213,27 @@ def parse_file(path: Path, *, pdf_strategy: str = "fast") -> ParsedDocument:
             )
         raise IngestError(
             f"{path.name}: no text found (empty, or a scan without a text layer). "
-            "Export it with text, or enable OCR (ingest.pdf_strategy: ocr_only) for scans."
+            "Export it with text, or parse it with OCR (ingest.pdf_strategy: text, the "
+            "default, reads scanned pages with Tesseract)."
         )
     pages = max((e.page or 0 for e in elements), default=0) or 1
-    return ParsedDocument(title=_title(path, raw, elements), elements=elements, pages=pages)
+    return ParsedDocument(
+        title=_title(path, raw, elements),
+        elements=elements,
+        pages=pages,
+        warnings=warnings,
+        ocr_pages=ocr_pages,
+    )
+
+
+def _office_pictures(path: Path, ocr: OcrOptions) -> tuple[list[Element], list[str], int]:
+    from ingest.office_images import picture_elements
+    from ingest.pdf_text import MIN_LAYER_CHARS
+
+    try:
+        return picture_elements(path, ocr, MIN_LAYER_CHARS)
+    except OcrUnavailableError as exc:
+        raise OcrUnavailableError(f"{path.name}: {exc.message}") from exc
 
 
 def _title(path: Path, raw: list[Any], elements: list[Element]) -> str:
@@ -210,11 +248,13 @@ def _title(path: Path, raw: list[Any], elements: list[Element]) -> str:
     return stem[:1].upper() + stem[1:] if stem else path.name
 
 
-def _parse_pdf_text(path: Path) -> ParsedDocument:
+def _parse_pdf_text(path: Path, ocr: OcrOptions | None, *, ocr_all: bool) -> ParsedDocument:
     from ingest.pdf_text import pdf_elements
 
     try:
-        elements, pages = pdf_elements(path)
+        read = pdf_elements(path, ocr, ocr_all=ocr_all)
+    except OcrUnavailableError as exc:
+        raise OcrUnavailableError(f"{path.name}: {exc.message}") from exc
     except IngestError:
         raise
     except Exception as exc:
@@ -223,9 +263,51 @@ def _parse_pdf_text(path: Path) -> ParsedDocument:
             f"{str(exc)[:200]}). Check that it opens in a PDF reader, export it again, and "
             "add it again."
         ) from exc
-    if not any(e.text.strip() for e in elements):
+    if not any(e.text.strip() for e in read.elements):
         raise IngestError(
-            f"{path.name}: no text found (a scan without a text layer?). Export it with "
-            "text, or enable OCR (ingest.pdf_strategy: ocr_only) for scans."
+            f"{path.name}: no text found"
+            + (f" ({'; '.join(read.warnings)})" if read.warnings else "")
+            + ". Export it with a text layer, or rescan it straight at 300 dpi."
         )
-    return ParsedDocument(title=_title(path, [], elements), elements=elements, pages=pages)
+    return ParsedDocument(
+        title=_title(path, [], read.elements),
+        elements=read.elements,
+        pages=read.pages,
+        warnings=tuple(read.warnings),
+        ocr_pages=read.ocr_pages,
+    )
+
+
+def _parse_image(path: Path, ocr: OcrOptions | None) -> ParsedDocument:
+    """An image file (a screenshot, a scanned page; a TIFF may hold several pages): OCR."""
+    from ingest.layout import page_elements
+    from ingest.ocr import accept, image_frames, read_pages
+
+    if ocr is None or not ocr.enabled:
+        raise IngestError(
+            f"{path.name}: images are read with OCR, which is turned off "
+            "(ingest.ocr.enabled: false). Turn it on to index images."
+        )
+    frames = image_frames(path, path.name)
+    try:
+        read = read_pages(path, ocr, frames=frames)
+    except IngestError as exc:
+        raise type(exc)(f"{path.name}: {exc.message.rstrip('.')}.") from exc
+    pages: list[list[str]] = [[] for _ in range(max([frames] + [p.number for p in read]))]
+    confidence: dict[int, float] = {}
+    warnings: list[str] = []
+    for page in read:
+        if accept(page, f"page {page.number}", ocr, warnings):
+            pages[page.number - 1] = page.lines
+            confidence[page.number] = page.confidence
+    elements = page_elements(pages, confidence)
+    if not elements:
+        why = "; ".join(warnings) or "OCR found no words in it: a photo or a diagram?"
+        raise IngestError(f"{path.name}: no text found ({why}). Nothing was indexed.")
+    return ParsedDocument(
+        title=_title(path, [], elements),
+        elements=elements,
+        pages=len(pages),
+        warnings=tuple(warnings),
+        ocr_pages=len(read),
+    )

@@ -1,27 +1,77 @@
-"""PDF text layer with pypdfium2 (the only importer of it): ``ingest.pdf_strategy: text``.
+"""PDF text layer with pypdfium2 (the only importer of it): ``ingest.pdf_strategy: text``,
+and pages rendered for OCR.
 
 Several times cheaper than ``unstructured``'s ``fast`` strategy for the same text (which
-has no table inference either). Lines are joined into paragraphs (a short line ends one),
-running headers and footers (the same first/last lines on most pages, digits ignored) and
-bare page numbers are dropped, and short unpunctuated lines that start a block become
-headings, so chunks still follow the document's sections.
+has no table inference either). A page whose text layer holds fewer than
+:data:`MIN_LAYER_CHARS` characters (a scan, or a photo of a page) is rendered in grey at
+``ingest.ocr.dpi`` and read by Tesseract (``ingest/ocr.py``): a mixed document OCRs only
+the pages that need it; ``pdf_strategy: ocr_only`` OCRs every page. Lines become
+paragraphs and headings in ``ingest/layout.py``.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.parse import Element, looks_like_heading
+from ingest.layout import page_elements
+from ingest.ocr import MAX_PIXELS, OcrOptions, OcrPageError, accept, read_pages
+from ingest.parse import Element
 from rag.errors import IngestError
 
-_PAGE_NUMBER = re.compile(r"^(page\s*)?\d+(\s*(/|of)\s*\d+)?$", re.IGNORECASE)
-_NUMBERED = re.compile(r"^\d+(\.\d+)*\.?\s+\S")
-_END = (".", "。", "!", "！", "?", "？", ":", "：", ";", "；", ",", "，")
+MIN_LAYER_CHARS = 20
+"""Fewer non-space characters than this on a page: no usable text layer (OCR it)."""
 
 
-def _page_lines(path: Path) -> list[list[str]]:
+@dataclass
+class PdfText:
+    elements: list[Element]
+    pages: int
+    warnings: list[str] = field(default_factory=list)
+    ocr_pages: int = 0
+
+
+def _lines(text: str) -> list[str]:
+    lines = (ln.strip() for ln in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+    return [ln for ln in lines if ln]
+
+
+def _render(page: object, dpi: int) -> tuple[bytes, int]:
+    """The page as a grey PNM image (what Tesseract reads from stdin) and its resolution."""
+    width_pt, height_pt = page.get_size()  # type: ignore[attr-defined]
+    scale = dpi / 72
+    if width_pt * height_pt * scale * scale > MAX_PIXELS:
+        scale = math.sqrt(MAX_PIXELS / max(width_pt * height_pt, 1.0))
+    bitmap = page.render(scale=scale, grayscale=True)  # type: ignore[attr-defined]
+    pixels = bitmap.to_numpy()
+    height, width = pixels.shape[:2]
+    header = f"P5\n{width} {height}\n255\n".encode("ascii")
+    return header + pixels.reshape(height, width).tobytes(), max(1, round(scale * 72))
+
+
+def _ocr_page(
+    page: object,
+    number: int,
+    ocr: OcrOptions,
+    pages: list[list[str]],
+    confidence: dict[int, float],
+    warnings: list[str],
+) -> None:
+    image, dpi = _render(page, ocr.dpi)
+    try:
+        read = read_pages(image, ocr, dpi=dpi)
+    except OcrPageError as exc:
+        warnings.append(f"page {number}: {exc.message}; not indexed.")
+        return
+    if read and accept(read[0], f"page {number}", ocr, warnings):
+        pages[number - 1] = read[0].lines
+        confidence[number] = read[0].confidence
+
+
+def pdf_elements(path: Path, ocr: OcrOptions | None = None, *, ocr_all: bool = False) -> PdfText:
+    """The PDF's paragraphs and headings with their page numbers, the page count, and what
+    was left out. ``ocr``: read pages without a text layer (every page with ``ocr_all``)."""
     import pypdfium2 as pdfium
 
     try:
@@ -32,64 +82,40 @@ def _page_lines(path: Path) -> list[list[str]]:
             "save a copy without the password; otherwise export it to PDF again."
         ) from exc
     pages: list[list[str]] = []
+    confidence: dict[int, float] = {}
+    warnings: list[str] = []
+    unread: list[int] = []
+    ocr_pages = 0
     try:
         for index in range(len(document)):
             page = document[index]
-            textpage = page.get_textpage()
-            text = textpage.get_text_range()
-            textpage.close()
-            page.close()
-            lines = (
-                ln.strip() for ln in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-            )
-            pages.append([ln for ln in lines if ln])
+            try:
+                textpage = page.get_textpage()
+                lines = _lines(textpage.get_text_range())
+                textpage.close()
+                pages.append(lines)
+                usable = sum(len(ln.replace(" ", "")) for ln in lines) >= MIN_LAYER_CHARS
+                if usable and not ocr_all:
+                    continue
+                if ocr is None or not ocr.enabled:
+                    unread.append(index + 1)
+                    continue
+                _ocr_page(page, index + 1, ocr, pages, confidence, warnings)
+                ocr_pages += 1
+            finally:
+                page.close()
     finally:
         document.close()
-    return pages
+    if unread:
+        warnings.append(
+            f"{_page_list(unread)} no text layer; not read (ingest.ocr.enabled is false). "
+            "Turn OCR on to index scanned pages."
+        )
+    return PdfText(page_elements(pages, confidence), len(pages), warnings, ocr_pages)
 
 
-def _running_lines(pages: list[list[str]]) -> set[str]:
-    if len(pages) < 2:
-        return set()
-    seen: Counter[str] = Counter()
-    for lines in pages:
-        seen.update({re.sub(r"\d+", "#", ln) for ln in lines[:2] + lines[-2:]})
-    need = max(2, (len(pages) + 1) // 2)
-    return {ln for ln, n in seen.items() if n >= need}
-
-
-def pdf_elements(path: Path) -> tuple[list[Element], int]:
-    """The PDF's paragraphs and headings with their page numbers, and the page count."""
-    pages = _page_lines(path)
-    running = _running_lines(pages)
-    elements: list[Element] = []
-    for number, lines in enumerate(pages, start=1):
-        kept = [
-            ln
-            for i, ln in enumerate(lines)
-            if not _PAGE_NUMBER.match(ln)
-            and not ((i < 2 or i >= len(lines) - 2) and re.sub(r"\d+", "#", ln) in running)
-        ]
-        width = max((len(ln) for ln in kept), default=0)
-        paragraph: list[str] = []
-        for i, line in enumerate(kept):
-            has_more = i + 1 < len(kept)
-            if (
-                (not paragraph or _NUMBERED.match(line))
-                and has_more
-                and len(line) < 80
-                and not line.endswith(_END)
-                and looks_like_heading(line)
-            ):
-                if paragraph:
-                    elements.append(Element("text", " ".join(paragraph), number))
-                    paragraph = []
-                elements.append(Element("title", line, number, 0))
-                continue
-            paragraph.append(line)
-            if len(line) < 0.75 * width or not has_more:
-                elements.append(Element("text", " ".join(paragraph), number))
-                paragraph = []
-        if paragraph:
-            elements.append(Element("text", " ".join(paragraph), number))
-    return elements, len(pages)
+def _page_list(numbers: list[int]) -> str:
+    if len(numbers) == 1:
+        return f"page {numbers[0]} has"
+    shown = ", ".join(str(n) for n in numbers[:10]) + (" ..." if len(numbers) > 10 else "")
+    return f"pages {shown} have"

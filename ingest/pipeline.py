@@ -42,6 +42,7 @@ from ingest.access import SIDECAR_SUFFIX, DocMeta, resolve_meta
 from ingest.chunk import ChunkPlan, make_chunks
 from ingest.guard import shown
 from ingest.mail import ATTACHMENT_MARK, MAIL_SUFFIXES, attachment_key
+from ingest.ocr import OcrOptions
 from ingest.targets import (
     FileResult,
     Status,
@@ -153,6 +154,8 @@ class _Unit:
     parent: str = ""
     existed: bool = False
     chunks: list[Chunk] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+    ocr_pages: int = 0
 
 
 class Ingestor:
@@ -400,6 +403,7 @@ class Ingestor:
             max_zip_ratio=cfg.max_zip_ratio,
             token_counter=self._tokenizer,
             max_file_mb=cfg.max_file_mb,
+            ocr=OcrOptions(**cfg.ocr.model_dump()),
         )
 
     def _embed_batch(
@@ -458,6 +462,8 @@ class Ingestor:
             pages=parsed.pages,
             size=job.size,
             existed=job.old is not None,
+            warnings=parsed.warnings,
+            ocr_pages=parsed.ocr_pages,
         )
         units, problems = [head], []
         old = {c.doc_id for c in self._manifest.children(self._collection, job.doc_id)}
@@ -491,6 +497,8 @@ class Ingestor:
                     size=part.size,
                     parent=job.doc_id,
                     existed=child_id in old,
+                    warnings=part.parsed.warnings,
+                    ocr_pages=part.parsed.ocr_pages,
                 )
             )
         return units, problems
@@ -558,6 +566,8 @@ class Ingestor:
                 seconds=_since(job.started),
                 pages=unit.pages,
                 parent=unit.parent,
+                warnings=unit.warnings,
+                ocr_pages=unit.ocr_pages,
             )
         yield from problems
         for gone in removed:

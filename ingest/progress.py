@@ -17,6 +17,7 @@ class Rates:
     done: int = 0
     chunks: int = 0
     pages: int = 0
+    ocr_pages: int = 0
     counts: dict[str, int] = field(default_factory=dict)
 
     def add(self, result: FileResult) -> None:
@@ -26,6 +27,7 @@ class Rates:
         if result.status in {"added", "updated"}:
             self.chunks += result.chunks
             self.pages += result.pages
+            self.ocr_pages += result.ocr_pages
 
     @property
     def elapsed(self) -> float:

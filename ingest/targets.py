@@ -31,11 +31,18 @@ class FileResult:
     pages: int = 0
     parent: str = ""
     """For an e-mail attachment: the message's doc id."""
+    warnings: tuple[str, ...] = ()
+    """What an indexed file left out (pages OCR could not read well enough)."""
+    ocr_pages: int = 0
+    """Pages (or images) read by OCR."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        if not self.parent:
-            del data["parent"]
+        for key in ("parent", "warnings", "ocr_pages"):
+            if not data[key]:
+                del data[key]
+        if self.warnings:
+            data["warnings"] = list(self.warnings)
         return data
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from ingest.chunk import ChunkPlan, plan_chunks
 from ingest.guard import check_file, shown
 from ingest.mail import MAIL_SUFFIXES, attachments
+from ingest.ocr import IMAGE_SUFFIXES, OcrOptions
 from ingest.parse import SUPPORTED_SUFFIXES, parse_file
 from rag.errors import RagError
 from rag.index.embedding import count_tokens_with
@@ -36,6 +37,7 @@ class ParseJob:
     token_counter: str | None = None
     """What counts tokens: see :func:`rag.index.embedding.token_counter`."""
     max_file_mb: float = 50.0
+    ocr: OcrOptions | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,9 @@ class Parsed:
     plans: list[ChunkPlan] = field(default_factory=list)
     error: str | None = None
     attachments: list[ParsedAttachment] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+    """What was left out of an indexed file (pages OCR could not read well enough)."""
+    ocr_pages: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +93,9 @@ def prepare(job: ParseJob, count_tokens: Callable[[str], int] | None = None) -> 
                     Path(tmp), path, attachment.name, attachment.data, job, count_tokens
                 )
             )
-    return Parsed(parsed.title, parsed.pages, parsed.plans, None, results)
+    return Parsed(
+        parsed.title, parsed.pages, parsed.plans, None, results, parsed.warnings, parsed.ocr_pages
+    )
 
 
 def _prepare_attachment(
@@ -104,6 +111,11 @@ def _prepare_attachment(
     suffix = Path(name).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         return ParsedAttachment(name, digest, len(data), Parsed(), "unsupported file type")
+    if suffix in IMAGE_SUFFIXES:
+        # Mostly logos and signatures: OCR would fail or index noise. A scan that matters is
+        # saved as a file of its own.
+        why = "image attachment (not read; save a scan as a file of its own to index it)"
+        return ParsedAttachment(name, digest, len(data), Parsed(), why)
     if not data:
         error = f"{shown_name} is empty; nothing to index."
         return ParsedAttachment(name, digest, 0, Parsed(error=error))
@@ -127,7 +139,7 @@ def _prepare_file(
 ) -> Parsed:
     try:
         check_file(path, max_unzipped_mb=job.max_unzipped_mb, max_zip_ratio=job.max_zip_ratio)
-        doc = parse_file(path, pdf_strategy=job.pdf_strategy)
+        doc = parse_file(path, pdf_strategy=job.pdf_strategy, ocr=job.ocr)
         plans = plan_chunks(doc, count_tokens, job.chunk_tokens, job.chunk_overlap)
     except RagError as exc:
         message = exc.message
@@ -149,7 +161,8 @@ def _prepare_file(
             error=f"{label}: no text to index. Export it with a text layer "
             "(or enable OCR for scans) and add it again."
         )
-    return Parsed(doc.title, doc.pages, plans)
+    warnings = tuple(f"{label}: {w}" for w in doc.warnings)
+    return Parsed(doc.title, doc.pages, plans, warnings=warnings, ocr_pages=doc.ocr_pages)
 
 
 class _Inline:

@@ -147,6 +147,31 @@ class GroupRule(_Section):
     groups: list[GroupName] = Field(min_length=1, description="Access groups of matching files.")
 
 
+class OcrSettings(_Section):
+    enabled: bool = Field(
+        True,
+        description="Read PDF pages without a text layer, and image files (PNG, JPEG, TIFF, "
+        "WebP), with Tesseract (Debian's tesseract-ocr; make setup installs it as root).",
+    )
+    languages: str = Field(
+        "chi_sim+eng",
+        pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$",
+        description="Tesseract language packs, joined with + (chi_sim+eng reads Chinese and "
+        "English; the first listed wins ties: keep chi_sim first or Chinese comes out spaced).",
+    )
+    dpi: int = Field(300, ge=100, le=600, description="Resolution PDF pages are rendered at.")
+    min_confidence: float = Field(
+        60.0,
+        ge=0,
+        le=100,
+        description="Pages OCR reads with a lower mean word confidence (0-100) are reported "
+        "and not indexed.",
+    )
+    page_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="Time limit of OCR on one page (reported, not indexed)."
+    )
+
+
 class IngestSettings(_Section):
     chunk_tokens: int = Field(
         128,
@@ -160,8 +185,10 @@ class IngestSettings(_Section):
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are refused.")
     pdf_strategy: Literal["text", "fast", "ocr_only"] = Field(
         "text",
-        description="PDF parsing: text (pypdfium2 text layer), fast (unstructured), ocr_only.",
+        description="PDF parsing: text (the text layer with pypdfium2; pages without one go "
+        "through OCR), ocr_only (OCR every page), fast (unstructured, no OCR).",
     )
+    ocr: OcrSettings = Field(default_factory=OcrSettings)
     default_groups: list[GroupName] = Field(
         default_factory=lambda: ["everyone"],
         min_length=1,

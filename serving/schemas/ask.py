@@ -153,6 +153,11 @@ class HitOut(BaseModel):
     page: int | None = Field(None, description="Page, slide or sheet, when the format has them.")
     section: str = Field("", description="The heading path the passage is under.")
     index: int = Field(0, description="Position of the chunk in its document.")
+    ocr_confidence: float | None = Field(
+        None,
+        description="Set when the passage was read from a scan or an image by OCR: "
+        "Tesseract's mean word confidence (0-100).",
+    )
 
     @classmethod
     def of(cls, h: Hit) -> HitOut:
@@ -169,6 +174,7 @@ class HitOut(BaseModel):
             page=c.page,
             section=c.section,
             index=c.index,
+            ocr_confidence=c.ocr_confidence,
         )
 
 

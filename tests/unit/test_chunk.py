@@ -81,3 +81,15 @@ def test_pdf_text_layer_keeps_pages_and_headings_and_drops_running_headers() -> 
     assert fire and fire[0].page == 3
     plans = plan_chunks(doc, words, chunk_tokens=60, overlap=0)
     assert any(p.section == "6. Safety and emergencies" and p.page == 3 for p in plans)
+
+
+def test_a_scanned_page_is_a_chunk_of_its_own_so_citations_name_its_page() -> None:
+    short = [
+        Element("text", "停车证的上限为236元每月。", 1, ocr_confidence=91.0),
+        Element("text", "访客证的上限为12小时。", 2, ocr_confidence=88.0),
+        Element("text", "Typed text on page three.", 3),
+        Element("text", "More typed text on page four.", 4),
+    ]
+    plans = plan_chunks(ParsedDocument("t", short, 4), words, chunk_tokens=100, overlap=0)
+    assert [(p.page, p.ocr_confidence) for p in plans] == [(1, 91.0), (2, 88.0), (3, None)]
+    assert plans[2].text == "Typed text on page three.\n\nMore typed text on page four."
