@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -281,6 +282,69 @@ def watch(
         run_forever(watcher, handle, interval, lambda: bool(stopping))
     finally:
         ingestor.close()
+
+
+@app.command()
+def crawl(
+    urls: Annotated[list[str], typer.Argument(metavar="URL", help="Start pages, one per site.")],
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Crawl intranet sites (same-site links, sitemap.xml, robots.txt, conditional
+    re-fetch) into a mirror under paths.data_dir, then sync it into the index: pages that
+    are gone are deleted. Settings: ingest.crawl."""
+    from ingest.crawl import Crawler
+
+    failed = 0
+    try:
+        settings = _settings(profile)
+        crawlers = [
+            Crawler(
+                url, settings.ingest.crawl, settings.paths.data_dir, settings.ingest.default_groups
+            )
+            for url in urls
+        ]
+        ingestor = None
+        for crawler in crawlers:
+            counts: dict[str, int] = {}
+            started = time.perf_counter()
+            for event in crawler.run():
+                counts[event.status] = counts.get(event.status, 0) + 1
+                failed += event.status == "failed"
+                if as_json:
+                    print(json.dumps(event.to_json(), ensure_ascii=False), flush=True)
+                elif event.status != "unchanged":
+                    why = f" ({event.reason})" if event.reason else ""
+                    loud = event.status in {"failed", "skipped"}
+                    print(
+                        f"{event.status:<9} {event.url}{why}",
+                        flush=True,
+                        file=sys.stderr if loud else None,
+                    )
+            seconds = time.perf_counter() - started
+            if as_json:
+                line = {
+                    "event": "crawled",
+                    "site": crawler.site,
+                    "folder": str(crawler.folder),
+                    "complete": crawler.complete,
+                    "seconds": round(seconds, 2),
+                    **counts,
+                }
+                print(json.dumps(line), flush=True)
+            else:
+                parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+                print(f"crawled {crawler.site}: {parts} in {seconds:.1f} s", flush=True)
+            from ingest.pipeline import discover
+
+            ingestor = ingestor or _ingestor(settings)
+            targets = list(discover([crawler.folder]))
+            results = ingestor.run(targets, prune=crawler.folder)
+            failed += _report(results, len(targets), as_json)
+    except RagError as exc:
+        _fail(exc, as_json)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -172,6 +172,41 @@ class OcrSettings(_Section):
     )
 
 
+class UrlGroupRule(_Section):
+    prefix: str = Field(
+        pattern=r"^https?://", description="URL prefix (scheme, host, path) the rule covers."
+    )
+    groups: list[GroupName] = Field(min_length=1, description="Access groups of those pages.")
+
+
+class CrawlSettings(_Section):
+    rate_per_s: float = Field(
+        2.0,
+        ge=0,
+        description="Requests per second to one site (0: no pause; robots.txt's "
+        "Crawl-delay wins when longer).",
+    )
+    max_pages: int = Field(1000, ge=1, description="Pages and files fetched per site and run.")
+    max_page_mb: float = Field(
+        20.0, gt=0, description="A page or file larger than this is skipped and reported."
+    )
+    max_total_mb: float = Field(2000.0, gt=0, description="The run stops after this much.")
+    timeout_s: float = Field(30.0, gt=0, description="Time limit of one request.")
+    group_rules: list[UrlGroupRule] = Field(
+        default_factory=list,
+        description="Access groups by URL prefix; all matches add; none: ingest.default_groups.",
+    )
+    auth_header_env: str = Field(
+        "",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$|^$",
+        description="Name of an environment variable whose value is sent as the "
+        "Authorization header to the crawled site (e.g. 'Bearer ...'); empty: none.",
+    )
+    user_agent: str = Field(
+        "rag-ingest-crawler/1", min_length=1, description="User-Agent, and the robots.txt name."
+    )
+
+
 class IngestSettings(_Section):
     chunk_tokens: int = Field(
         128,
@@ -189,6 +224,7 @@ class IngestSettings(_Section):
         "through OCR), ocr_only (OCR every page), fast (unstructured, no OCR).",
     )
     ocr: OcrSettings = Field(default_factory=OcrSettings)
+    crawl: CrawlSettings = Field(default_factory=CrawlSettings)
     default_groups: list[GroupName] = Field(
         default_factory=lambda: ["everyone"],
         min_length=1,

@@ -92,6 +92,8 @@ class Citation:
     snippet: str
     section: str = ""
     chunk_id: str = ""
+    url: str = ""
+    """Where a reader opens the original (a crawled page's address, a sidecar's link)."""
 
 
 @dataclass(frozen=True, slots=True)

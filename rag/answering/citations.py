@@ -25,4 +25,5 @@ def to_citation(source: Source) -> Citation:
         snippet=snippet,
         section=chunk.section,
         chunk_id=chunk.chunk_id,
+        url=chunk.url,
     )

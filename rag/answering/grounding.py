@@ -310,4 +310,5 @@ def citation_for(source: Source, text: str) -> Citation:
         snippet(text),
         section=chunk.section,
         chunk_id=chunk.chunk_id,
+        url=chunk.url,
     )

@@ -153,6 +153,9 @@ class HitOut(BaseModel):
     page: int | None = Field(None, description="Page, slide or sheet, when the format has them.")
     section: str = Field("", description="The heading path the passage is under.")
     index: int = Field(0, description="Position of the chunk in its document.")
+    url: str = Field(
+        "", description="Where to open the original: a crawled page's address, a sidecar link."
+    )
     ocr_confidence: float | None = Field(
         None,
         description="Set when the passage was read from a scan or an image by OCR: "
@@ -174,6 +177,7 @@ class HitOut(BaseModel):
             page=c.page,
             section=c.section,
             index=c.index,
+            url=c.url,
             ocr_confidence=c.ocr_confidence,
         )
 
@@ -211,6 +215,9 @@ class CitationOut(BaseModel):
     section: str = Field("", description="The heading the cited passage is under.")
     chunk_id: str = Field("", description="The cited passage (see /v1/documents/{id}/source).")
     snippet: str = Field(..., description="The start of the cited passage.")
+    url: str = Field(
+        "", description="Where to open the original: a crawled page's address, a sidecar link."
+    )
 
     @classmethod
     def of(cls, c: Citation) -> CitationOut:
@@ -223,6 +230,7 @@ class CitationOut(BaseModel):
             section=c.section,
             chunk_id=c.chunk_id,
             snippet=c.snippet,
+            url=c.url,
         )
 
 
