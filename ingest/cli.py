@@ -284,6 +284,41 @@ def watch(
         ingestor.close()
 
 
+def _fetch_report(crawler: Any, as_json: bool) -> dict[str, int]:
+    """Run a crawl's fetches, printing each (a live count on a terminal); the counts."""
+    counts: dict[str, int] = {}
+
+    def text(event: Any) -> str:
+        why = f" ({event.reason})" if event.reason else ""
+        return f"{event.status:<9} {event.url}{why}"
+
+    if as_json or not sys.stderr.isatty():
+        for event in crawler.run():
+            counts[event.status] = counts.get(event.status, 0) + 1
+            if as_json:
+                print(json.dumps(event.to_json(), ensure_ascii=False), flush=True)
+            elif event.status != "unchanged":
+                loud = event.status in {"failed", "skipped"}
+                print(text(event), flush=True, file=sys.stderr if loud else None)
+        return counts
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
+    ) as progress:
+        task = progress.add_task(f"crawling {crawler.site}")
+        for event in crawler.run():
+            counts[event.status] = counts.get(event.status, 0) + 1
+            if event.status in {"failed", "skipped", "removed"}:
+                style = "red" if event.status == "failed" else "yellow"
+                progress.console.print(text(event), style=style, markup=False, highlight=False)
+            shown = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+            progress.update(task, description=f"crawling {crawler.site}: {shown}")
+    return counts
+
+
 @app.command()
 def crawl(
     urls: Annotated[list[str], typer.Argument(metavar="URL", help="Start pages, one per site.")],
@@ -306,21 +341,9 @@ def crawl(
         ]
         ingestor = None
         for crawler in crawlers:
-            counts: dict[str, int] = {}
             started = time.perf_counter()
-            for event in crawler.run():
-                counts[event.status] = counts.get(event.status, 0) + 1
-                failed += event.status == "failed"
-                if as_json:
-                    print(json.dumps(event.to_json(), ensure_ascii=False), flush=True)
-                elif event.status != "unchanged":
-                    why = f" ({event.reason})" if event.reason else ""
-                    loud = event.status in {"failed", "skipped"}
-                    print(
-                        f"{event.status:<9} {event.url}{why}",
-                        flush=True,
-                        file=sys.stderr if loud else None,
-                    )
+            counts = _fetch_report(crawler, as_json)
+            failed += counts.get("failed", 0)
             seconds = time.perf_counter() - started
             if as_json:
                 line = {

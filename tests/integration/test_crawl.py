@@ -22,7 +22,7 @@ import pytest
 
 from tests.asgi import ready_client
 from tests.conftest import KB_DIR, REPO
-from tests.ingest_cli import cli, events
+from tests.ingest_cli import cli, cli_env, events
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -320,3 +320,52 @@ def test_the_rate_and_the_page_limit_hold(
     assert len([e for e in seen if e.reason not in unasked]) == 10
     assert seen[-1].reason == "over ingest.crawl.max_pages/max_total_mb"
     assert crawler.complete is False  # an incomplete run removes nothing it did not see
+
+
+def test_killed_mid_crawl_the_next_run_leaves_every_page_exactly_once(
+    site: Site, make_settings: Any
+) -> None:
+    settings = make_settings()
+    env = cli_env(
+        Path(settings.store.path),
+        RAG_PATHS__DATA_DIR=str(settings.paths.data_dir),
+        RAG_INGEST__CRAWL__RATE_PER_S="0",
+        RAG_INGEST__CRAWL__MAX_PAGE_MB="1",
+        RAG_INGEST__CRAWL__AUTH_HEADER_ENV="INTRANET_AUTH",
+        INTRANET_AUTH=f"Bearer {TOKEN}",
+    )
+    for wait in (1.0, 5.0):  # during the fetches, then (likely) during the sync
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ingest.cli", "crawl", site.base + "/", "--json"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(wait)
+        proc.kill()
+        proc.wait(timeout=30)
+    done, lines = crawl(site, settings)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = json.loads(
+        cli(
+            Path(settings.store.path),
+            "stats",
+            "--json",
+            RAG_PATHS__DATA_DIR=str(settings.paths.data_dir),
+        ).stdout
+    )
+    on_site = len(list((site.folder / "pages").glob("page-*.html"))) + 4  # home, orphan, HR, PDF
+    assert stats["documents"] == on_site and stats["unfinished"] == 0
+    assert stats["store_chunks"] == stats["chunks"]  # no orphans, no doubles
+    folder = Path(next(e for e in lines if e["event"] == "crawled")["folder"])
+    assert (
+        len(
+            [
+                p
+                for p in folder.glob("*")
+                if not p.name.startswith(".") and not p.name.endswith(".meta.json")
+            ]
+        )
+        == on_site
+    )
