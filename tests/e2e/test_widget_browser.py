@@ -221,6 +221,79 @@ def test_model_and_document_html_is_shown_as_text(server: tuple[str, Path], brow
     assert page.evaluate("window.__pwned") is None
 
 
+def test_a_cited_web_page_opens_its_original_and_only_web_addresses_link(
+    server: tuple[str, Path], browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    base, _ = server
+    page = browser.new_context().new_page()
+    cited = [
+        {
+            "n": 1,
+            "doc_id": "web",
+            "title": "VPN guide",
+            "source": "crawl/x.html",
+            "page": None,
+            "section": "",
+            "chunk_id": "web:1",
+            "snippet": "VPN",
+            "url": "https://intranet.example/vpn",
+        },
+        {
+            "n": 2,
+            "doc_id": "bad",
+            "title": "Odd link",
+            "source": "crawl/y.html",
+            "page": None,
+            "section": "",
+            "chunk_id": "bad:1",
+            "snippet": "x",
+            "url": "javascript:alert(1)",
+        },
+    ]
+    done = {"answer_id": "x", "answer": "See [1] and [2].", "citations": cited, "declined": False}
+    body = (
+        f"event: citations\ndata: {json.dumps({'citations': cited})}\n\n"
+        f"event: delta\ndata: {json.dumps({'text': done['answer']})}\n\n"
+        f"event: done\ndata: {json.dumps(done)}\n\n"
+    )
+    page.route(
+        "**/v1/ask",
+        lambda route: route.fulfill(
+            status=200, headers={"content-type": "text/event-stream"}, body=body
+        ),
+    )
+    source = {
+        "doc_id": "web",
+        "title": "VPN guide",
+        "source": "crawl/x.html",
+        "passages": [{"chunk_id": "web:1", "section": "", "page": None, "text": "VPN"}],
+    }
+    page.route(
+        "**/v1/documents/*/source",
+        lambda route: route.fulfill(
+            status=200, headers={"content-type": "application/json"}, body=json.dumps(source)
+        ),
+    )
+    page.goto(f"{base}/widget/demo")
+    open_widget(page)
+    page.locator(".kbw-form textarea").fill("vpn?")
+    page.keyboard.press("Enter")
+    answer = page.locator(".kbw-answer").last
+    expect(answer.locator(".kbw-sources button")).to_have_count(2)
+    viewer = page.locator(".kbw-viewer")
+    answer.locator(".kbw-sources button").first.click()
+    link = viewer.locator("a.kbw-open")
+    expect(link).to_have_attribute("href", "https://intranet.example/vpn")
+    expect(link).to_have_attribute("target", "_blank")
+    assert "noopener" in (link.get_attribute("rel") or "")
+    page.keyboard.press("Escape")
+    answer.locator(".kbw-sources button").nth(1).click()
+    expect(viewer.locator("h3")).to_be_visible()
+    assert viewer.locator("a").count() == 0  # a javascript: address is never a link
+
+
 def test_inline_mode_mounts_into_the_page(server: tuple[str, Path], browser: Any) -> None:
     from playwright.sync_api import expect
 

@@ -379,6 +379,10 @@ export class Widget {
       const src = await this.api.source(c.doc_id);
       const meta = [src.source || c.source, c.section || "", c.page ? `${t.page} ${c.page}` : ""].filter(Boolean).join(" · ");
       this.viewer.append(h(doc, "h3", { text: src.title || c.title }), h(doc, "div", { class: "kbw-meta", text: meta }));
+      // A crawled page (or a sidecar's link): open the original; only web addresses.
+      if (/^https?:\/\//i.test(c.url || "")) {
+        this.viewer.append(h(doc, "a", { class: "kbw-open", href: c.url, target: "_blank", rel: "noopener noreferrer", text: `${t.openOriginal} ↗` }));
+      }
       const snippet = String(c.snippet || "").slice(0, 80);
       let target = null;
       for (const p of src.passages || []) {
