@@ -264,6 +264,8 @@ async def upload(
             status=result.status,
             chunks=result.chunks,
             error=result.error,
+            warnings=list(result.warnings),
+            ocr_pages=result.ocr_pages,
         )
     current = audit.note()
     if current is not None:

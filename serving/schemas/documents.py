@@ -137,6 +137,12 @@ class FileOutcome(BaseModel):
     status: str = Field(..., description="added, updated, unchanged or failed.")
     chunks: int = Field(0, description="Passages indexed for it.")
     error: str | None = Field(None, description="What is wrong and what to do.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What an indexed file left out: scanned pages OCR read with too low a "
+        "confidence, or not in time (ingest.ocr).",
+    )
+    ocr_pages: int = Field(0, description="Pages (or images) read by OCR.")
 
 
 class UploadResult(BaseModel):

@@ -267,3 +267,30 @@ def test_pictures_holding_a_slides_or_documents_only_text_are_read(tmp_path: Pat
     with_text.add_picture(_png(EN[1], 3), width=Inches(6))
     with_text.save(tmp_path / "with-text.docx")
     assert parse_file(tmp_path / "with-text.docx", ocr=OCR).ocr_pages == 0  # text of its own
+
+
+async def test_uploads_report_ocr_pages_and_what_was_left_out(
+    scans: dict[str, Path], make_settings: Any, smol_engine: Any
+) -> None:
+    from serving.app import create_app
+
+    settings = make_settings(
+        auth={"required": True, "rate_per_minute": 0}, ingest={"ocr": {"min_confidence": 93}}
+    )
+    app = create_app(settings, engine=smol_engine)
+    async with ready_client(app) as client:
+        _, secret = app.state.rag.keys.create("t", ["ask", "ingest"], ["everyone"])
+        auth = {"Authorization": f"Bearer {secret}"}
+        files = [
+            ("files", (p.name, p.read_bytes(), "application/octet-stream"))
+            for p in (scans["mixed"], scans["webp"])
+        ]
+        resp = await client.post("/v1/documents", files=files, headers=auth)
+        assert resp.status_code == 200, resp.text
+        by_name = {r["filename"]: r for r in resp.json()["results"]}
+    mixed = by_name["facilities-with-scan.pdf"]
+    # The Chinese scan reads at about 91: under this floor, reported, the text pages indexed.
+    assert mixed["status"] == "added" and mixed["ocr_pages"] == 1
+    assert len(mixed["warnings"]) == 1 and "page 4: OCR confidence" in mixed["warnings"][0]
+    webp = by_name["laptop-form.webp"]  # English reads at about 96
+    assert webp["status"] == "added" and webp["ocr_pages"] == 1 and webp["warnings"] == []
