@@ -37,7 +37,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ingest.html_clean import read_page
 from rag.config import CrawlSettings
-from rag.errors import ConfigError
+from rag.errors import ConfigError, StoreError, storage_failure
 
 FetchStatus = Literal["fetched", "unchanged", "removed", "skipped", "failed"]
 STATE_FILE = ".crawl-state.json"
@@ -242,6 +242,16 @@ class Crawler:
     # -- the run ----------------------------------------------------------------------
 
     def run(self) -> Iterator[FetchEvent]:
+        try:
+            yield from self._run()
+        except OSError as exc:  # the mirror's disk: full, read-only, gone
+            mapped = storage_failure(exc, "crawl mirror", self.folder)
+            raise mapped or StoreError(
+                f"Writing the crawl mirror at {self.folder} failed ({type(exc).__name__}: "
+                f"{exc}). Fix the cause, then run the same command again."
+            ) from exc
+
+    def _run(self) -> Iterator[FetchEvent]:
         import httpx
 
         self.folder.mkdir(parents=True, exist_ok=True)
