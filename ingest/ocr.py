@@ -148,7 +148,8 @@ def read_pages(
 ) -> list[OcrPage]:
     """OCR an image file (all its frames) or one rendered page (PNM bytes)."""
     binary = tesseract(options.languages)
-    command = [binary, "stdin" if isinstance(source, bytes) else str(source), "stdout"]
+    # An absolute path: a file named "-l.png" is never read as an option.
+    command = [binary, "stdin" if isinstance(source, bytes) else str(source.resolve()), "stdout"]
     command += ["-l", options.languages, "--psm", "3"]
     if dpi is not None:
         command += ["--dpi", str(dpi)]
