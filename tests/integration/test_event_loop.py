@@ -89,6 +89,13 @@ async def test_grounding_a_long_answer_leaves_the_loop_free(
         reply = f"{reply} {reply}"
     engine.reply = reply
 
-    gap, answer = await longest_gap(service.ask(QUESTION, READER))
-    assert answer.citations and not answer.declined
-    assert gap < grounding_s / 2, (gap, grounding_s)
+    # A stall from other processes on a busy 2-core machine can hit any one try; grounding
+    # on the loop would stall every try for the whole grounding time.
+    gaps = []
+    for _ in range(3):
+        gap, answer = await longest_gap(service.ask(QUESTION, READER))
+        assert answer.citations and not answer.declined
+        gaps.append(gap)
+        if gap < grounding_s / 2:
+            break
+    assert min(gaps) < grounding_s / 2, (gaps, grounding_s)
