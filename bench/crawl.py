@@ -1,5 +1,5 @@
 """Crawl timings (issue 23): ``rag-ingest crawl`` against the generated intranet site of the
-tests (tests/integration/test_crawl.py: 250 pages with boilerplate, a sitemap-only page, a
+tests (tests/intranet_site.py: 250 pages with boilerplate, a sitemap-only page, a
 PDF, an HR page, a huge page, a redirect loop), served by tests/site_server.py.
 
     .venv/bin/python bench/crawl.py [--rate 0]
@@ -27,31 +27,13 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> None:
-    from tests.integration.test_crawl import TOKEN, _page, build_site
-    from tests.servers import free_port
+    from tests.intranet_site import TOKEN, page_html, running_site
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", default="0", help="ingest.crawl.rate_per_s (0: no pause)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="rag-crawl-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="rag-crawl-") as tmp, running_site(Path(tmp)) as site:
         root = Path(tmp)
-        port = free_port()
-        build_site(root / "www", port)
-        log = root / "requests.log"
-        log.touch()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                str(REPO / "tests" / "site_server.py"),
-                str(port),
-                str(root / "www"),
-                str(log),
-                TOKEN,
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         env = {
             **os.environ,
             "RAG_PROFILE": "dev",
@@ -64,41 +46,30 @@ def main() -> None:
         }
         print("| run | wall s | fetch s | requests | 200 | 304 | 404 | sync results |")
         print("|---|---|---|---|---|---|---|---|")
-        try:
-            for name in ("first crawl", "unchanged re-crawl", "1 changed, 1 removed"):
-                if name.startswith("1 changed"):
-                    (root / "www/pages/page-010.html").write_text(_page(10, " New text."))
-                    (root / "www/pages/page-020.html").unlink()
-                log.write_text("")
-                started = time.perf_counter()
-                done = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "ingest.cli",
-                        "crawl",
-                        f"http://127.0.0.1:{port}/",
-                        "--json",
-                    ],
-                    capture_output=True,
-                    text=True,
-                    env=env,
-                    cwd=REPO,
-                    check=False,
-                )
-                wall = time.perf_counter() - started
-                lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
-                crawled = next(e for e in lines if e["event"] == "crawled")
-                files = Counter(e["status"] for e in lines if e["event"] == "file")
-                codes = Counter(ln.split()[2] for ln in log.read_text().splitlines())
-                print(
-                    f"| {name} | {wall:.1f} | {crawled['seconds']:.1f} | {sum(codes.values())} | "
-                    f"{codes['200']} | {codes['304']} | {codes['404']} | {dict(files)} |",
-                    flush=True,
-                )
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+        for name in ("first crawl", "unchanged re-crawl", "1 changed, 1 removed"):
+            if name.startswith("1 changed"):
+                (site.folder / "pages/page-010.html").write_text(page_html(10, " New text."))
+                (site.folder / "pages/page-020.html").unlink()
+            site.log.write_text("")
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-m", "ingest.cli", "crawl", site.base + "/", "--json"],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=REPO,
+                check=False,
+            )
+            wall = time.perf_counter() - started
+            lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+            crawled = next(e for e in lines if e["event"] == "crawled")
+            files = Counter(e["status"] for e in lines if e["event"] == "file")
+            codes = Counter(str(status) for _, status in site.requests())
+            print(
+                f"| {name} | {wall:.1f} | {crawled['seconds']:.1f} | {sum(codes.values())} | "
+                f"{codes['200']} | {codes['304']} | {codes['404']} | {dict(files)} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -223,11 +223,6 @@ def _child(args: list[str]) -> dict[str, Any]:
     return result
 
 
-class _Info:
-    def __init__(self, documents: int, pages: int, size: int) -> None:
-        self.documents, self.pages, self.bytes = documents, pages, size
-
-
 def _row(name: str, docs: int, pages: int, r: dict[str, Any]) -> str:
     s = r["seconds"]
     rss = r["rss_main_mb"] + r["rss_worker_mb"]
@@ -267,7 +262,7 @@ def main() -> None:
         print(json.dumps(run_naive(args.corpus, args.store)))
         return
 
-    from bench.corpus import make_corpus
+    from bench.corpus import CorpusInfo, make_corpus
 
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
         work = Path(tmp)
@@ -276,7 +271,7 @@ def main() -> None:
 
             placed = make_scanned_corpus(work / "corpus", args.scanned)
             files = list((work / "corpus").iterdir())
-            info = _Info(len(files), len(placed), sum(f.stat().st_size for f in files))
+            info = CorpusInfo(len(files), len(placed), sum(f.stat().st_size for f in files))
             args.skip_naive = True
         else:
             info = make_corpus(work / "corpus", args.scale)

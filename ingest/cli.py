@@ -329,6 +329,7 @@ def crawl(
     re-fetch) into a mirror under paths.data_dir, then sync it into the index: pages that
     are gone are deleted. Settings: ingest.crawl."""
     from ingest.crawl import Crawler
+    from ingest.pipeline import discover
 
     failed = 0
     try:
@@ -358,8 +359,6 @@ def crawl(
             else:
                 parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
                 print(f"crawled {crawler.site}: {parts} in {seconds:.1f} s", flush=True)
-            from ingest.pipeline import discover
-
             ingestor = ingestor or _ingestor(settings)
             targets = list(discover([crawler.folder]))
             results = ingestor.run(targets, prune=crawler.folder)

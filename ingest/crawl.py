@@ -224,9 +224,10 @@ class Crawler:
         for _ in range(2):  # a sitemap index, then its sitemaps
             nested: list[str] = []
             for url in maps[:50]:
-                if normalize(url) is None or site_of(normalize(url) or "") != self.site:
+                address = normalize(url)
+                if address is None or site_of(address) != self.site:
                     continue
-                status, body = self._small_get(client, url)
+                status, body = self._small_get(client, address)
                 if status != 200:
                     continue
                 locs = [m.group(1).decode("utf-8", "replace") for m in _SITEMAP_LOC.finditer(body)]

@@ -188,7 +188,7 @@ def parse_file(
         raise
     except Exception as exc:  # unstructured raises anything from zip to pdfminer errors
         raise IngestError(
-            f"{path.name}: could not be parsed as {path.suffix.lower()} "
+            f"{path.name}: could not be parsed as {suffix} "
             f"({type(exc).__name__}: {str(exc)[:200]}). Check that the file opens in its "
             "usual application, re-save or re-export it, and add it again."
         ) from exc
@@ -200,12 +200,12 @@ def parse_file(
         # Slides in order (a stable sort: a slide's own title stays before its picture's text).
         elements = sorted([*elements, *extra], key=lambda e: e.page or 0)
         warnings = tuple(warned)
-    if path.suffix.lower() in {".eml", ".msg"}:
+    if suffix in {".eml", ".msg"}:
         header = _email_header(raw)
         if header is not None:
             elements.insert(0, header)
     if not any(e.text.strip() or e.html for e in elements):
-        if path.suffix.lower() in {".eml", ".msg"}:
+        if suffix in {".eml", ".msg"}:
             # unstructured returns nothing at all for an encrypted message.
             raise IngestError(
                 f"{path.name}: no text found (an empty or encrypted message). Save a "

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -93,9 +93,7 @@ def prepare(job: ParseJob, count_tokens: Callable[[str], int] | None = None) -> 
                     Path(tmp), path, attachment.name, attachment.data, job, count_tokens
                 )
             )
-    return Parsed(
-        parsed.title, parsed.pages, parsed.plans, None, results, parsed.warnings, parsed.ocr_pages
-    )
+    return replace(parsed, attachments=results)
 
 
 def _prepare_attachment(

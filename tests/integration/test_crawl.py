@@ -8,12 +8,11 @@ changed and a removed page."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,135 +20,40 @@ import httpx
 import pytest
 
 from tests.asgi import ready_client
-from tests.conftest import KB_DIR, REPO
+from tests.conftest import REPO
 from tests.ingest_cli import cli, cli_env, events
-from tests.servers import free_port
+from tests.intranet_site import PAGES, TOKEN, Site, code_of, page_html, running_site
 
 pytestmark = pytest.mark.slow
 
-PAGES = 250
-TOKEN = "s3cret-intranet"
 BOILERPLATE = ("NAVTOKEN", "BANNERTOKEN", "FOOTTOKEN")
 
 
-def _code(n: int) -> str:
-    return f"TOPIC{n:03d}-{(n * 7919) % 100000:05d}"
-
-
-def _page(n: int, extra: str = "") -> str:
-    links = [f"/pages/page-{(n + 1) % PAGES:03d}.html", f"/pages/page-{(n * 7) % PAGES:03d}.html"]
-    canonical = '<link rel="canonical" href="/pages/page-005.html">' if n == 5 else ""
-    return (
-        f"<!doctype html><html><head><title>Topic {n}</title>{canonical}</head><body>"
-        '<nav><a href="/">Home</a> <a href="/pages/page-000.html">Index</a> NAVTOKEN</nav>'
-        "<header>Intranet BANNERTOKEN</header>"
-        f"<main><h1>Topic {n}</h1><p>The internal code for topic {n} is {_code(n)}. "
-        f"Ask the service desk about topic {n} if the code does not work.{extra}</p>"
-        + "".join(f'<a href="{link}">more</a> ' for link in links)
-        + "</main><footer>Footer FOOTTOKEN 2026</footer></body></html>"
-    )
-
-
-def build_site(folder: Path, port: int) -> None:
-    (folder / "pages").mkdir(parents=True)
-    for n in range(PAGES):
-        (folder / "pages" / f"page-{n:03d}.html").write_text(_page(n), encoding="utf-8")
-    (folder / "pages" / "orphan.html").write_text(
-        "<html><head><title>Orphan</title></head><body><p>Only the sitemap links the "
-        "orphan page: its code is ORPHAN-55120.</p></body></html>",
-        encoding="utf-8",
-    )
-    (folder / "pages" / "huge.html").write_text(
-        "<html><body><p>" + "huge page text " * 100_000 + "</p></body></html>", encoding="utf-8"
-    )
-    (folder / "private").mkdir()
-    (folder / "private" / "secret.html").write_text("<p>PRIVATE-9 salaries</p>", encoding="utf-8")
-    (folder / "hr").mkdir()
-    (folder / "hr" / "leave.html").write_text(
-        "<html><head><title>Leave</title></head><body><main><p>Parental leave code "
-        "HRLEAVE-4471 is for the HR team only.</p></main></body></html>",
-        encoding="utf-8",
-    )
-    (folder / "files").mkdir()
-    shutil.copy(KB_DIR / "facilities-office-guide.pdf", folder / "files" / "guide.pdf")
-    index_links = [
-        "/pages/page-000.html",
-        "/pages/page-005.html?ref=nav",
-        "/pages/huge.html",
-        "/private/secret.html",
-        "/hr/leave.html",
-        "/files/guide.pdf",
-        "/loop-a",
-        "/moved",
-        "http://example.invalid/outside.html",
-        "mailto:desk@example.invalid",
-    ]
-    (folder / "index.html").write_text(
-        "<html><head><title>Intranet</title></head><body><main><h1>Intranet home</h1><p>"
-        "Welcome to the intranet home page of the service desk.</p>"
-        + "".join(f'<a href="{link}">link</a> ' for link in index_links)
-        + "</main></body></html>",
-        encoding="utf-8",
-    )
-    (folder / "robots.txt").write_text(
-        f"User-agent: *\nDisallow: /private/\nSitemap: http://127.0.0.1:{port}/sitemap.xml\n",
-        encoding="utf-8",
-    )
-    (folder / "sitemap.xml").write_text(
-        '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-        f"<url><loc>http://127.0.0.1:{port}/pages/orphan.html</loc></url></urlset>",
-        encoding="utf-8",
-    )
-
-
-@dataclass
-class Site:
-    base: str
-    folder: Path
-    log: Path
-
-    def requests(self) -> list[tuple[str, int]]:
-        lines = self.log.read_text(encoding="utf-8").splitlines()
-        return [(ln.split()[1], int(ln.split()[2])) for ln in lines]
-
-
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    root = tmp_path_factory.mktemp("site")
-    port = free_port()
-    build_site(root / "www", port)
-    log = root / "requests.log"
-    log.touch()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "tests" / "site_server.py"),
-            str(port),
-            str(root / "www"),
-            str(log),
-            TOKEN,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    yield Site(f"http://127.0.0.1:{port}", root / "www", log)
-    proc.terminate()
-    proc.wait(timeout=10)
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    with running_site(tmp_path_factory.mktemp("site")) as served:
+        yield served
 
 
-def crawl(site: Site, settings: Any) -> tuple[Any, list[dict[str, Any]]]:
+def crawl_env(site: Site, settings: Any, token: str = TOKEN) -> dict[str, str]:
+    """The settings every crawl of the test site runs with (``cli``'s extra environment)."""
+    return {
+        "RAG_PATHS__DATA_DIR": str(settings.paths.data_dir),
+        "RAG_INGEST__CRAWL__RATE_PER_S": "0",
+        "RAG_INGEST__CRAWL__MAX_PAGE_MB": "1",
+        "RAG_INGEST__CRAWL__AUTH_HEADER_ENV": "INTRANET_AUTH",
+        "RAG_INGEST__CRAWL__GROUP_RULES": f'[{{prefix: "{site.base}/hr/", groups: [hr]}}]',
+        "INTRANET_AUTH": f"Bearer {token}",
+    }
+
+
+def crawl(site: Site, settings: Any, token: str = TOKEN) -> tuple[Any, list[dict[str, Any]]]:
     done = cli(
         Path(settings.store.path),
         "crawl",
         site.base + "/",
         "--json",
-        RAG_PATHS__DATA_DIR=str(settings.paths.data_dir),
-        RAG_INGEST__CRAWL__RATE_PER_S="0",
-        RAG_INGEST__CRAWL__MAX_PAGE_MB="1",
-        RAG_INGEST__CRAWL__AUTH_HEADER_ENV="INTRANET_AUTH",
-        RAG_INGEST__CRAWL__GROUP_RULES=f'[{{prefix: "{site.base}/hr/", groups: [hr]}}]',
-        INTRANET_AUTH=f"Bearer {TOKEN}",
+        **crawl_env(site, settings, token),
     )
     return done, events(done)
 
@@ -236,9 +140,9 @@ async def test_recrawls_cost_one_request_per_page_and_follow_changes(
     settings, _, _ = first
     app = create_app(settings, engine=smol_engine)
     async with ready_client(app) as client:
-        hits = await _retrieve(client, f"internal code {_code(123)}", mode="keyword")
+        hits = await _retrieve(client, f"internal code {code_of(123)}", mode="keyword")
         assert hits[0]["url"] == f"{site.base}/pages/page-123.html"
-        assert _code(123) in hits[0]["text"]
+        assert code_of(123) in hits[0]["text"]
         assert not await _retrieve(client, "NAVTOKEN FOOTTOKEN BANNERTOKEN", mode="keyword")
         assert not any("HRLEAVE" in h["text"] for h in await _retrieve(client, "HRLEAVE-4471"))
 
@@ -255,7 +159,7 @@ async def test_recrawls_cost_one_request_per_page_and_follow_changes(
 
     # One page changed, one removed (404): one update, one deletion.
     (site.folder / "pages" / "page-010.html").write_text(
-        _page(10, " The new escalation code is ESCAL-31337."), encoding="utf-8"
+        page_html(10, " The new escalation code is ESCAL-31337."), encoding="utf-8"
     )
     (site.folder / "pages" / "page-020.html").unlink()
     done, lines = crawl(site, settings)
@@ -269,8 +173,8 @@ async def test_recrawls_cost_one_request_per_page_and_follow_changes(
     async with ready_client(app) as client:
         hits = await _retrieve(client, "escalation code ESCAL-31337", mode="keyword")
         assert hits[0]["url"] == f"{site.base}/pages/page-010.html"
-        gone = await _retrieve(client, _code(20), mode="keyword")
-        assert not any(_code(20) in h["text"] for h in gone)
+        gone = await _retrieve(client, code_of(20), mode="keyword")
+        assert not any(code_of(20) in h["text"] for h in gone)
 
 
 def test_a_wrong_token_stops_the_crawl_and_changes_nothing(
@@ -279,18 +183,9 @@ def test_a_wrong_token_stops_the_crawl_and_changes_nothing(
     settings, _, lines = first
     folder = Path(next(e for e in lines if e["event"] == "crawled")["folder"])
     before = sorted(p.name for p in folder.iterdir())
-    done = cli(
-        Path(settings.store.path),
-        "crawl",
-        site.base + "/",
-        "--json",
-        RAG_PATHS__DATA_DIR=str(settings.paths.data_dir),
-        RAG_INGEST__CRAWL__RATE_PER_S="0",
-        RAG_INGEST__CRAWL__AUTH_HEADER_ENV="INTRANET_AUTH",
-        INTRANET_AUTH="Bearer wrong",
-    )
+    done, lines = crawl(site, settings, token="wrong")
     assert done.returncode == 2
-    error = events(done)[-1]
+    error = lines[-1]
     assert error["event"] == "error" and "robots.txt answered HTTP 401" in error["message"]
     assert "ingest.crawl.auth_header_env" in error["message"]
     assert sorted(p.name for p in folder.iterdir()) == before
@@ -326,14 +221,7 @@ def test_killed_mid_crawl_the_next_run_leaves_every_page_exactly_once(
     site: Site, make_settings: Any
 ) -> None:
     settings = make_settings()
-    env = cli_env(
-        Path(settings.store.path),
-        RAG_PATHS__DATA_DIR=str(settings.paths.data_dir),
-        RAG_INGEST__CRAWL__RATE_PER_S="0",
-        RAG_INGEST__CRAWL__MAX_PAGE_MB="1",
-        RAG_INGEST__CRAWL__AUTH_HEADER_ENV="INTRANET_AUTH",
-        INTRANET_AUTH=f"Bearer {TOKEN}",
-    )
+    env = cli_env(Path(settings.store.path), **crawl_env(site, settings))
     for wait in (1.0, 5.0):  # during the fetches, then (likely) during the sync
         proc = subprocess.Popen(
             [sys.executable, "-m", "ingest.cli", "crawl", site.base + "/", "--json"],
