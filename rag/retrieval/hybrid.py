@@ -438,7 +438,8 @@ class Retriever:
                 self._subsets.move_to_end(key)
                 return subset
         ids, vectors = self._store.vectors_where(acl_where(sorted(groups)))
-        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        # Groups that read nothing get an empty matrix (numpy cannot reshape 0 rows to -1).
+        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1 if ids else 1)
         # Unit rows: the dot product is then the cosine similarity Chroma reports.
         matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
         subset = _Subset(ids, matrix)

@@ -85,6 +85,20 @@ def test_a_caller_never_sees_another_groups_chunks(acl_kb: Any, mode: str, path:
         retriever.settings = settings.retrieval
 
 
+@pytest.mark.parametrize("path", list(PATHS))
+def test_a_caller_whose_groups_read_nothing_gets_no_hits_not_an_error(
+    acl_kb: Any, path: str
+) -> None:
+    from rag.types import Principal
+
+    settings, _, retriever = acl_kb
+    retriever.settings = settings.retrieval.model_copy(update=PATHS[path])
+    nobody = Principal("visitor", frozenset({"no-such-group"}))
+    for mode in ("dense", "keyword", "hybrid"):
+        assert retriever.search("wifi password", nobody, 4, mode=mode) == []
+    retriever.settings = settings.retrieval
+
+
 def test_exact_path_matches_the_filter_and_follows_group_changes(acl_kb: Any) -> None:
     settings, kb, retriever = acl_kb
     exact = settings.retrieval.model_copy(update=PATHS["exact"])
