@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ingest.curate_cli import app as curate_app
 from rag.config import Settings, load_settings
 from rag.errors import RagError, how_to_run
 
@@ -650,7 +651,15 @@ def report(
     """Helpdesk report: questions per day, answer rate, unanswered questions, thumbs-down."""
     try:
         settings = _settings(profile)
-        from rag.services import build_embedder, build_feedback_store, open_state, state_missing
+        from rag.answering.curated import CuratedAnswers
+        from rag.services import (
+            build_curated_store,
+            build_embedder,
+            build_feedback_store,
+            build_handoff_store,
+            open_state,
+            state_missing,
+        )
         from rag.state.analytics import build_report, render_html
 
         missing = state_missing(settings)
@@ -660,10 +669,24 @@ def report(
                 f"first ({how_to_run('rag-serve')}), or point paths.data_dir at the service's "
                 "data directory."
             )
-        store = build_feedback_store(settings, open_state(settings))
+        db = open_state(settings)
+        store = build_feedback_store(settings, db)
         embedder = build_embedder(settings)
+        curated = CuratedAnswers(
+            build_curated_store(settings, db), embedder, threshold=settings.curated.threshold
+        )
+
+        def covered(question: str) -> str | None:
+            entry = curated.covering(question)
+            return entry.curated_id if entry is not None else None
+
         result = build_report(
-            store, days=days, embed=embedder.embed_documents, titles=_titles(settings)
+            store,
+            days=days,
+            embed=embedder.embed_documents,
+            titles=_titles(settings),
+            handoffs=build_handoff_store(settings, db),
+            covered=covered,
         )
         if html_out is not None:
             html_out.write_text(render_html(result), encoding="utf-8")
@@ -679,12 +702,19 @@ def report(
         f"{result.declined} declined; feedback {result.up} up / {result.down} down; "
         f"latency p50 {p50}, p95 {p95}"
     )
+    if result.origins:
+        print("answers by origin: " + ", ".join(f"{k} {v}" for k, v in result.origins.items()))
+    if result.handoffs:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(result.handoffs.items()))
+        states = ", ".join(f"{k} {v}" for k, v in sorted(result.handoff_status.items()))
+        print(f"hand-offs to a person: {reasons} ({states})")
     for day in result.per_day:
         print(f"  {day.day}  {day.questions:>5} questions  {day.answer_rate:>5.0%} answered")
     if result.unanswered:
         print("most frequent unanswered questions:")
         for c in result.unanswered:
-            print(f"  {c.count:>4}x  {c.example}")
+            mark = f"  [curated: {c.curated}]" if c.curated else ""
+            print(f"  {c.count:>4}x  {c.example}{mark}")
     if result.downvoted_docs:
         print("thumbs-down by cited document:")
         for d in result.downvoted_docs:
@@ -709,6 +739,7 @@ keys_app = typer.Typer(
     rich_markup_mode=None, no_args_is_help=True, help="API keys for the service (stored hashed)."
 )
 app.add_typer(keys_app, name="keys")
+app.add_typer(curate_app, name="curate")  # ingest/curate_cli.py
 
 
 def _keystore(profile: str | None) -> Any:

@@ -683,6 +683,73 @@ class FeedbackSettings(_Section):
     )
 
 
+class CuratedSettings(_Section):
+    enabled: bool = Field(
+        True,
+        description="Serve curated answers (written by admins: rag-ingest curate, "
+        "/v1/curated) to questions that mean the same, before any generated answer; "
+        "false: they are kept and managed but not served.",
+    )
+    threshold: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="Least cosine similarity of the caller's question and a curated "
+        "question (the same words always match); numbers, negation, language or a rare "
+        "word (cache.distinctive_share) that differ never match. The answer cache's rule: "
+        "a false match gives a wrong answer.",
+    )
+    review_days: int = Field(
+        180,
+        ge=1,
+        le=3650,
+        description="The review date of a curated answer added without one: this many "
+        "days from the day it is added. Past its review date an answer is still served, "
+        "marked stale.",
+    )
+    check_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=300,
+        description="How often each replica checks whether curated answers were added, "
+        "edited or retired (through the state database).",
+    )
+
+
+class CacheSettings(_Section):
+    enabled: bool = Field(
+        True,
+        description="Answer a repeated question (or a close paraphrase) from someone with the "
+        "same access groups at once from an earlier answer, while every document it cited is "
+        "unchanged (rag/answering/cache.py). false: every question is answered afresh.",
+    )
+    threshold: float = Field(
+        0.75,
+        ge=0,
+        le=1,
+        description="Least cosine similarity of two questions' embeddings for one's answer to "
+        "serve the other (the same normalized text always matches); chosen on a labelled set "
+        "of paraphrases and near misses by bench/answer_cache.py.",
+    )
+    distinctive_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="A word in one question only makes two questions different when fewer "
+        "than this share of the caller's BM25 passages hold it (a rare word names a thing: "
+        "'Madrid', 'engineering'); a word the knowledge base does not know always does.",
+    )
+    ttl_hours: float = Field(
+        168, gt=0, description="A cached answer older than this is not served (and deleted)."
+    )
+    max_entries_per_scope: int = Field(
+        500,
+        ge=1,
+        description="Cached answers kept per group set (the oldest go first); also how many "
+        "a question is compared with.",
+    )
+
+
 class AuditSettings(_Section):
     enabled: bool = Field(
         True,
@@ -697,6 +764,86 @@ class AuditSettings(_Section):
         gt=0,
         description="Audit records older than this are deleted (the chain's anchor "
         "moves to the last one deleted).",
+    )
+
+
+class WebhookSettings(_Section):
+    url: str | None = Field(
+        None,
+        description="Where hand-offs are POSTed as JSON (your ticketing system's inbound "
+        "webhook, http or https); null: no webhook.",
+    )
+    secret_env: str = Field(
+        "KB_HANDOFF_WEBHOOK_SECRET",
+        description="The environment variable holding the HMAC-SHA256 key that signs each "
+        "body (X-Rag-Signature); required when url is set.",
+    )
+    ticket_field: str = Field(
+        "ticket_id",
+        description="The field of the receiver's JSON reply that holds its ticket id (shown "
+        "to the user); a dotted path such as ticket.id reads a nested field.",
+    )
+    timeout_s: float = Field(10, gt=0, description="Per-delivery HTTP timeout in seconds.")
+
+
+class EmailSettings(_Section):
+    to: list[str] = Field(
+        default_factory=list,
+        description="Where hand-offs are e-mailed (the helpdesk's address); empty: no e-mail.",
+    )
+    sender: str = Field("helpdesk-assistant@localhost", description="The From address.")
+    host: str = Field("localhost", description="The SMTP server.")
+    port: int = Field(587, ge=1, le=65535, description="Its port (587: submission).")
+    starttls: bool = Field(
+        True,
+        description="Upgrade to TLS with STARTTLS before sending (and before any login); a "
+        "server that does not offer it fails the delivery rather than send in clear.",
+    )
+    ca_file: Path | None = Field(
+        None,
+        description="A CA bundle (PEM) to trust for the SMTP server's certificate, e.g. the "
+        "company's own CA; null: the system's.",
+    )
+    username_env: str | None = Field(
+        "KB_HANDOFF_SMTP_USER",
+        description="The environment variable with the SMTP login (unset or empty: no login).",
+    )
+    password_env: str | None = Field(
+        "KB_HANDOFF_SMTP_PASSWORD",
+        description="The environment variable with the SMTP password.",
+    )
+    timeout_s: float = Field(10, gt=0, description="Per-delivery SMTP timeout in seconds.")
+
+
+class HandoffSettings(_Section):
+    enabled: bool = Field(
+        True,
+        description="Offer 'Ask a person' (POST /v1/handoff, the widget's button) when a "
+        "channel is configured (handoff.webhook.url or handoff.email.to).",
+    )
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    email: EmailSettings = Field(default_factory=EmailSettings)
+    poll_interval_s: float = Field(
+        2, gt=0, description="How often each replica looks for deliveries that are due."
+    )
+    retry_base_s: float = Field(
+        5, gt=0, description="The first retry's delay; each later one doubles (with jitter)."
+    )
+    retry_max_s: float = Field(600, gt=0, description="The longest delay between two tries.")
+    max_attempts: int = Field(
+        20,
+        ge=1,
+        description="Tries per channel before a delivery is marked failed (an admin can "
+        "retry it: POST /v1/handoffs/{id}/retry).",
+    )
+    wait_s: float = Field(
+        3,
+        ge=0,
+        description="How long POST /v1/handoff waits for the first delivery, so the reply can "
+        "carry the receiver's ticket id; later, GET /v1/handoff/{id} has it.",
+    )
+    transcript_turns: int = Field(
+        20, ge=0, description="The newest conversation turns sent with a hand-off."
     )
 
 
@@ -810,7 +957,10 @@ class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     widget: WidgetSettings = Field(default_factory=WidgetSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    curated: CuratedSettings = Field(default_factory=CuratedSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    handoff: HandoffSettings = Field(default_factory=HandoffSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     state: StateSettings = Field(default_factory=StateSettings)
 

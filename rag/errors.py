@@ -19,6 +19,7 @@ defined in the ``serving`` module named at the end of their line::
     │   ├── EngineUnavailableError  remote model server unreachable      (6 / 503)
     │   ├── EngineTimeoutError      remote model server too slow         (6 / 504)
     │   └── BusyError               all answer places taken              (6 / 503) capacity
+    ├── DeliveryError               a hand-off channel refused or failed (1 / 502)
     ├── BadRequestError             the caller sent something unusable   (2 / 422)
     ├── NotFoundError               no such thing, or not visible        (2 / 404)
     ├── AuthError                   missing, invalid or expired key      (2 / 401)
@@ -180,6 +181,14 @@ class EngineUnavailableError(EngineError):
 class EngineTimeoutError(EngineError):
     http_status = 504
     code = "engine_timeout"
+
+
+class DeliveryError(RagError):
+    """A hand-off could not be delivered on one channel (webhook, e-mail); the outbox
+    retries it with backoff (rag/handoff/outbox.py)."""
+
+    http_status = 502
+    code = "delivery_failed"
 
 
 class BadRequestError(RagError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,9 +22,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from rag.answering.answer import AnswerService
+from rag.answering.cache import AnswerCache, distinctive_for
+from rag.answering.curated import CuratedAnswers
 from rag.config import STATE_FILE, Settings, state_url
 from rag.engines import start_engine
 from rag.errors import EngineNotReadyError, RagError
+from rag.handoff.outbox import Outbox
 from rag.index.embedding import create_embedder
 from rag.index.keyword import KeywordIndex
 from rag.index.manifest import Manifest
@@ -31,11 +35,14 @@ from rag.index.manifest import active_collection as manifest_active_collection
 from rag.index.store import ChromaStore
 from rag.retrieval.hybrid import Retriever, keyword_folder
 from rag.seams import Embedder, Engine, IndexListener
+from rag.state.answer_cache import AnswerCacheStore
 from rag.state.apikeys import KeyStore
 from rag.state.audit import AuditLog
 from rag.state.conversations import StoredConversations
+from rag.state.curated import CuratedStore
 from rag.state.db import StateDB
 from rag.state.feedback import FeedbackStore
+from rag.state.handoff import HandoffStore
 from rag.state.legacy import FEEDBACK_FILE, KEYS_FILE
 from rag.state.ratelimit import RateLimiter, RateLimits, SharedRateLimiter
 from rag.state.shared import IndexVersions, VersionListener, WriterLock, holder_name
@@ -233,6 +240,23 @@ def build_feedback_store(settings: Settings, db: StateDB) -> FeedbackStore:
     )
 
 
+def build_answer_cache(settings: Settings, db: StateDB, kb: KnowledgeBase) -> AnswerCache | None:
+    """The answer cache (rag/answering/cache.py) in the state database, comparing questions
+    with the knowledge base's embedder and BM25 vocabulary; None when ``cache.enabled`` is
+    off. Its scope includes the model and the answer mode: a change of either starts over."""
+    cfg = settings.cache
+    if not cfg.enabled:
+        return None
+    return AnswerCache(
+        cfg,
+        AnswerCacheStore(db),
+        kb.embedder,
+        kb.store,
+        kb.keyword,
+        generation=f"{settings.llm.model}|{settings.answer.mode}",
+    )
+
+
 def build_rate_limits(settings: Settings, db: StateDB) -> RateLimits:
     """Shared buckets in a state database server (several replicas grant one rate between
     them), else in memory (one process)."""
@@ -252,12 +276,52 @@ def build_conversations(settings: Settings, db: StateDB) -> StoredConversations:
     )
 
 
+def build_curated_store(settings: Settings, db: StateDB) -> CuratedStore:
+    """Curated answers in the state database (``rag-ingest curate``, ``/v1/curated``)."""
+    from rag.index.lexical import language
+
+    return CuratedStore(db, review_days=settings.curated.review_days, language_of=language)
+
+
+def build_curated(
+    settings: Settings, store: CuratedStore, kb: KnowledgeBase
+) -> CuratedAnswers | None:
+    """What the answer service matches questions against; None when ``curated.enabled`` is
+    off (the answers are still kept and managed)."""
+    cfg = settings.curated
+    if not cfg.enabled:
+        return None
+    share, keyword = settings.cache.distinctive_share, kb.keyword
+    return CuratedAnswers(
+        store,
+        kb.embedder,
+        threshold=cfg.threshold,
+        distinctive=lambda groups: distinctive_for(keyword, groups, share),
+        check_every_s=cfg.check_interval_s,
+    )
+
+
 def build_audit_log(settings: Settings, db: StateDB) -> AuditLog | None:
     """The audit log in the state database; None when ``audit.enabled`` is off."""
     cfg = settings.audit
     if not cfg.enabled:
         return None
     return AuditLog(db, store_text=cfg.store_text, retention_days=cfg.retention_days)
+
+
+def build_handoff_store(settings: Settings, db: StateDB) -> HandoffStore:
+    """The hand-offs kept in the state database (what they carry is deleted with the
+    feedback, after ``feedback.retention_days``)."""
+    return HandoffStore(db, retention_days=settings.feedback.retention_days)
+
+
+def build_outbox(settings: Settings, db: StateDB) -> Outbox:
+    """The hand-off outbox and its channels (a webhook without its signing key is a
+    ConfigError at start, not a failed delivery later)."""
+    from rag.handoff.outbox import build_channels
+
+    channels = build_channels(settings.handoff, os.environ)
+    return Outbox(build_handoff_store(settings, db), channels, settings.handoff)
 
 
 def catch_up(kb: KnowledgeBase, settings: Settings | None = None) -> tuple[int, int]:
@@ -296,10 +360,16 @@ class Services:
     limiter: RateLimits = field(init=False)
     conversations: StoredConversations = field(init=False)
     audit: AuditLog | None = field(init=False)
+    outbox: Outbox = field(init=False)
     feedback: FeedbackStore | None = None
     kb: KnowledgeBase | None = None
     retriever: Retriever | None = None
     answers: AnswerService | None = None
+    answer_cache: AnswerCache | None = None
+    """The answer cache (None while loading, or with ``cache.enabled`` off)."""
+    curated_store: CuratedStore | None = None
+    curated: CuratedAnswers | None = None
+    """Curated answers as served (None while loading, or with ``curated.enabled`` off)."""
     status: str = "loading"
     detail: str | None = None
     catch_ups: int = 0
@@ -314,12 +384,17 @@ class Services:
         self.limiter = build_rate_limits(self.settings, self.db)
         self.conversations = build_conversations(self.settings, self.db)
         self.audit = build_audit_log(self.settings, self.db)
+        self.outbox = build_outbox(self.settings, self.db)
         self._follower: asyncio.Task[None] | None = None
+        self._delivering: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         settings = self.settings
+        if self.outbox.available:  # hand-offs need neither the index nor the engine
+            self._delivering = asyncio.create_task(self.outbox.run())
         try:
             self.feedback = await asyncio.to_thread(build_feedback_store, settings, self.db)
+            self.curated_store = await asyncio.to_thread(build_curated_store, settings, self.db)
             kb = await asyncio.to_thread(
                 partial(
                     build_knowledge_base,
@@ -337,10 +412,17 @@ class Services:
             scope = store_scope(settings)
             start = await asyncio.to_thread(versions.read, scope) if versions else 0
             self.retriever = await asyncio.to_thread(build_retriever, settings, kb)
+            self.curated = build_curated(settings, self.curated_store, kb)
+            self.answer_cache = await asyncio.to_thread(build_answer_cache, settings, self.db, kb)
             if self.engine is None:
                 self.engine = await asyncio.to_thread(start_engine, settings)
             self.answers = AnswerService(
-                settings, self.retriever, self.engine, conversations=self.conversations
+                settings,
+                self.retriever,
+                self.engine,
+                conversations=self.conversations,
+                curated=self.curated,
+                cache=self.answer_cache,
             )
             if versions is not None:
                 self._follower = asyncio.create_task(self._follow(kb, versions, scope, start))
@@ -401,10 +483,11 @@ class Services:
                 failing = True
 
     async def close(self) -> None:
-        if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
+        for task in (self._follower, self._delivering):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         try:
             if self.owns_engine and self.engine is not None:
                 await self.engine.close()

@@ -94,6 +94,14 @@ class Citation:
     chunk_id: str = ""
     url: str = ""
     """Where a reader opens the original (a crawled page's address, a sidecar's link)."""
+    curated_by: str = ""
+    """A curated answer (``doc_id`` ``curated:<id>``): its owner; "" for a document."""
+    curated_on: str = ""
+    """A curated answer: the day it was written or last edited (YYYY-MM-DD)."""
+    review_by: str = ""
+    """A curated answer: the day it is due for review (YYYY-MM-DD)."""
+    stale: bool = False
+    """A curated answer past its review date (still served, shown as stale)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,3 +168,6 @@ class Answer:
     """The answer quotes the sources (extractive, or no model sentence was verified)."""
     finish_reason: str = "stop"
     """Why the engine stopped: ``stop``, or ``length`` at the token cap."""
+    origin: Literal["sources", "cache", "curated"] = "sources"
+    """Where the answer came from: made from the sources for this question, an earlier
+    answer to the same question (the answer cache), or an answer an admin wrote (curated)."""

@@ -20,7 +20,7 @@ from rag.seams import Engine
 from rag.services import Services
 from serving import apidocs, docs_ui, errors, metrics, middleware, widget
 from serving.openai_compat import router as openai
-from serving.routes import ask, documents, feedback, ops
+from serving.routes import ask, curated, documents, feedback, handoff, ops
 from serving.state import HttpState
 
 DESCRIPTION = (
@@ -69,6 +69,8 @@ def create_app(
     app.state.http = HttpState.of(services)  # answer slots, metrics, the upload queue
     app.include_router(widget.router)  # /widget.js, /widget/demo
     app.include_router(feedback.router)  # /v1/feedback, /v1/analytics
+    app.include_router(handoff.router)  # /v1/handoff, /v1/handoffs (the outbox)
+    app.include_router(curated.router)  # /v1/curated... (admin)
     app.include_router(documents.router)  # /v1/documents...
     app.include_router(openai.router)  # /v1/chat/completions, /v1/models
     app.include_router(metrics.router)  # /metrics

@@ -75,7 +75,20 @@ class _StateCollector(Collector):
         )
         rate.add_metric([], cached / total if total else 0.0)
         yield rate
+        yield from _handoff_stats(state)
         yield from _index_stats(state)
+        yield from _curated_stats(state)
+        cache = getattr(state, "answer_cache", None)
+        if cache is not None:
+            lookups = CounterMetricFamily(
+                "kb_answer_cache_lookups",
+                "Answer cache lookups since start by result: hit, miss, stale (a cited "
+                "document changed: the entry was dropped), error (the state database failed).",
+                labels=["result"],
+            )
+            for result in ("hit", "miss", "stale", "error"):
+                lookups.add_metric([result], float(cache.lookups[result]))
+            yield lookups
         if state.db.shared:
             catch_ups = CounterMetricFamily(
                 "kb_index_catch_ups",
@@ -111,6 +124,53 @@ def _output_faults(counts: dict[str, int]) -> CounterMetricFamily:
     for kind, count in sorted(counts.items()):
         family.add_metric([kind], float(count))
     return family
+
+
+def _handoff_stats(state: Any) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """Hand-offs in the outbox by state (from the state database, so every replica reports
+    the same totals) and this process's delivery tries."""
+    outbox = state.outbox
+    if not outbox.available:
+        return
+    try:
+        counts = outbox.store.counts()
+    except Exception:  # a scrape never fails because the state database is busy
+        return
+    family = GaugeMetricFamily(
+        "kb_handoffs", "Hand-offs kept in the outbox, by state (all replicas).", labels=["status"]
+    )
+    for status in ("pending", "delivered", "failed"):
+        family.add_metric([status], float(counts.by_status.get(status, 0)))
+    yield family
+    tries = CounterMetricFamily(
+        "kb_handoff_delivery_tries",
+        "Delivery tries this process made, by result (ok, failed: retried later).",
+        labels=["result"],
+    )
+    tries.add_metric(["ok"], float(outbox.sent))
+    tries.add_metric(["failed"], float(outbox.failed_tries))
+    yield tries
+
+
+def _curated_stats(state: Any) -> Iterator[GaugeMetricFamily]:
+    """Curated answers kept in the state database (every replica reports the same)."""
+    store = state.curated_store
+    if store is None:
+        return
+    try:
+        active = store.list(status="active")
+    except Exception:  # a scrape never fails because the state database is busy
+        return
+    family = GaugeMetricFamily(
+        "kb_curated_answers",
+        "Active curated answers, by freshness (stale: past the review date, due for review).",
+        labels=["freshness"],
+    )
+    today = store.today()
+    stale = sum(e.stale(today) for e in active)
+    family.add_metric(["current"], float(len(active) - stale))
+    family.add_metric(["stale"], float(stale))
+    yield family
 
 
 def _index_stats(state: Any) -> Iterator[GaugeMetricFamily]:
@@ -209,16 +269,38 @@ class Metrics:
             "generative ones with no verified sentence (see answer.mode).",
             registry=r,
         )
+        self.origins = Counter(
+            "kb_answers_by_origin",
+            "Answers by where they came from: sources (made for the question), cache (the "
+            "answer cache), curated (an admin's answer).",
+            ["origin"],
+            registry=r,
+        )
         self.citations = Histogram(
             "kb_citations_per_answer",
             "Citations attached to an answer.",
             buckets=(0, 1, 2, 3, 5, 8, 13),
             registry=r,
         )
+        self.handoffs = Counter(
+            "kb_handoffs_created",
+            "Hand-offs to a person this process created, by reason (declined, unsupported, "
+            "thumbs_down, other).",
+            ["reason"],
+            registry=r,
+        )
+        self.curated = Counter(
+            "kb_curated_answers_served",
+            "Answers given from a curated answer, by freshness (current, or stale: past its "
+            "review date).",
+            ["freshness"],
+            registry=r,
+        )
         r.register(_StateCollector(services, self))
 
     def observe_answer(self, answer: Answer) -> None:
         self.answers.labels("declined" if answer.declined else "answered").inc()
+        self.origins.labels(answer.origin).inc()
         timings = answer.timings
         if "retrieval_ms" in timings:
             self.retrieval.observe(timings["retrieval_ms"] / 1000)
@@ -229,11 +311,17 @@ class Metrics:
             self.citations.observe(len(answer.citations))
         if answer.quoted:
             self.quotes.inc()
+        if answer.origin == "curated":
+            stale = any(c.stale for c in answer.citations)
+            self.curated.labels("stale" if stale else "current").inc()
         self.tokens.labels("in").inc(answer.usage.prompt_tokens)
         self.tokens.labels("out").inc(answer.usage.completion_tokens)
         self.cached_tokens.inc(answer.usage.cached_tokens)
         self.prompt_seen += answer.usage.prompt_tokens
         self.cached_seen += answer.usage.cached_tokens
+
+    def observe_handoff(self, reason: str) -> None:
+        self.handoffs.labels(reason).inc()
 
     def observe_ingest(self, status: str, chunks: int) -> None:
         """One file through the pipeline: added, updated, unchanged or failed."""

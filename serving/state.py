@@ -73,6 +73,7 @@ class AnswerLog:
                 latency_ms=answer.timings.get("total_ms", 0.0),
                 question=question,
                 top_score=answer.top_score,
+                origin=answer.origin,
             )
         except Exception:
             log.exception("recording answer %s failed", answer_id)

@@ -24,9 +24,11 @@ from typing import Literal
 
 from rag.answering import prompt, tokens
 from rag.answering.budget import checked_budget
+from rag.answering.cache import AnswerCache, pieces_of
 from rag.answering.citations import to_citation
 from rag.answering.context import Packed, Packer, readable_by
 from rag.answering.conversation import standalone_query, trim_history
+from rag.answering.curated import CuratedAnswers
 from rag.answering.grounding import Grounded, Sentence
 from rag.answering.health import EngineHealth
 from rag.answering.verify import Verifier
@@ -120,8 +122,12 @@ class AnswerService:
         engine: Engine,
         *,
         conversations: ConversationStore | None = None,
+        curated: CuratedAnswers | None = None,
+        cache: AnswerCache | None = None,
     ) -> None:
         self._settings = settings
+        self._curated = curated
+        self._cache = cache if cache is not None and cache.enabled else None
         self._retriever = retriever
         self._engine = engine
         # Only the newest ``history_turns`` turns are ever sent: keep no more than that.
@@ -277,6 +283,16 @@ class AnswerService:
         turns, query = await asyncio.to_thread(
             self._prepare, question, principal, conversation_id, history
         )
+        curated = await self._curated_answer(question, principal, conversation_id, turns, clock)
+        if curated:
+            for event in curated:
+                yield event
+            return
+        cached = await self._cached_answer(question, principal, conversation_id, turns, clock)
+        if cached:
+            for event in cached:
+                yield event
+            return
         hits = await asyncio.to_thread(self._retriever.search, query, principal)
         clock.mark("retrieval_ms")
         if not self._relevant(hits):
@@ -340,6 +356,10 @@ class AnswerService:
             quoted=final.quoted,
             finish_reason=out.finish,
         )
+        if self._cache is not None and not turns:
+            await asyncio.to_thread(
+                self._cache.remember, question, principal, answer, grounded.sentences
+            )
         yield DoneEvent(answer, grounded.sentences, list(sources), final.withheld)
 
     def _decline(
@@ -364,6 +384,63 @@ class AnswerService:
             top_score=_best_score(hits),
         )
         return [SourcesEvent([]), TextDelta(decline), DoneEvent(declined)]
+
+    async def _curated_answer(
+        self,
+        question: str,
+        principal: Principal,
+        conversation_id: str | None,
+        turns: Sequence[HistoryTurn],
+        clock: _Clock,
+    ) -> list[AnswerEvent]:
+        """An admin's curated answer, preferred when one matches the question and the caller
+        may be given it (rag/answering/curated.py): its citation, the text as a stream, the
+        answer (``origin`` curated). Not for a follow-up: its meaning depends on the history.
+        Empty: none matches."""
+        if self._curated is None or turns:
+            return []
+        hit = await asyncio.to_thread(self._curated.match, question, principal)
+        clock.mark("curated_ms")
+        if hit is None:
+            return []
+        text = hit.entry.answer
+        await asyncio.to_thread(self._remember, principal, conversation_id, question, text)
+        clock.mark("first_token_ms")
+        clock.mark("total_ms")
+        answer = Answer(
+            text,
+            [hit.citation()],
+            Usage(),
+            dict(clock.marks),
+            top_score=hit.match.score,
+            origin="curated",
+        )
+        pieces: list[AnswerEvent] = [TextDelta(p) for p in pieces_of(text)]
+        return [SourcesEvent(list(answer.citations)), *pieces, DoneEvent(answer)]
+
+    async def _cached_answer(
+        self,
+        question: str,
+        principal: Principal,
+        conversation_id: str | None,
+        turns: Sequence[HistoryTurn],
+        clock: _Clock,
+    ) -> list[AnswerEvent]:
+        """An earlier answer to the same question (or a close paraphrase) for the same
+        group set, while the documents it cited are unchanged (rag/answering/cache.py): the
+        cited sources, the text in stream-like pieces, the answer (``origin`` cache) with
+        the same citations and grounding. Not for a follow-up: its meaning depends on the
+        history. Empty: no usable entry."""
+        if self._cache is None or turns:
+            return []
+        hit = await asyncio.to_thread(self._cache.lookup, question, principal)
+        if hit is None:
+            clock.mark("cache_ms")
+            return []
+        text = hit.answer.answer
+        await asyncio.to_thread(self._remember, principal, conversation_id, question, text)
+        pieces: list[AnswerEvent] = [TextDelta(p) for p in hit.pieces]
+        return [SourcesEvent(list(hit.sources)), *pieces, DoneEvent(hit.answer, hit.sentences)]
 
     def _prepare(
         self,

@@ -473,6 +473,28 @@ class KeywordIndex:
         rows, langs = snap.rows(), snap.langs
         return {cid: langs[row] for cid in chunk_ids if (row := rows.get(cid)) is not None}
 
+    def term_shares(
+        self, terms: Iterable[str], groups: Collection[str] | None = None
+    ) -> dict[str, float]:
+        """Per analysed term the index knows: the share of the passages ``groups`` may read
+        that hold it (0 to 1; a rare term names a thing). Unknown terms are left out, and
+        so is everything when nothing is indexed."""
+        snap = self._load()
+        if snap is None or snap.postings is None:
+            return {}
+        post = snap.postings
+        readable = None if groups is None else snap.group_mask(frozenset(groups))
+        n = len(snap.ids) if readable is None else float(readable.sum())
+        out: dict[str, float] = {}
+        for term in terms:
+            at = post.vocab.get(term)
+            if at is None:
+                continue
+            rows = np.asarray(post.rows[int(post.start[at]) : int(post.start[at + 1])])
+            df = len(rows) if readable is None else float((readable[rows] > 0).sum())
+            out[term] = df / n if n else 0.0
+        return out
+
     def search(
         self,
         query: str,

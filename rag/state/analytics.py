@@ -14,12 +14,15 @@ import statistics
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rag.state.feedback import FeedbackStore
+from rag.state.handoff import HandoffStore
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
+Covered = Callable[[str], str | None]
+"""A question -> the id of the curated answer that answers it (None: none does)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,8 @@ class Cluster:
     example: str
     count: int
     questions: list[str]
+    curated: str | None = None
+    """The curated answer that now answers it (its id), when one matches the example."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,12 @@ class Report:
     per_day: list[DayStat] = field(default_factory=list)
     unanswered: list[Cluster] = field(default_factory=list)
     downvoted_docs: list[DocVotes] = field(default_factory=list)
+    origins: dict[str, int] = field(default_factory=dict)
+    """Answers by where they came from: sources (made now), cache, curated."""
+    handoffs: dict[str, int] = field(default_factory=dict)
+    """Hand-offs to a person by reason (declined, unsupported, thumbs_down, other)."""
+    handoff_status: dict[str, int] = field(default_factory=dict)
+    """The same hand-offs by state: delivered, pending, failed."""
 
     @property
     def answer_rate(self) -> float:
@@ -117,9 +128,13 @@ def build_report(
     now: float | None = None,
     top: int = 10,
     titles: Mapping[str, str] | None = None,
+    handoffs: HandoffStore | None = None,
+    covered: Covered | None = None,
 ) -> Report:
     """The report over the last ``days``; ``titles`` (doc id -> title, from the manifest)
-    names the thumbs-down documents, so a reader need not look ids up."""
+    names the thumbs-down documents, so a reader need not look ids up; ``handoffs`` adds the
+    hand-offs to a person; ``covered`` marks the unanswered clusters a curated answer now
+    answers."""
     now = time.time() if now is None else now
     since = now - days * 86400
     answers = store.answers(since)
@@ -131,6 +146,9 @@ def build_report(
         per_day[day][1] += int(a.declined)
     unanswered_questions = [a.question for a in answers if a.declined and a.question]
     clusters = cluster_questions(unanswered_questions, embed) if embed else []
+    if covered is not None:
+        clusters[:top] = [replace(c, curated=covered(c.example)) for c in clusters[:top]]
+    counts = handoffs.counts(since) if handoffs is not None else None
     by_answer = {a.answer_id: a for a in answers}
     votes: dict[str, list[Any]] = defaultdict(lambda: [0, 0, []])
     for f in feedback:
@@ -154,6 +172,9 @@ def build_report(
         per_day=[DayStat(d, q, n) for d, (q, n) in sorted(per_day.items())],
         unanswered=clusters[:top],
         downvoted_docs=sorted(docs, key=lambda d: (-d.down, d.doc_id))[:top],
+        origins=dict(Counter(a.origin for a in answers if not a.declined)),
+        handoffs=counts.by_reason if counts else {},
+        handoff_status=counts.by_status if counts else {},
     )
 
 
@@ -197,8 +218,17 @@ def render_html(report: Report) -> str:
     p50 = f"{report.latency_p50_ms:.0f} ms" if report.latency_p50_ms is not None else "n/a"
     p95 = f"{report.latency_p95_ms:.0f} ms" if report.latency_p95_ms is not None else "n/a"
     unanswered = "".join(
-        row(c.count, c.example, "; ".join(sorted(set(c.questions))[:5])) for c in report.unanswered
+        row(
+            c.count,
+            c.example,
+            "; ".join(sorted(set(c.questions))[:5]),
+            f"yes ({c.curated})" if c.curated else "no",
+        )
+        for c in report.unanswered
     )
+    origins = ", ".join(f"{k} {v}" for k, v in sorted(report.origins.items())) or "none"
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(report.handoffs.items())) or "none"
+    states = ", ".join(f"{k} {v}" for k, v in sorted(report.handoff_status.items()))
     docs = "".join(
         row(d.title or "(no longer indexed)", d.doc_id, d.down, d.up, "; ".join(d.comments[:3]))
         for d in report.downvoted_docs
@@ -210,9 +240,12 @@ text-align:left}}</style></head><body>
 <h1>Helpdesk report, last {report.days} days</h1>
 <p>{report.questions} questions, {report.answer_rate:.0%} answered, {report.declined} declined;
 feedback {report.up} up / {report.down} down; latency p50 {p50}, p95 {p95}.</p>
+<p>Answers by origin: {html.escape(origins)}. Hand-offs to a person: {html.escape(reasons)}
+{f"({html.escape(states)})" if states else ""}.</p>
 {_chart(report)}
 <h2>Most frequent unanswered questions</h2>
-<table><tr><th>count</th><th>example</th><th>variants</th></tr>{unanswered}</table>
+<table><tr><th>count</th><th>example</th><th>variants</th><th>curated answer</th></tr>
+{unanswered}</table>
 <h2>Thumbs-down by cited document</h2>
 <table><tr><th>title</th><th>doc_id</th><th>down</th><th>up</th><th>comments</th></tr>{docs}</table>
 </body></html>

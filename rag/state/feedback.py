@@ -23,7 +23,7 @@ from rag.state.legacy import importer, read_table
 Rating = Literal["up", "down"]
 MAX_COMMENT_CHARS = 2000
 
-_ANSWER_COLUMNS = (
+_LEGACY_COLUMNS = (
     "answer_id",
     "subject",
     "created_at",
@@ -34,10 +34,17 @@ _ANSWER_COLUMNS = (
     "top_score",
 )
 _FEEDBACK_COLUMNS = ("answer_id", "subject", "rating", "comment", "created_at")
-_PUT_ANSWER = (
-    f"INSERT INTO answers ({', '.join(_ANSWER_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _ANSWER_COLUMNS)})"
-)
+_ANSWER_COLUMNS = (*_LEGACY_COLUMNS, "origin")
+"""``origin`` (migration 3): sources, cache or curated (rag.types.Answer.origin)."""
+
+
+def _insert(columns: Sequence[str]) -> str:
+    return (
+        f"INSERT INTO answers ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+    )
+
+
+_PUT_ANSWER = _insert(_ANSWER_COLUMNS)
 _PUT_FEEDBACK = (
     f"INSERT INTO feedback ({', '.join(_FEEDBACK_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in _FEEDBACK_COLUMNS)})"
@@ -77,13 +84,18 @@ def migrations(legacy: Path | None) -> list[Migration]:
             )""",
         ),
         Migration(2, "import feedback.sqlite3", importer(legacy, "answers", _import)),
+        Migration(
+            3,
+            "where each answer came from",
+            "ALTER TABLE answers ADD COLUMN origin VARCHAR(12) NOT NULL DEFAULT 'sources'",
+        ),
     ]
 
 
 def _import(db: Database, path: Path) -> int:
-    answers = read_table(path, "answers", _ANSWER_COLUMNS)
+    answers = read_table(path, "answers", _LEGACY_COLUMNS)
     if answers:
-        db.run(_PUT_ANSWER + " ON CONFLICT (answer_id) DO NOTHING", answers)
+        db.run(_insert(_LEGACY_COLUMNS) + " ON CONFLICT (answer_id) DO NOTHING", answers)
     ratings = read_table(path, "feedback", _FEEDBACK_COLUMNS)
     if ratings:
         db.run(_PUT_FEEDBACK + " ON CONFLICT (answer_id, subject) DO NOTHING", ratings)
@@ -109,6 +121,22 @@ class AnswerRecord:
     latency_ms: float
     question: str | None
     top_score: float | None
+    origin: str = "sources"
+    """sources (answered from the documents now), cache or curated."""
+
+
+def _answer(r: tuple[Any, ...]) -> AnswerRecord:
+    return AnswerRecord(
+        r[0],
+        r[1],
+        float(r[2]),
+        bool(r[3]),
+        tuple(d for d in r[4].split("|") if d),
+        float(r[5]),
+        r[6],
+        None if r[7] is None else float(r[7]),
+        str(r[8]),
+    )
 
 
 def _feedback(row: tuple[Any, ...]) -> FeedbackRecord:
@@ -147,6 +175,7 @@ class FeedbackStore:
         question: str | None = None,
         top_score: float | None = None,
         created_at: float | None = None,
+        origin: str = "sources",
     ) -> None:
         row = {
             "answer_id": answer_id,
@@ -157,6 +186,7 @@ class FeedbackStore:
             "latency_ms": latency_ms,
             "question": question if self.store_questions else None,
             "top_score": top_score,
+            "origin": origin,
         }
         with self.db.write() as tx:
             tx.run(_replacing(_PUT_ANSWER, "answer_id", _ANSWER_COLUMNS), row)
@@ -168,19 +198,16 @@ class FeedbackStore:
                 "ORDER BY created_at",
                 {"since": since},
             )
-        return [
-            AnswerRecord(
-                r[0],
-                r[1],
-                float(r[2]),
-                bool(r[3]),
-                tuple(d for d in r[4].split("|") if d),
-                float(r[5]),
-                r[6],
-                None if r[7] is None else float(r[7]),
+        return [_answer(r) for r in rows]
+
+    def answer(self, answer_id: str) -> AnswerRecord | None:
+        """One recorded answer (any caller's), or None when there is none with this id."""
+        with self.db.read() as tx:
+            rows = tx.rows(
+                f"SELECT {', '.join(_ANSWER_COLUMNS)} FROM answers WHERE answer_id = :answer_id",
+                {"answer_id": answer_id},
             )
-            for r in rows
-        ]
+        return _answer(rows[0]) if rows else None
 
     def all_feedback(self, since: float = 0.0) -> list[FeedbackRecord]:
         with self.db.read() as tx:

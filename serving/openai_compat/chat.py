@@ -97,6 +97,7 @@ class Completion:
             answer_id=self.answer_id,
             citations=[CitationOut.of(c) for c in answer.citations],
             declined=answer.declined,
+            cached=answer.origin == "cache",
         )
 
     def chunk(self, **fields: Any) -> str:
@@ -129,6 +130,7 @@ class Completion:
                     answer_id=self.answer_id,
                     citations=[CitationOut.of(c).model_dump() for c in answer.citations],
                     declined=answer.declined,
+                    cached=answer.origin == "cache",
                 )
                 if include_usage:
                     yield self.chunk(choices=[], usage=usage(answer).model_dump())

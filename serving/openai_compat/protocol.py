@@ -1,7 +1,8 @@
 """The OpenAI wire format (``/v1/chat/completions``, ``/v1/models``): models only.
 
 Citations travel in extension fields that standard clients ignore: ``citations``,
-``answer_id`` and ``declined`` on the completion (and on the last chunk of a stream).
+``answer_id``, ``declined`` and ``cached`` on the completion (and on the last chunk of a
+stream).
 """
 
 from __future__ import annotations
@@ -184,6 +185,11 @@ class ChatCompletion(BaseModel):
         ..., description="Extension: the sources the answer is supported by ([n] markers)."
     )
     declined: bool = Field(False, description="Extension: the knowledge base had no answer.")
+    cached: bool = Field(
+        False,
+        description="Extension: served from the answer cache (an earlier answer to the same "
+        "question for the same access groups; docs/API.md).",
+    )
 
 
 STREAM_EXAMPLE = (

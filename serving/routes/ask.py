@@ -23,6 +23,7 @@ from serving.deps import (
     Asker,
     HttpDep,
     Searcher,
+    ServicesDep,
     SettingsDep,
     checked_length,
 )
@@ -129,10 +130,16 @@ async def _sse_events(
     response_description="Ranked passages, best first.",
 )
 async def retrieve(
-    body: RetrieveRequest, caller: Asker, retriever: Searcher, settings: SettingsDep
+    body: RetrieveRequest,
+    caller: Asker,
+    retriever: Searcher,
+    settings: SettingsDep,
+    services: ServicesDep,
 ) -> Any:
     """The retrieval step of /v1/ask on its own: no model call. Only passages in the
-    caller's access groups are searched. Works while the model is still loading."""
+    caller's access groups are searched. Works while the model is still loading. A curated
+    answer the caller may be given whose question means the same as the query comes first
+    (`curated: true`; not with `filters`), within the `k` hits."""
     query = checked_length(body.query, settings, "query")
     if not query.strip():
         raise BadRequestError("The query is empty. Type what to search for and retry.")
@@ -143,6 +150,11 @@ async def retrieve(
     hits = await asyncio.to_thread(
         retriever.search, query, caller, body.k, filters=filters, mode=body.mode, stats=stats
     )
+    curated = None
+    if services.curated is not None and not raw:
+        curated = await asyncio.to_thread(services.curated.match, query, caller)
+        if curated is not None:
+            hits = [curated.hit(), *hits][: body.k or settings.retrieval.top_k]
     current = audit.note()
     if current is not None:
         current.touched(h.chunk.doc_id for h in hits)
@@ -152,4 +164,5 @@ async def retrieve(
         "keyword_ms": round(stats.keyword_ms, 1),
         "total_ms": round((time.perf_counter() - started) * 1000, 1),
     }
-    return RetrieveResponse(hits=[HitOut.of(h) for h in hits], timings=timings)
+    out = [HitOut.of(h, curated=curated is not None and i == 0) for i, h in enumerate(hits)]
+    return RetrieveResponse(hits=out, timings=timings)

@@ -64,7 +64,20 @@ async def analytics(
 
     kb = services.kb
     embed = kb.embedder.embed_documents if kb is not None else None
-    report = await asyncio.to_thread(build_report, store, days=days, embed=embed)
+    curated = services.curated
+
+    def covered(question: str) -> str | None:
+        entry = curated.covering(question) if curated is not None else None
+        return entry.curated_id if entry is not None else None
+
+    report = await asyncio.to_thread(
+        build_report,
+        store,
+        days=days,
+        embed=embed,
+        handoffs=services.outbox.store,
+        covered=covered,
+    )
     if format == "html":
         return HTMLResponse(render_html(report), headers={"Cache-Control": "no-store"})
     return AnalyticsReport.model_validate(report.to_json())

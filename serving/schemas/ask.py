@@ -19,6 +19,21 @@ CITATION_EXAMPLE: dict[str, Any] = {
     "chunk_id": "9c1e2a7b40d3f815:5d41402abc4b:3",
     "snippet": "All office printers share one queue, NW-Follow-Me: print, then badge in...",
 }
+CURATED_CITATION_EXAMPLE: dict[str, Any] = {
+    "n": 1,
+    "doc_id": "curated:4be8c21f0a",
+    "title": "How do I book the large meeting room?",
+    "source": "curated by facilities@example.com, 2026-11-02",
+    "page": None,
+    "section": "",
+    "chunk_id": "curated:4be8c21f0a",
+    "snippet": "Book the large meeting room (Atlas, 3rd floor) in the Rooms calendar...",
+    "url": "",
+    "curated_by": "facilities@example.com",
+    "curated_on": "2026-11-02",
+    "review_by": "2027-05-01",
+    "stale": False,
+}
 HIT_EXAMPLE: dict[str, Any] = {
     "text": "All office printers share one queue, NW-Follow-Me: print, then badge in at any "
     "printer to release the job.",
@@ -53,6 +68,16 @@ ANSWER_EXAMPLE: dict[str, Any] = {
     "sentences": [SENTENCE_EXAMPLE],
     "unsupported": [],
     "conversation_id": None,
+    "cached": False,
+    "origin": "sources",
+}
+CACHED_EXAMPLE: dict[str, Any] = {
+    **ANSWER_EXAMPLE,
+    "answer_id": "5d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a",
+    "usage": {"prompt_tokens": 0, "completion_tokens": 0},
+    "timings": {"cache_ms": 9.4, "first_token_ms": 9.4, "total_ms": 9.4},
+    "cached": True,
+    "origin": "cache",
 }
 DECLINED_EXAMPLE: dict[str, Any] = {
     "answer_id": "b71c0d2e3f4a5b6c7d8e9f0a1b2c3d4e",
@@ -161,9 +186,14 @@ class HitOut(BaseModel):
         description="Set when the passage was read from a scan or an image by OCR: "
         "Tesseract's mean word confidence (0-100).",
     )
+    curated: bool = Field(
+        False,
+        description="A curated answer (text: the answer; title: its question; doc_id "
+        "curated:<id>): ranked first when the query means the same as its question.",
+    )
 
     @classmethod
-    def of(cls, h: Hit) -> HitOut:
+    def of(cls, h: Hit, *, curated: bool = False) -> HitOut:
         c = h.chunk
         return cls(
             text=c.text,
@@ -179,6 +209,7 @@ class HitOut(BaseModel):
             index=c.index,
             url=c.url,
             ocr_confidence=c.ocr_confidence,
+            curated=curated,
         )
 
 
@@ -205,7 +236,9 @@ class RetrieveResponse(BaseModel):
 class CitationOut(BaseModel):
     """A source the answer cites as [n]."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [CITATION_EXAMPLE]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [CITATION_EXAMPLE, CURATED_CITATION_EXAMPLE]}
+    )
 
     n: int = Field(..., description="The number used as [n] in the answer.")
     doc_id: str = Field(..., description="The document's id (see /v1/documents/{doc_id}).")
@@ -217,6 +250,22 @@ class CitationOut(BaseModel):
     snippet: str = Field(..., description="The start of the cited passage.")
     url: str = Field(
         "", description="Where to open the original: a crawled page's address, a sidecar link."
+    )
+    curated_by: str = Field(
+        "",
+        description='A curated answer (doc_id curated:<id>, source "curated by <owner>, '
+        '<date>"): its owner; empty for a document.',
+    )
+    curated_on: str = Field(
+        "", description="A curated answer: the day it was written or last edited (YYYY-MM-DD)."
+    )
+    review_by: str = Field(
+        "", description="A curated answer: the day it is due for review (YYYY-MM-DD)."
+    )
+    stale: bool = Field(
+        False,
+        description="A curated answer past its review date: still the admins' answer, but "
+        "show it as possibly out of date.",
     )
 
     @classmethod
@@ -231,6 +280,10 @@ class CitationOut(BaseModel):
             chunk_id=c.chunk_id,
             snippet=c.snippet,
             url=c.url,
+            curated_by=c.curated_by,
+            curated_on=c.curated_on,
+            review_by=c.review_by,
+            stale=c.stale,
         )
 
 
@@ -258,7 +311,9 @@ class SentenceOut(BaseModel):
 class AskResponse(BaseModel):
     """An answer with its citations (also the data of the SSE `done` event)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [ANSWER_EXAMPLE, DECLINED_EXAMPLE]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [ANSWER_EXAMPLE, CACHED_EXAMPLE, DECLINED_EXAMPLE]}
+    )
 
     answer_id: str = Field(..., description="Refer to this answer in POST /v1/feedback.")
     answer: str = Field(..., description="The answer text, with [n] citation markers.")
@@ -281,6 +336,19 @@ class AskResponse(BaseModel):
     )
     conversation_id: str | None = Field(
         None, description="The conversation this answer belongs to, if one was given."
+    )
+    cached: bool = Field(
+        False,
+        description="True when the answer was served from the answer cache: an earlier answer "
+        "to the same question (or a close paraphrase) asked by a caller with the same access "
+        "groups, while every document it cites is unchanged (cache.enabled). Same text, "
+        "citations and sentences; usage is 0.",
+    )
+    origin: Literal["sources", "cache", "curated"] = Field(
+        "sources",
+        description="Where the answer came from: sources (made for this question from the "
+        "knowledge base), cache (the answer cache, as cached: true) or curated (an answer "
+        "an admin wrote).",
     )
 
     @classmethod
@@ -308,6 +376,8 @@ class AskResponse(BaseModel):
             timings=a.timings,
             declined=a.declined,
             quoted=a.quoted,
+            cached=a.origin == "cache",
+            origin=a.origin,
         )
 
 

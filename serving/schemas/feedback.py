@@ -77,6 +77,11 @@ class ClusterOut(BaseModel):
     example: str = Field(..., description="A representative question.")
     count: int = Field(..., description="How often it (or a close paraphrase) was asked.")
     questions: list[str] = Field(..., description="The questions in the cluster.")
+    curated: str | None = Field(
+        None,
+        description="The id of the curated answer that now answers it (null: none yet; "
+        "write one with POST /v1/curated).",
+    )
 
 
 class DocVotesOut(BaseModel):
@@ -132,6 +137,9 @@ class AnalyticsReport(BaseModel):
                             "comments": ["Outdated"],
                         }
                     ],
+                    "origins": {"sources": 301, "cache": 62, "curated": 12},
+                    "handoffs": {"declined": 14, "thumbs_down": 5},
+                    "handoff_status": {"delivered": 18, "pending": 1},
                 }
             ]
         }
@@ -153,4 +161,17 @@ class AnalyticsReport(BaseModel):
     )
     downvoted_docs: list[DocVotesOut] = Field(
         ..., description="Thumbs down grouped by cited document, most first."
+    )
+    origins: dict[str, int] = Field(
+        default_factory=dict,
+        description="Answers (not declined) by origin: sources (made from the documents), "
+        "cache (a repeated question answered from the answer cache), curated.",
+    )
+    handoffs: dict[str, int] = Field(
+        default_factory=dict,
+        description="Hand-offs to a person by reason: declined, unsupported, thumbs_down, other.",
+    )
+    handoff_status: dict[str, int] = Field(
+        default_factory=dict,
+        description="The same hand-offs by state: delivered, pending (retrying), failed.",
     )

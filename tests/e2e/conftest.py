@@ -3,6 +3,7 @@ engine dominates their cost, so it is started once, with the widget configured."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.serverproc import run_server
+from tests.handoff_receivers import Receivers, handoff_env, receivers
 from tests.servers import free_port
 
 WIDGET_TOKEN = "e2e-widget-token-000001"
@@ -58,16 +60,31 @@ class Server:
     base: str
     port: int
     workdir: Path
+    helpdesk: Receivers
+    """Where its hand-offs go: a webhook receiver and an SMTP server, both running."""
+
+
+@pytest.fixture(scope="session")
+def e2e_stack() -> Iterator[contextlib.ExitStack]:
+    with contextlib.ExitStack() as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
 def e2e_server(
-    sample_kb: Any, tmp_path_factory: pytest.TempPathFactory, oidc_provider: Any
+    sample_kb: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    oidc_provider: Any,
+    e2e_stack: contextlib.ExitStack,
 ) -> Iterator[Server]:
     """The service process the browser tests use: the sample knowledge base, the demo page,
     a widget token for anonymous visitors (groups: everyone) and one for signed-in users only
-    (no groups of its own), with sign-in through the session's OpenID provider."""
+    (no groups of its own), with sign-in through the session's OpenID provider, and hand-offs
+    to a real webhook receiver and SMTP server."""
     workdir = tmp_path_factory.mktemp("e2e-server")
+    helpdesk = e2e_stack.enter_context(
+        receivers(tmp_path_factory.mktemp("e2e-helpdesk"), free_port(), free_port())
+    )
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
     env = {
@@ -79,6 +96,8 @@ def e2e_server(
         "RAG_AUTH__OIDC__ISSUER": oidc_provider.issuer,
         "RAG_AUTH__OIDC__AUDIENCE": "kb-service",
         "RAG_AUTH__OIDC__GROUP_MAP": '{"/staff": everyone}',
+        **helpdesk.env(),
+        **handoff_env(helpdesk),
     }
     with run_server(sample_kb.store.path, workdir, port, env) as base:
-        yield Server(base, port, workdir)
+        yield Server(base, port, workdir, helpdesk)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 ARTIFACTS = REPO / "test-artifacts"
 QUESTION = "What is the name of the shared print queue?"
+DECLINED = "What is the capital of Mongolia?"
 ROOT = "document.querySelector('[data-kb-widget]').shadowRoot"
 
 
@@ -446,3 +448,114 @@ def test_signed_in_users_get_their_groups_answers_in_the_browser(
         expect(answer.locator(".kbw-actions")).to_be_visible(timeout=120_000)
         assert page.locator("#kb-sso .kbw-error").count() == 0, user
         assert (answer.locator(".kbw-sources button").count() >= 1) is cited, user
+
+
+def test_a_declined_answer_is_handed_to_a_person_and_the_ticket_shown(
+    e2e_server: Server, browser: Any
+) -> None:
+    """'Ask a person' under a declined answer: the hand-off reaches the helpdesk's webhook
+    (with the question and the transcript) and the widget shows the ticket it returned; a
+    good answer offers no hand-off until it is thumbed down."""
+    from playwright.sync_api import expect
+
+    page = browser.new_context().new_page()
+    page.goto(f"{e2e_server.base}/widget/demo")
+    open_widget(page)
+    page.locator(".kbw-form textarea").fill(DECLINED)
+    page.keyboard.press("Enter")
+    answer = page.locator(".kbw-answer").last
+    expect(answer).to_have_class(re.compile("kbw-declined"), timeout=120_000)
+    answer.locator(".kbw-handoff").click()
+    answer.locator(".kbw-handoff-form textarea").fill("e2e: I need this for a trip")
+    answer.locator(".kbw-handoff-form input").fill("e2e@example.com")
+    answer.locator(".kbw-handoff-form button").click()
+    status = answer.locator(".kbw-handoff-status")
+    expect(status).to_have_text(re.compile(r"Sent to the helpdesk: ticket HD-\d+\."))
+    ticket = status.inner_text().split("ticket ")[1].rstrip(".")
+    [post] = [p for p in e2e_server.helpdesk.posts() if p["ticket"] == ticket]
+    assert post["valid"] and post["body"]["question"] == DECLINED
+    assert post["body"]["reason"] == "declined"
+    assert post["body"]["comment"] == "e2e: I need this for a trip"
+    assert post["body"]["transcript"][0] == {"role": "user", "text": DECLINED}
+    page.screenshot(path=str(ARTIFACTS / "widget-handoff.png"))
+
+    page.reload()  # what became of the hand-off stays with the answer
+    expect(page.locator(".kbw-handoff-status")).to_have_text(status.inner_text())
+
+    page.locator(".kbw-form textarea").fill(QUESTION)
+    page.keyboard.press("Enter")
+    good = page.locator(".kbw-answer").last
+    expect(good.locator(".kbw-actions")).to_be_visible(timeout=120_000)
+    assert "kbw-declined" not in (good.get_attribute("class") or "")
+    expect(good.locator(".kbw-handoff")).to_have_count(0)
+    good.locator(".kbw-rate-down").click()
+    good.locator(".kbw-comment button").click()
+    expect(good.locator(".kbw-handoff")).to_be_visible()
+
+
+def test_a_curated_answer_shows_who_curated_it_and_opens_without_a_document(
+    e2e_server: Server, browser: Any
+) -> None:
+    import httpx
+    from playwright.sync_api import expect
+
+    question = "How do I borrow the office projector?"
+    made = httpx.post(
+        f"{e2e_server.base}/v1/curated",
+        json={
+            "question": question,
+            "answer": "Ask reception for the projector; it goes back by 6 pm.",
+            "groups": ["everyone"],
+            "owner": "facilities@example.com",
+        },
+    )
+    assert made.status_code == 200, made.text
+    page = browser.new_context().new_page()
+    page.goto(f"{e2e_server.base}/widget/demo")
+    open_widget(page)
+    page.locator(".kbw-form textarea").fill(question)
+    page.keyboard.press("Enter")
+    answer = page.locator(".kbw-answer").last
+    expect(answer.locator(".kbw-actions")).to_be_visible(timeout=60_000)
+    expect(answer.locator(".kbw-body")).to_contain_text("Ask reception for the projector")
+    source = answer.locator(".kbw-sources button")
+    expect(source).to_have_count(1)
+    expect(source).to_contain_text("Curated by facilities@example.com")
+    source.click()
+    viewer = page.locator(".kbw-viewer")
+    expect(viewer.locator(".kbw-meta")).to_contain_text("Curated by facilities@example.com")
+    expect(viewer.locator(".kbw-passage")).to_contain_text("goes back by 6 pm")
+    expect(viewer.locator("[role=alert]")).to_have_count(0)
+
+
+def test_a_cached_answer_is_marked_as_answered_before(
+    server: tuple[str, Path], browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    base, _ = server
+    page = browser.new_context().new_page()
+    done = {
+        "answer_id": "x",
+        "answer": "Use the Follow-Me queue.",
+        "citations": [],
+        "declined": False,
+        "cached": True,
+        "origin": "cache",
+    }
+    body = (
+        'event: citations\ndata: {"citations": []}\n\n'
+        f"event: delta\ndata: {json.dumps({'text': done['answer']})}\n\n"
+        f"event: done\ndata: {json.dumps(done)}\n\n"
+    )
+    page.route(
+        "**/v1/ask",
+        lambda route: route.fulfill(
+            status=200, headers={"content-type": "text/event-stream"}, body=body
+        ),
+    )
+    page.goto(f"{base}/widget/demo")
+    open_widget(page)
+    page.locator(".kbw-form textarea").fill("print queue?")
+    page.keyboard.press("Enter")
+    expect(page.locator(".kbw-answer .kbw-cached")).to_have_text(re.compile("Answered before"))

@@ -134,3 +134,37 @@ def test_thumbs_down_names_documents_by_title(tmp_path: Path) -> None:
     page = render_html(report)
     assert "Guest Wi-Fi FAQ" in page and "(no longer indexed)" in page
     assert report.to_json()["downvoted_docs"][0]["title"] == "Guest Wi-Fi FAQ"
+
+
+def test_origins_handoffs_and_curated_clusters_are_reported(tmp_path: Path, embed: Any) -> None:
+    from rag.state.handoff import HandoffStore
+
+    store = seed(tmp_path / "f.sqlite3")
+    store.record_answer(
+        "c1", "u", declined=False, doc_ids=["wifi"], latency_ms=3.0, created_at=NOW, origin="cache"
+    )
+    store.record_answer(
+        "k1", "u", declined=False, doc_ids=[], latency_ms=2.0, created_at=NOW, origin="curated"
+    )
+    handoffs = HandoffStore(store.db)
+    for n, (reason, channels) in enumerate(
+        [("declined", ["webhook"]), ("declined", ["webhook", "email"]), ("thumbs_down", ["email"])]
+    ):
+        handoffs.create(f"H-{n}", "u", f"k{n}", reason, {"question": "q"}, channels, now=NOW)
+    handoffs.delivered("H-0", "webhook", "T-1", NOW)
+    handoffs.failed_attempt("H-1", "webhook", "down", None)  # email still pending
+    handoffs.failed_attempt("H-2", "email", "down", None)
+
+    def covered(question: str) -> str | None:
+        return "cur-parking" if "park" in question.lower() else None
+
+    report = build_report(store, days=30, embed=embed, now=NOW, handoffs=handoffs, covered=covered)
+    assert report.origins == {"sources": 3, "cache": 1, "curated": 1}
+    assert report.handoffs == {"declined": 2, "thumbs_down": 1}
+    assert report.handoff_status == {"delivered": 1, "pending": 1, "failed": 1}
+    by_example = {c.example: c.curated for c in report.unanswered}
+    assert any(v == "cur-parking" for k, v in by_example.items() if "park" in k.lower())
+    assert by_example["Is there a gym discount for staff?"] is None
+    page = render_html(report)
+    assert "yes (cur-parking)" in page and "thumbs_down 1" in page
+    assert json.loads(json.dumps(report.to_json()))["handoff_status"]["failed"] == 1

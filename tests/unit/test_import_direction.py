@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "eval": {"index", "retrieval"},
     "answering": {"index", "retrieval", "state"},
     "deploy": {"index", "engines"},
+    "handoff": {"state"},  # the outbox lives in the state database
 }
 TOP_LEVEL = {"config", "errors", "types", "seams", "migrations", "__init__"}
 

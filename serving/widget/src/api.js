@@ -104,6 +104,28 @@ export class Api {
     });
   }
 
+  /** Whether "Ask a person" is offered (asked once per widget). */
+  async handoffAvailable() {
+    if (this._handoff === undefined) {
+      this._handoff = this.request("/v1/handoff", { method: "GET", headers: await this.headers(false) })
+        .then((r) => r.json()).then((b) => Boolean(b && b.available)).catch(() => false);
+    }
+    return this._handoff;
+  }
+
+  /** Hand an answer to a person; the reply says whether (and under which ticket) it went. */
+  async handoff(body) {
+    const headers = await this.headers(true);
+    if (body.answer_id) headers["Idempotency-Key"] = `answer:${body.answer_id}`;
+    const resp = await this.request("/v1/handoff", { method: "POST", headers, body: JSON.stringify(body) });
+    return resp.json();
+  }
+
+  async handoffStatus(id) {
+    const resp = await this.request(`/v1/handoff/${encodeURIComponent(id)}`, { method: "GET", headers: await this.headers(false) });
+    return resp.json();
+  }
+
   async source(docId) {
     const resp = await this.request(`/v1/documents/${encodeURIComponent(docId)}/source`, {
       method: "GET", headers: await this.headers(false),

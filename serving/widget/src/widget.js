@@ -229,13 +229,15 @@ export class Widget {
     if (cited.length) {
       const list = h(doc, "ol");
       for (const c of cited) {
-        const label = c.page ? `${c.title} (${t.page} ${c.page})` : c.title;
+        let label = c.page ? `${c.title} (${t.page} ${c.page})` : c.title;
+        if (c.curated_by) label = `${c.title} · ${fmt(t.curatedBy, { who: c.curated_by, date: c.curated_on || "" })}${c.stale ? ` (${t.stale})` : ""}`;
         const item = h(doc, "li", { value: c.n }, h(doc, "button", { type: "button", text: label, onclick: () => this.openSource(c) }));
         list.appendChild(item);
       }
       node.appendChild(h(doc, "div", { class: "kbw-sources" }, h(doc, "div", { class: "kbw-note", text: t.sources }), list));
     }
     if (msg.unsupported && msg.unsupported.length) node.appendChild(h(doc, "p", { class: "kbw-note", text: t.unsupported }));
+    if (msg.cached) node.appendChild(h(doc, "p", { class: "kbw-note kbw-cached", text: t.cached }));
     if (msg.answerId) node.appendChild(this.actions(msg));
   }
 
@@ -255,7 +257,66 @@ export class Widget {
     };
     bar.append(rate("up"), rate("down"), copy, status);
     if (msg.feedback) status.textContent = t.thanks;
+    this.offerHandoff(msg, bar);
     return bar;
+  }
+
+  /** "Ask a person" under an answer that was declined, unsupported or thumbed down, when the
+   * service has a hand-off channel; once sent, what became of it. */
+  async offerHandoff(msg, bar) {
+    const doc = this.doc;
+    const t = this.t;
+    const reason = msg.declined ? "declined" : (msg.unsupported && msg.unsupported.length ? "unsupported"
+      : (msg.feedback === "down" ? "thumbs_down" : null));
+    if (msg.handoff) { bar.appendChild(this.handoffNote(msg.handoff)); return; }
+    if (!reason || bar.querySelector(".kbw-handoff") || !(await this.api.handoffAvailable())) return;
+    if (bar.querySelector(".kbw-handoff") || msg.handoff) return;
+    const button = h(doc, "button", { type: "button", class: "kbw-handoff", text: t.askPerson, onclick: () => {
+      button.remove();
+      const comment = h(doc, "textarea", { rows: 2, maxlength: 2000, "aria-label": t.handoffComment, placeholder: t.handoffComment });
+      const contact = h(doc, "input", { type: "text", maxlength: 320, "aria-label": t.handoffContact, placeholder: t.handoffContact });
+      const form = h(doc, "form", { class: "kbw-handoff-form", onsubmit: async (e) => {
+        e.preventDefault();
+        const note = h(doc, "p", { class: "kbw-note", role: "status", text: t.handoffSending });
+        form.replaceWith(note);
+        try {
+          const made = await this.api.handoff({ answer_id: msg.answerId, conversation_id: this.state.conversationId,
+            reason, comment: comment.value.trim() || null, contact: contact.value.trim() || null });
+          msg.handoff = { id: made.handoff_id, ticket: made.ticket_id, status: made.status };
+          this.save();
+          note.replaceWith(this.handoffNote(msg.handoff));
+          if (made.status === "pending") this.followHandoff(msg, bar);
+        } catch (err) {
+          note.textContent = this.errorText(err);
+          bar.appendChild(button);
+        }
+      } }, comment, contact, h(doc, "button", { type: "submit", text: t.handoffSend }));
+      bar.appendChild(form);
+      comment.focus();
+    } });
+    bar.appendChild(button);
+  }
+
+  handoffNote(handoff) {
+    const t = this.t;
+    let text = fmt(t.handoffQueued, { id: handoff.id });
+    if (handoff.status === "delivered") text = handoff.ticket ? fmt(t.handoffSent, { id: handoff.ticket }) : fmt(t.handoffSentRef, { id: handoff.id });
+    else if (handoff.status === "failed") text = fmt(t.handoffFailed, { id: handoff.id });
+    return h(this.doc, "p", { class: "kbw-note kbw-handoff-status", role: "status", text });
+  }
+
+  /** A queued hand-off: look again now and then (the outbox retries it) to show its ticket. */
+  async followHandoff(msg, bar) {
+    for (let i = 0; i < 24 && msg.handoff && msg.handoff.status === "pending"; i++) {
+      await new Promise((r) => setTimeout(r, 5000));
+      try {
+        const now = await this.api.handoffStatus(msg.handoff.id);
+        msg.handoff = { id: now.handoff_id, ticket: now.ticket_id, status: now.status };
+      } catch (_) { continue; }
+      this.save();
+      const old = bar.querySelector(".kbw-handoff-status");
+      if (old) old.replaceWith(this.handoffNote(msg.handoff));
+    }
   }
 
   async rate(msg, rating, bar, status) {
@@ -268,6 +329,7 @@ export class Widget {
         this.save();
         for (const b of bar.querySelectorAll("[aria-pressed]")) b.setAttribute("aria-pressed", String(b.classList.contains(`kbw-rate-${rating}`)));
         status.textContent = t.thanks;
+        if (rating === "down") this.offerHandoff(msg, bar);
       } catch (e) {
         status.textContent = this.errorText(e);
       }
@@ -338,6 +400,7 @@ export class Widget {
           answer.answerId = data.answer_id || null;
           answer.declined = !!data.declined;
           answer.unsupported = data.unsupported || [];
+          answer.cached = !!data.cached;
           if (data.conversation_id) this.state.conversationId = data.conversation_id;
         } else if (name === "error") {
           answer.error = fmt(this.t.errGeneric, { m: data.message || "" });
@@ -375,6 +438,12 @@ export class Widget {
     this.log.hidden = true;
     this.viewer.hidden = false;
     back.focus();
+    if (c.curated_by) { // an answer an admin wrote: nothing to fetch, it is the source itself
+      const meta = fmt(t.curatedBy, { who: c.curated_by, date: c.curated_on || "" }) + (c.stale ? ` · ${t.stale}` : "");
+      this.viewer.append(h(doc, "h3", { text: c.title }), h(doc, "div", { class: "kbw-meta", text: meta }),
+        h(doc, "div", { class: "kbw-passage kbw-hl", text: c.snippet || "" }));
+      return;
+    }
     try {
       const src = await this.api.source(c.doc_id);
       const meta = [src.source || c.source, c.section || "", c.page ? `${t.page} ${c.page}` : ""].filter(Boolean).join(" · ");
