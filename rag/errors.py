@@ -22,6 +22,7 @@ defined in the ``serving`` module named at the end of their line::
     ├── DeliveryError               a hand-off channel refused or failed (1 / 502)
     ├── BadRequestError             the caller sent something unusable   (2 / 422)
     ├── NotFoundError               no such thing, or not visible        (2 / 404)
+    ├── ConflictError               clashes with what is there already   (2 / 409)
     ├── AuthError                   missing, invalid or expired key      (2 / 401)
     │   └── InvalidIdentityError    bad signed widget identity           (2 / 401) widget_auth
     ├── ForbiddenError              valid, but not allowed here          (2 / 403)
@@ -201,6 +202,14 @@ class NotFoundError(RagError):
     exit_code = 2
     http_status = 404
     code = "not_found"
+
+
+class ConflictError(RagError):
+    """The request clashes with what is stored (a duplicate, a change to a retired entry)."""
+
+    exit_code = 2
+    http_status = 409
+    code = "conflict"
 
 
 class AuthError(RagError):

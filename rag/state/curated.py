@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Literal
 
-from rag.errors import BadRequestError, NotFoundError, how_to_run
+from rag.errors import BadRequestError, ConflictError, NotFoundError, how_to_run
 from rag.migrations import Migration
 from rag.state.db import StateDB
 
@@ -32,7 +32,6 @@ MAX_QUESTION_CHARS = 2000
 MAX_ANSWER_CHARS = 20_000
 MAX_OWNER_CHARS = 200
 MAX_GROUPS = 50
-MAX_REVIEW_YEARS = 10
 _GROUP = re.compile(r"^[\w.:@-]{1,64}$")
 _ORIGIN = re.compile(r"^(fresh|cluster|answer:[\w.:-]{1,64})$")
 _COLUMNS = (
@@ -228,21 +227,9 @@ class CuratedStore:
     def _language(self, question: str) -> str:
         return self._language_of(question) if self._language_of is not None else ""
 
-    def _review_date(self, value: str | date, *, allow_past: bool) -> date:
-        day = parse_date(value)
-        today = self.today()
-        if day < today and not allow_past:
-            raise BadRequestError(
-                f"review_by {day.isoformat()} is in the past, so the answer would be stale "
-                f"from the start. Give today ({today.isoformat()}) or a later date, or leave "
-                f"it out for {self.review_days} days from today."
-            )
-        if day > today + timedelta(days=365 * MAX_REVIEW_YEARS):
-            raise BadRequestError(
-                f"review_by {day.isoformat()} is more than {MAX_REVIEW_YEARS} years away. "
-                "Give a date when someone should check the answer is still right."
-            )
-        return day
+    def _review_date(self, value: str | date) -> date:
+        """Any real date: one in the past makes the answer due for review (stale) at once."""
+        return parse_date(value)
 
     def _next_time(self, tx: Any) -> float:
         """Now, but always after the newest ``updated_at``: each write moves :meth:`version`."""
@@ -259,7 +246,7 @@ class CuratedStore:
                 continue
             shared = sorted(set(other.groups) & set(groups))
             if shared:
-                raise BadRequestError(
+                raise ConflictError(
                     f"Curated answer {other.curated_id} already answers this question for "
                     f"group(s) {', '.join(shared)}. Edit it "
                     f"({how_to_run(f'rag-ingest curate edit {other.curated_id}')}) or retire "
@@ -294,7 +281,7 @@ class CuratedStore:
         day = (
             self.today() + timedelta(days=self.review_days)
             if review_by is None
-            else self._review_date(review_by, allow_past=False)
+            else self._review_date(review_by)
         )
         with self.db.write() as tx:
             self._check_duplicate(tx, question, cleaned)
@@ -381,14 +368,14 @@ class CuratedStore:
                 owner, "owner", MAX_OWNER_CHARS, "Name who is responsible for the answer."
             )
         if review_by is not None:
-            changes["review_by"] = self._review_date(review_by, allow_past=True).isoformat()
+            changes["review_by"] = self._review_date(review_by).isoformat()
         with self.db.write() as tx:
             rows = tx.rows(_SELECT + " WHERE curated_id = :id", {"id": curated_id})
             if not rows:
                 raise self._missing(curated_id)
             current = _entry(rows[0])
             if not current.active:
-                raise BadRequestError(
+                raise ConflictError(
                     f"Curated answer {curated_id} is retired: it is kept for the record and "
                     f"cannot be changed. Add a new one "
                     f"({how_to_run('rag-ingest curate add')}, or POST /v1/curated)."

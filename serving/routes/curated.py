@@ -21,6 +21,14 @@ from serving.schemas.curated import CuratedCreate, CuratedList, CuratedOut, Cura
 
 router = APIRouter(tags=["curated"])
 
+_DUPLICATE = route_error(
+    409,
+    "conflict",
+    "Curated answer 4be8c21f0a already answers this question for group(s) everyone. Edit it "
+    "(rag-ingest curate edit 4be8c21f0a) or retire it first.",
+    "An active curated answer already answers this question for one of the groups, or the "
+    "answer to change is retired.",
+)
 _NOT_FOUND = route_error(
     404,
     "not_found",
@@ -86,7 +94,8 @@ async def list_curated(
             "No recorded answer with answer_id '3f2a9c0e'. Copy the answer_id from the "
             "answer (or the report), or give the question instead.",
             "from_answer_id names no recorded answer.",
-        )
+        ),
+        409: _DUPLICATE,
     },
 )
 async def add_curated(
@@ -163,7 +172,7 @@ async def get_curated(curated_id: CuratedId, _: Admin, store: Store) -> CuratedO
     summary="Change a curated answer (admin scope).",
     response_model=CuratedOut,
     response_description="The answer as it is now served.",
-    responses={404: _NOT_FOUND},
+    responses={404: _NOT_FOUND, 409: _DUPLICATE},
 )
 async def edit_curated(
     curated_id: CuratedId,
@@ -173,7 +182,10 @@ async def edit_curated(
     services: ServicesDep,
 ) -> CuratedOut:
     """Change the question, answer, groups, owner or review date; what is given replaces
-    what was there. Retired answers cannot be changed (add a new one)."""
+    what was there; nothing given changes nothing. Retired answers cannot be changed (409:
+    add a new one)."""
+    if body.empty:
+        return _out(store, await asyncio.to_thread(store.get, curated_id))
     entry = await asyncio.to_thread(
         store.edit,
         curated_id,

@@ -14,6 +14,15 @@ from rag.state.curated import (
     CuratedEntry,
 )
 
+# What the store accepts (rag/state/curated.py), said in the schema too, for clients and the
+# API fuzzer; the store checks it and says what to fix, so pydantic does not check it again.
+TEXT: dict[str, Any] = {"pattern": r"\S"}
+GROUPS: dict[str, Any] = {
+    "minItems": 1,
+    "items": {"type": "string", "pattern": r"^[\w.:@-]{1,64}$"},
+}
+DATE: dict[str, Any] = {"format": "date"}
+
 CURATED_EXAMPLE: dict[str, Any] = {
     "curated_id": "4be8c21f0a",
     "question": "How do I book the large meeting room?",
@@ -62,32 +71,51 @@ class CuratedCreate(BaseModel):
                     "groups": ["everyone"],
                     "owner": "facilities@example.com",
                 },
-            ]
+            ],
+            # The question, or where to take it from (checked again by the route).
+            "anyOf": [
+                {"required": [k], "properties": {k: {"type": "string"}}}
+                for k in ("question", "from_answer_id", "from_cluster")
+            ],
+            "not": {
+                "required": ["from_answer_id", "from_cluster"],
+                "properties": {
+                    "from_answer_id": {"type": "string"},
+                    "from_cluster": {"type": "string"},
+                },
+            },
         },
     )
 
     question: str | None = Field(
         None,
         max_length=MAX_QUESTION_CHARS,
+        json_schema_extra=TEXT,
         description="The question it answers (paraphrases match too). Required unless "
         "from_answer_id or from_cluster gives it.",
     )
-    answer: str = Field(..., max_length=MAX_ANSWER_CHARS, description="The answer to give.")
+    answer: str = Field(
+        ..., max_length=MAX_ANSWER_CHARS, json_schema_extra=TEXT, description="The answer to give."
+    )
     groups: list[str] = Field(
         ...,
         max_length=MAX_GROUPS,
+        json_schema_extra=GROUPS,
         description="Access groups whose members are given it (any one suffices, as for "
         "documents); at least one.",
     )
     owner: str = Field(
         ...,
         max_length=MAX_OWNER_CHARS,
+        json_schema_extra=TEXT,
         description="Who answers for it (a name or an e-mail address); shown in the citation.",
     )
     review_by: str | None = Field(
         None,
-        description="YYYY-MM-DD: when it is due for review (today or later); after it the "
-        "answer is still served, marked stale. Default: curated.review_days from today.",
+        json_schema_extra=DATE,
+        description="YYYY-MM-DD: when it is due for review; after it (or at once, for a past "
+        "date) the answer is still served, marked stale. Default: curated.review_days from "
+        "today.",
     )
     from_answer_id: str | None = Field(
         None,
@@ -118,17 +146,32 @@ class CuratedPatch(BaseModel):
         },
     )
 
-    question: str | None = Field(None, max_length=MAX_QUESTION_CHARS, description="New question.")
-    answer: str | None = Field(None, max_length=MAX_ANSWER_CHARS, description="New answer.")
-    groups: list[str] | None = Field(
-        None, max_length=MAX_GROUPS, description="New access groups (replaces them all)."
+    question: str | None = Field(
+        None, max_length=MAX_QUESTION_CHARS, json_schema_extra=TEXT, description="New question."
     )
-    owner: str | None = Field(None, max_length=MAX_OWNER_CHARS, description="New owner.")
+    answer: str | None = Field(
+        None, max_length=MAX_ANSWER_CHARS, json_schema_extra=TEXT, description="New answer."
+    )
+    groups: list[str] | None = Field(
+        None,
+        max_length=MAX_GROUPS,
+        json_schema_extra=GROUPS,
+        description="New access groups (replaces them all).",
+    )
+    owner: str | None = Field(
+        None, max_length=MAX_OWNER_CHARS, json_schema_extra=TEXT, description="New owner."
+    )
     review_by: str | None = Field(
         None,
+        json_schema_extra=DATE,
         description="New review date, YYYY-MM-DD; a past date marks the answer due for "
         "review now (served, stale).",
     )
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to change (every field absent or null)."""
+        return all(v is None for v in self.model_dump().values())
 
 
 class CuratedOut(BaseModel):

@@ -39,7 +39,12 @@ class HandoffRequest(BaseModel):
                     "contact": "alice@example.com",
                 },
                 {"question": "Who approves a second monitor?", "reason": "other"},
-            ]
+            ],
+            # One of the two is required (checked again by the route, with what to send).
+            "anyOf": [
+                {"required": ["answer_id"], "properties": {"answer_id": {"type": "string"}}},
+                {"required": ["question"], "properties": {"question": {"type": "string"}}},
+            ],
         },
     )
 
@@ -53,6 +58,7 @@ class HandoffRequest(BaseModel):
     question: str | None = Field(
         None,
         max_length=8000,
+        json_schema_extra={"pattern": r"\S"},
         description="The question, when there is no answer_id (or its question was not kept).",
     )
     conversation_id: str | None = Field(
