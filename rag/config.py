@@ -845,6 +845,12 @@ class HandoffSettings(_Section):
     transcript_turns: int = Field(
         20, ge=0, description="The newest conversation turns sent with a hand-off."
     )
+    lease_extra_s: float = Field(
+        30,
+        gt=0,
+        description="How long past its channel's timeout a try may run before another "
+        "replica takes the delivery over (a replica killed mid-send holds it that long).",
+    )
 
 
 class StateSettings(_Section):

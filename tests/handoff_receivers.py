@@ -105,6 +105,7 @@ class Receivers:
             "poll_interval_s": 0.2,
             "retry_base_s": 0.3,
             "retry_max_s": 1.0,
+            "lease_extra_s": 1.0,
             "wait_s": 5,
         }
 
@@ -161,6 +162,9 @@ def handoff_env(helpdesk: Receivers, **extra: str) -> dict[str, str]:
         "RAG_HANDOFF__RETRY_BASE_S": str(handoff["retry_base_s"]),
         "RAG_HANDOFF__RETRY_MAX_S": str(handoff["retry_max_s"]),
         "RAG_HANDOFF__POLL_INTERVAL_S": str(handoff["poll_interval_s"]),
+        "RAG_HANDOFF__LEASE_EXTRA_S": str(handoff["lease_extra_s"]),
+        "RAG_HANDOFF__WEBHOOK__TIMEOUT_S": "5",
+        "RAG_HANDOFF__EMAIL__TIMEOUT_S": "5",
         **{f"RAG_HANDOFF__{k.upper()}": v for k, v in extra.items()},
     }
 

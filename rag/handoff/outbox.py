@@ -4,8 +4,9 @@ delivery) and sends them on their channel. A failed try is due again after a bac
 doubles from ``handoff.retry_base_s`` up to ``retry_max_s`` (with jitter, so replicas and
 tickets do not retry in step); after ``max_attempts`` the delivery is failed and shown as such
 (an admin re-queues it). Nothing is held only in memory: a restart, or ``kill -9``, loses
-nothing; a replica killed in the middle of a send leaves a lease that runs out, and the next
-try carries the same idempotency key.
+nothing; a replica killed in the middle of a send leaves a lease that runs out
+(``handoff.lease_extra_s`` past the channel's timeout), and the next try carries the same
+idempotency key.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from rag.errors import ConfigError, DeliveryError
 from rag.state.handoff import Handoff, HandoffStore, Reason
 
 log = logging.getLogger(__name__)
-LEASE_MARGIN_S = 30.0
 
 
 class Channel(Protocol):
@@ -129,7 +129,7 @@ class Outbox:
         now = self._clock()
         for handoff_id, channel in self.store.due(now):
             sender = self.channels.get(channel)
-            lease = (sender.timeout_s if sender else 0.0) + LEASE_MARGIN_S
+            lease = (sender.timeout_s if sender else 0.0) + self.cfg.lease_extra_s
             attempt = self.store.claim(handoff_id, channel, now, lease)
             if attempt is None:
                 continue  # another replica took it
