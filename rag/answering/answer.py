@@ -102,6 +102,17 @@ class _Generated:
 
 
 @dataclass(frozen=True, slots=True)
+class _Ready:
+    """An answer given without retrieval or the engine (curated, or from the cache): what
+    the stream shows."""
+
+    answer: Answer
+    sources: list[Citation]
+    pieces: list[str]
+    sentences: list[Sentence] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class _Final:
     """The grounded answer: its text, the checked citations, the text still to stream
     after what the model's stream showed, and what the model wrote that was not shown."""
@@ -283,17 +294,19 @@ class AnswerService:
         turns, query = await asyncio.to_thread(
             self._prepare, question, principal, conversation_id, history
         )
-        curated = await self._curated_answer(question, principal, conversation_id, turns, clock)
-        if curated:
-            for event in curated:
-                yield event
+        vector = await self._question_vector(question, turns)
+        ready = await self._curated_answer(question, principal, turns, clock, vector)
+        if ready is None:
+            ready = await self._cached_answer(question, principal, turns, vector)
+        if ready is not None:
+            text = ready.answer.answer
+            await asyncio.to_thread(self._remember, principal, conversation_id, question, text)
+            yield SourcesEvent(ready.sources)
+            for piece in ready.pieces:
+                yield TextDelta(piece)
+            yield DoneEvent(ready.answer, ready.sentences)
             return
-        cached = await self._cached_answer(question, principal, conversation_id, turns, clock)
-        if cached:
-            for event in cached:
-                yield event
-            return
-        hits = await asyncio.to_thread(self._retriever.search, query, principal)
+        hits = await asyncio.to_thread(self._retriever.search, query, principal, vector=vector)
         clock.mark("retrieval_ms")
         if not self._relevant(hits):
             declined = await asyncio.to_thread(
@@ -358,7 +371,7 @@ class AnswerService:
         )
         if self._cache is not None and not turns:
             await asyncio.to_thread(
-                self._cache.remember, question, principal, answer, grounded.sentences
+                self._cache.remember, question, principal, answer, grounded.sentences, vector
             )
         yield DoneEvent(answer, grounded.sentences, list(sources), final.withheld)
 
@@ -385,28 +398,39 @@ class AnswerService:
         )
         return [SourcesEvent([]), TextDelta(decline), DoneEvent(declined)]
 
+    async def _question_vector(
+        self, question: str, turns: Sequence[HistoryTurn]
+    ) -> list[float] | None:
+        """The question's embedding, computed once for the curated match, the cache and
+        retrieval. None for a follow-up (neither applies; retrieval embeds its own query),
+        without either, or when retrieval reads no vectors (each then embeds if it must)."""
+        if turns or (self._curated is None and self._cache is None):
+            return None
+        if self._settings.retrieval.mode == "keyword":
+            return None
+        return await asyncio.to_thread(self._retriever.embed_query, question)
+
     async def _curated_answer(
         self,
         question: str,
         principal: Principal,
-        conversation_id: str | None,
         turns: Sequence[HistoryTurn],
         clock: _Clock,
-    ) -> list[AnswerEvent]:
+        vector: Sequence[float] | None,
+    ) -> _Ready | None:
         """An admin's curated answer, preferred when one matches the question and the caller
         may be given it (rag/answering/curated.py): its citation, the text as a stream, the
         answer (``origin`` curated). Not for a follow-up: its meaning depends on the history.
-        Empty: none matches."""
+        None: none matches."""
         if self._curated is None or turns:
-            return []
-        hit = await asyncio.to_thread(self._curated.match, question, principal)
+            return None
+        hit = await asyncio.to_thread(self._curated.match, question, principal, vector)
         clock.mark("curated_ms")
         if hit is None:
-            return []
-        text = hit.entry.answer
-        await asyncio.to_thread(self._remember, principal, conversation_id, question, text)
+            return None
         clock.mark("first_token_ms")
         clock.mark("total_ms")
+        text = hit.entry.answer
         answer = Answer(
             text,
             [hit.citation()],
@@ -415,32 +439,26 @@ class AnswerService:
             top_score=hit.match.score,
             origin="curated",
         )
-        pieces: list[AnswerEvent] = [TextDelta(p) for p in pieces_of(text)]
-        return [SourcesEvent(list(answer.citations)), *pieces, DoneEvent(answer)]
+        return _Ready(answer, list(answer.citations), pieces_of(text))
 
     async def _cached_answer(
         self,
         question: str,
         principal: Principal,
-        conversation_id: str | None,
         turns: Sequence[HistoryTurn],
-        clock: _Clock,
-    ) -> list[AnswerEvent]:
+        vector: Sequence[float] | None,
+    ) -> _Ready | None:
         """An earlier answer to the same question (or a close paraphrase) for the same
         group set, while the documents it cited are unchanged (rag/answering/cache.py): the
         cited sources, the text in stream-like pieces, the answer (``origin`` cache) with
         the same citations and grounding. Not for a follow-up: its meaning depends on the
-        history. Empty: no usable entry."""
+        history. None: no usable entry."""
         if self._cache is None or turns:
-            return []
-        hit = await asyncio.to_thread(self._cache.lookup, question, principal)
+            return None
+        hit = await asyncio.to_thread(self._cache.lookup, question, principal, vector)
         if hit is None:
-            clock.mark("cache_ms")
-            return []
-        text = hit.answer.answer
-        await asyncio.to_thread(self._remember, principal, conversation_id, question, text)
-        pieces: list[AnswerEvent] = [TextDelta(p) for p in hit.pieces]
-        return [SourcesEvent(list(hit.sources)), *pieces, DoneEvent(hit.answer, hit.sentences)]
+            return None
+        return _Ready(hit.answer, list(hit.sources), hit.pieces, hit.sentences)
 
     def _prepare(
         self,

@@ -123,15 +123,16 @@ class AnswerCache:
     def scope(self, groups: Collection[str]) -> str:
         return scope_of(groups, self._chunks.name, self._generation)
 
-    def _vector(self, question: str) -> list[float]:
-        """The question's embedding (kept a while: a miss is stored after it is answered)."""
+    def _vector(self, question: str, given: Sequence[float] | None = None) -> list[float]:
+        """The question's embedding (``given``: computed by the caller already), kept a
+        while: a miss is stored after it is answered."""
         key = normalize(question)
         with self._lock:
             found = self._vectors.get(key)
             if found is not None:
                 self._vectors.move_to_end(key)
                 return found
-        vector = list(self._embedder.embed_query(question))
+        vector = list(given) if given is not None else list(self._embedder.embed_query(question))
         with self._lock:
             self._vectors[key] = vector
             while len(self._vectors) > _VECTORS_KEPT:
@@ -149,14 +150,17 @@ class AnswerCache:
         self._purged_at = now
         self.store.purge(now - self.settings.ttl_hours * 3600)
 
-    def lookup(self, question: str, principal: Principal) -> Cached | None:
+    def lookup(
+        self, question: str, principal: Principal, vector: Sequence[float] | None = None
+    ) -> Cached | None:
         """The cached answer for ``question`` from ``principal``, or None (a miss, or a
-        stale entry, which is dropped). A failing state database is a miss (logged)."""
+        stale entry, which is dropped). A failing state database is a miss (logged).
+        ``vector``: the question's embedding, when the caller has it already."""
         if not self.enabled:
             return None
         started = time.perf_counter()
         try:
-            found = self._lookup(question, principal)
+            found = self._lookup(question, principal, vector)
         except RagError as exc:
             log.warning("answer cache lookup failed (answering afresh): %s", exc.message)
             found = None
@@ -184,7 +188,9 @@ class AnswerCache:
             )
         return found
 
-    def _lookup(self, question: str, principal: Principal) -> Cached | None:
+    def _lookup(
+        self, question: str, principal: Principal, given: Sequence[float] | None
+    ) -> Cached | None:
         now = time.time()
         self._purge(now)
         scope = self.scope(principal.groups)
@@ -201,7 +207,7 @@ class AnswerCache:
         if not candidates:
             self.lookups["miss"] += 1
             return None
-        vector = self._vector(question)
+        vector = self._vector(question, given)
         best = best_match(
             question,
             vector,
@@ -238,7 +244,12 @@ class AnswerCache:
         return True
 
     def remember(
-        self, question: str, principal: Principal, answer: Answer, sentences: Sequence[Sentence]
+        self,
+        question: str,
+        principal: Principal,
+        answer: Answer,
+        sentences: Sequence[Sentence],
+        vector: Sequence[float] | None = None,
     ) -> bool:
         """Keep ``answer`` to ``question`` for callers with ``principal``'s groups, when it
         may be kept (:func:`cacheable`) and every chunk it cites is still stored. Whether
@@ -246,13 +257,18 @@ class AnswerCache:
         if not self.enabled or not cacheable(answer):
             return False
         try:
-            return self._remember(question, principal, answer, sentences)
+            return self._remember(question, principal, answer, sentences, vector)
         except RagError as exc:
             log.warning("keeping the answer in the cache failed: %s", exc.message)
             return False
 
     def _remember(
-        self, question: str, principal: Principal, answer: Answer, sentences: Sequence[Sentence]
+        self,
+        question: str,
+        principal: Principal,
+        answer: Answer,
+        sentences: Sequence[Sentence],
+        given: Sequence[float] | None,
     ) -> bool:
         ids = list(dict.fromkeys(c.chunk_id for c in answer.citations))
         chunks = {c.chunk_id: c for c in self._chunks.get_chunks(ids, text=False)}
@@ -262,7 +278,7 @@ class AnswerCache:
             scope=self.scope(principal.groups),
             question=normalize(question),
             lang=language(question),
-            vector=tuple(self._vector(question)),
+            vector=tuple(self._vector(question, given)),
             answer=_answer_json(answer, sentences),
             versions={i: _version(chunks[i]) for i in ids},
         )

@@ -156,11 +156,13 @@ class CuratedAnswers:
         loaded: _Loaded,
         allowed: Callable[[CuratedEntry], bool],
         groups: Collection[str] | None,
+        vector: Sequence[float] | None = None,
     ) -> CuratedHit | None:
         picked = [i for i, e in enumerate(loaded.entries) if allowed(e)]
         if not picked:
             return None
-        vector = self._embedder.embed_query(question)
+        if vector is None:
+            vector = self._embedder.embed_query(question)
         candidates = [(loaded.entries[i].question, loaded.vectors[i]) for i in picked]
         if groups is None:  # the report: over what the candidates' readers may read
             groups = {g for i in picked for g in loaded.entries[i].groups}
@@ -177,11 +179,14 @@ class CuratedAnswers:
         entry = loaded.entries[picked[index]]
         return CuratedHit(entry, match, entry.stale(self.store.today()))
 
-    def match(self, question: str, principal: Principal) -> CuratedHit | None:
-        """The curated answer for ``question`` that ``principal`` may be given, if any."""
+    def match(
+        self, question: str, principal: Principal, vector: Sequence[float] | None = None
+    ) -> CuratedHit | None:
+        """The curated answer for ``question`` that ``principal`` may be given, if any;
+        ``vector``: the question's embedding, when the caller has it already."""
         groups = principal.groups  # as for documents: any one of the entry's groups
         hit = self._best(
-            question, self._current(), lambda e: not groups.isdisjoint(e.groups), groups
+            question, self._current(), lambda e: not groups.isdisjoint(e.groups), groups, vector
         )
         if hit is not None:
             log.info(

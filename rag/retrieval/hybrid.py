@@ -331,6 +331,11 @@ class Retriever:
     def keyword_index(self) -> KeywordIndex | None:
         return self._keyword
 
+    def embed_query(self, query: str) -> list[float]:
+        """``query``'s vector as :meth:`search` computes it: a caller that also needs it (the
+        answer service's curated and cached answers) computes it once and passes it."""
+        return list(self._embedder.embed_query(query))
+
     def search(
         self,
         query: str,
