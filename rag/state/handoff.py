@@ -58,6 +58,16 @@ MIGRATIONS = [
 ]
 
 
+def overall(states: set[str]) -> Status:
+    """A hand-off's state from its deliveries' states: ``delivered`` once any channel
+    delivered it, ``failed`` when every channel gave up, else ``pending``."""
+    if "delivered" in states:
+        return "delivered"
+    if states == {"failed"}:
+        return "failed"
+    return "pending"
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     channel: str
@@ -87,14 +97,7 @@ class Handoff:
 
     @property
     def status(self) -> Status:
-        """``delivered`` once any channel delivered it, ``failed`` when every channel gave
-        up, else ``pending``."""
-        states = {d.status for d in self.deliveries}
-        if "delivered" in states:
-            return "delivered"
-        if states and states == {"failed"}:
-            return "failed"
-        return "pending"
+        return overall({d.status for d in self.deliveries})
 
     @property
     def ticket_id(self) -> str | None:
@@ -315,14 +318,7 @@ class HandoffStore:
         for handoff_id, reason, status in rows:
             reasons[handoff_id] = reason
             states.setdefault(handoff_id, set()).add(status)
-        by_status: Counter[str] = Counter()
-        for found in states.values():
-            if "delivered" in found:
-                by_status["delivered"] += 1
-            elif found == {"failed"}:
-                by_status["failed"] += 1
-            else:
-                by_status["pending"] += 1
+        by_status: Counter[str] = Counter(overall(found) for found in states.values())
         return HandoffCounts(dict(Counter(reasons.values())), dict(by_status))
 
 

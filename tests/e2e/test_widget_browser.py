@@ -32,6 +32,26 @@ def server(e2e_server: Server) -> tuple[str, Path]:
     return e2e_server.base, e2e_server.workdir
 
 
+def answer_stream(done: dict[str, Any]) -> str:
+    """The SSE body /v1/ask sends for ``done``: its citations, its text as one delta, done."""
+    return (
+        f"event: citations\ndata: {json.dumps({'citations': done['citations']})}\n\n"
+        f"event: delta\ndata: {json.dumps({'text': done['answer']})}\n\n"
+        f"event: done\ndata: {json.dumps(done)}\n\n"
+    )
+
+
+def serve_answer(page: Any, done: dict[str, Any]) -> None:
+    """The page's /v1/ask answers with ``done`` (the widget's rendering under test)."""
+    body = answer_stream(done)
+    page.route(
+        "**/v1/ask",
+        lambda route: route.fulfill(
+            status=200, headers={"content-type": "text/event-stream"}, body=body
+        ),
+    )
+
+
 def open_widget(page: Any) -> None:
     from playwright.sync_api import expect
 
@@ -201,17 +221,7 @@ def test_model_and_document_html_is_shown_as_text(server: tuple[str, Path], brow
     page = browser.new_context().new_page()
     evil = '<img src=x onerror="window.__pwned=1"> **bold** [1] <script>window.__pwned=2</script>'
     done = {"answer_id": "x", "answer": evil, "citations": [], "declined": False}
-    body = (
-        'event: citations\ndata: {"citations": []}\n\n'
-        f"event: delta\ndata: {json.dumps({'text': evil})}\n\n"
-        f"event: done\ndata: {json.dumps(done)}\n\n"
-    )
-    page.route(
-        "**/v1/ask",
-        lambda route: route.fulfill(
-            status=200, headers={"content-type": "text/event-stream"}, body=body
-        ),
-    )
+    serve_answer(page, done)
     page.goto(f"{base}/widget/demo")
     open_widget(page)
     page.locator(".kbw-form textarea").fill("anything")
@@ -255,17 +265,7 @@ def test_a_cited_web_page_opens_its_original_and_only_web_addresses_link(
         },
     ]
     done = {"answer_id": "x", "answer": "See [1] and [2].", "citations": cited, "declined": False}
-    body = (
-        f"event: citations\ndata: {json.dumps({'citations': cited})}\n\n"
-        f"event: delta\ndata: {json.dumps({'text': done['answer']})}\n\n"
-        f"event: done\ndata: {json.dumps(done)}\n\n"
-    )
-    page.route(
-        "**/v1/ask",
-        lambda route: route.fulfill(
-            status=200, headers={"content-type": "text/event-stream"}, body=body
-        ),
-    )
+    serve_answer(page, done)
     source = {
         "doc_id": "web",
         "title": "VPN guide",
@@ -371,11 +371,7 @@ def test_an_expired_sign_in_is_refreshed_through_the_identity_callback(
     base, _ = server
     page = browser.new_context().new_page()
     done = {"answer_id": "x", "answer": "Signed in again.", "citations": [], "declined": False}
-    body = (
-        'event: citations\ndata: {"citations": []}\n\n'
-        f"event: delta\ndata: {json.dumps({'text': 'Signed in again.'})}\n\n"
-        f"event: done\ndata: {json.dumps(done)}\n\n"
-    )
+    body = answer_stream(done)
     sent: list[str | None] = []
 
     def reply(route: Any) -> None:
@@ -543,17 +539,7 @@ def test_a_cached_answer_is_marked_as_answered_before(
         "cached": True,
         "origin": "cache",
     }
-    body = (
-        'event: citations\ndata: {"citations": []}\n\n'
-        f"event: delta\ndata: {json.dumps({'text': done['answer']})}\n\n"
-        f"event: done\ndata: {json.dumps(done)}\n\n"
-    )
-    page.route(
-        "**/v1/ask",
-        lambda route: route.fulfill(
-            status=200, headers={"content-type": "text/event-stream"}, body=body
-        ),
-    )
+    serve_answer(page, done)
     page.goto(f"{base}/widget/demo")
     open_widget(page)
     page.locator(".kbw-form textarea").fill("print queue?")
