@@ -39,7 +39,6 @@ def main() -> None:
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             n = time.time_ns()  # unique across restarts of this server
-            (out / f"{n}.eml").write_bytes(envelope.original_content or envelope.content)
             meta = {
                 "tls": session.ssl is not None,
                 "login": session.auth_data.decode() if session.auth_data else "",
@@ -47,6 +46,9 @@ def main() -> None:
                 "to": envelope.rcpt_tos,
             }
             (out / f"{n}.json").write_text(json.dumps(meta), encoding="utf-8")
+            # The .eml last, through a rename: a reader that sees it finds both whole.
+            (out / f"{n}.tmp").write_bytes(envelope.original_content or envelope.content)
+            (out / f"{n}.tmp").rename(out / f"{n}.eml")
             return "250 Message accepted for delivery"
 
     controller = Controller(
