@@ -252,10 +252,16 @@ class LanguageWeights(_Section):
     dense: float = Field(ge=0, description="Fusion weight of dense search.")
     keyword: float = Field(ge=0, description="Fusion weight of BM25 search.")
     cross: float = Field(
+        1.0,
+        gt=0,
+        description="convex fusion: the dense cosine of a chunk in another language than the "
+        "question (both read by the embedding model) counts this many times (1 = as it is).",
+    )
+    translated: float = Field(
         0.0,
         ge=0,
-        description="convex fusion: a chunk in another language than the question (both read "
-        "by the embedding model) scores this times its dense cosine; 0 = off.",
+        description="convex fusion: BM25 of the question translated word by word (CC-CEDICT) "
+        "scores a chunk in the other language this many times, on the keyword side; 0 = off.",
     )
 
 
@@ -265,8 +271,8 @@ Language = Literal["en", "zh"]
 def _language_weights() -> dict[Language, LanguageWeights]:
     """Chosen on train questions by bench/fusion_language.py (docs/BENCHMARKS.md)."""
     return {
-        "en": LanguageWeights(dense=0.6, keyword=0.4, cross=0.95),
-        "zh": LanguageWeights(dense=0.5, keyword=0.5, cross=1.05),
+        "en": LanguageWeights(dense=0.45, keyword=0.55, cross=1.1, translated=1.5),
+        "zh": LanguageWeights(dense=0.5, keyword=0.5, cross=1.3, translated=1.0),
     }
 
 

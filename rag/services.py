@@ -189,6 +189,7 @@ def build_retriever(settings: Settings, kb: KnowledgeBase, *, reconcile: bool = 
         kb.store,
         kb.keyword,
         languages=settings.embedding.languages,
+        cache=settings.paths.assets_dir,
     )
 
 
@@ -387,6 +388,7 @@ class Services:
         self.outbox = build_outbox(self.settings, self.db)
         self._follower: asyncio.Task[None] | None = None
         self._delivering: asyncio.Task[None] | None = None
+        self._preparing: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         settings = self.settings
@@ -412,6 +414,8 @@ class Services:
             scope = store_scope(settings)
             start = await asyncio.to_thread(versions.read, scope) if versions else 0
             self.retriever = await asyncio.to_thread(build_retriever, settings, kb)
+            # In the background: the first bilingual question waits for it only if it is early.
+            self._preparing = asyncio.create_task(asyncio.to_thread(self.retriever.prepare))
             self.curated = build_curated(settings, self.curated_store, kb)
             self.answer_cache = await asyncio.to_thread(build_answer_cache, settings, self.db, kb)
             if self.engine is None:
@@ -483,7 +487,7 @@ class Services:
                 failing = True
 
     async def close(self) -> None:
-        for task in (self._follower, self._delivering):
+        for task in (self._follower, self._delivering, self._preparing):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -35,6 +35,7 @@ from typing import Any
 
 from rag.config import Settings
 from rag.errors import BadRequestError
+from rag.index.dictionary import dictionary, translate
 from rag.index.keyword import KeywordIndex
 from rag.index.lexical import language
 from rag.index.store import ChromaStore
@@ -452,10 +453,17 @@ def evaluate(
         # Rolled up to documents, a ranking's length no longer says whether it was cut
         # short: no depth (every ranking counts as cut short, as at SciFact's scale).
         plan = weights(cfg, text, settings.embedding.languages)
+        tr_chunks: list[tuple[str, float]] = []
+        if plan.translated > 0 and index.keyword.holds_other_than(plan.language):
+            terms = translate(text, index.keyword.knows(), dictionary(settings.paths.assets_dir))
+            tr_chunks = index.keyword.search_terms(terms, candidates) if terms else []
         langs: dict[str, str] = {}
-        if plan.cross > 0:
-            langs = doc_languages(index.keyword, (c for c, _ in (*dense_chunks, *kw_chunks)))
-        fused = fuse_hybrid(dense, kw, plan, cfg, None, langs)
+        if plan.bilingual:
+            langs = doc_languages(
+                index.keyword, (c for c, _ in (*dense_chunks, *kw_chunks, *tr_chunks))
+            )
+        translated = roll_up_scored(tr_chunks, bonus)
+        fused = fuse_hybrid(dense, kw, plan, cfg, None, langs, translated)
         hybrid = ranked(fused)
         t4 = time.perf_counter()
         if use_dense:

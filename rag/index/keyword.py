@@ -52,7 +52,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -153,6 +153,12 @@ class _Snapshot:
     stats: dict[frozenset[str] | None, tuple[float, float]] = field(default_factory=dict)
     group_rows: dict[str, np.ndarray] | None = None
     row_of: dict[str, int] | None = None
+    lang_set: frozenset[str] | None = None
+
+    def languages(self) -> frozenset[str]:
+        if self.lang_set is None:
+            self.lang_set = frozenset(self.langs or ())
+        return self.lang_set
 
     def rows(self) -> dict[str, int]:
         if self.row_of is None:
@@ -473,6 +479,12 @@ class KeywordIndex:
         rows, langs = snap.rows(), snap.langs
         return {cid: langs[row] for cid in chunk_ids if (row := rows.get(cid)) is not None}
 
+    def holds_other_than(self, lang: str) -> bool:
+        """Whether any indexed chunk is in another language than ``lang`` (only then can a
+        translated question find anything BM25 did not)."""
+        snap = self._load()
+        return snap is not None and bool(snap.languages() - {lang})
+
     def term_shares(
         self, terms: Iterable[str], groups: Collection[str] | None = None
     ) -> dict[str, float]:
@@ -505,12 +517,36 @@ class KeywordIndex:
         sources: Collection[str] | None = None,
     ) -> list[tuple[str, float]]:
         """Best ``k`` chunk ids with BM25 scores, only among chunks the filters allow."""
+        terms: dict[str, float] = {}
+        for term in analyze(query, stemming=self._stemming):
+            terms[term] = terms.get(term, 0.0) + 1.0
+        return self.search_terms(terms, k, groups=groups, doc_ids=doc_ids, sources=sources)
+
+    def knows(self) -> Callable[[str], bool]:
+        """Whether a BM25 term occurs in the published index (a query translation keeps
+        only those): one snapshot's vocabulary, so take it once per question."""
+        snap = self._load()
+        if snap is None or snap.postings is None:
+            return lambda term: False
+        return snap.postings.vocab.__contains__
+
+    def search_terms(
+        self,
+        terms: Mapping[str, float],
+        k: int,
+        *,
+        groups: Collection[str] | None = None,
+        doc_ids: Collection[str] | None = None,
+        sources: Collection[str] | None = None,
+    ) -> list[tuple[str, float]]:
+        """:meth:`search` for analysed terms with weights (a term's BM25 score counts
+        ``weight`` times: a query's repeated word counts once per occurrence)."""
         snap = self._load()
         if snap is None or snap.postings is None or k < 1:
             return []
         post = snap.postings
-        terms = [post.vocab[t] for t in analyze(query, stemming=self._stemming) if t in post.vocab]
-        if not terms:
+        weighted = [(post.vocab[t], w) for t, w in terms.items() if t in post.vocab and w > 0]
+        if not weighted:
             return []
         key = None if groups is None else frozenset(groups)
         readable = None if key is None else snap.group_mask(key)
@@ -523,7 +559,7 @@ class KeywordIndex:
             mask = allow if mask is None else mask * allow
         if mask is not None and not mask.any():
             return []
-        scores = self._scores(snap, terms, key, readable)
+        scores = self._scores(snap, weighted, key, readable)
         if mask is not None:
             scores = scores * mask
         # Top k among the chunks that match at all: bm25s' own top-k partitions the whole
@@ -537,7 +573,7 @@ class KeywordIndex:
     def _scores(
         self,
         snap: _Snapshot,
-        terms: Sequence[int],
+        terms: Sequence[tuple[int, float]],
         key: frozenset[str] | None,
         readable: np.ndarray | None,
     ) -> np.ndarray:
@@ -551,7 +587,7 @@ class KeywordIndex:
         if n == 0:
             return scores
         norm = self._k1 * ((1 - self._b) + self._b * np.asarray(post.length) / avg)
-        for term in terms:
+        for term, weight in terms:
             lo, hi = int(post.start[term]), int(post.start[term + 1])
             rows = np.asarray(post.rows[lo:hi])
             tf = np.asarray(post.tf[lo:hi], dtype=np.float64)
@@ -562,7 +598,7 @@ class KeywordIndex:
             if df == 0:
                 continue
             idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
-            scores[rows] += idf * tf / (norm[rows] + tf)
+            scores[rows] += weight * idf * tf / (norm[rows] + tf)
         return scores
 
     def close(self) -> None:

@@ -291,3 +291,9 @@ def in_dictionary(word: str) -> bool:
     """Whether jieba's dictionary knows ``word`` (else it is a guess of its HMM, such as
     "假能" cut from "年假能不能")."""
     return bool(_segmenter().dt.FREQ.get(word))
+
+
+def word_frequency(word: str) -> int:
+    """How often jieba's dictionary saw ``word`` (0: unknown): the commoner of two
+    translations is the likelier one."""
+    return int(_segmenter().dt.FREQ.get(word) or 0)

@@ -14,10 +14,11 @@ A question in a language the embedding model does not read (``embedding.language
 search instead (:func:`weights`): all-MiniLM-L6-v2 reads English only, and its vectors of a
 Chinese question made hybrid 0.16 nDCG@10 worse than BM25 alone on cmrc2018-trial.
 
-``language_weights`` sets the weights per question language, and ``cross``: with a model
-that reads both languages, a candidate in the other language competes on its cosine
-(:func:`fuse_hybrid`), since BM25 cannot match it; each chunk's language comes from the
-BM25 index (:meth:`rag.index.keyword.KeywordIndex.languages`).
+``language_weights`` sets the weights per question language, with ``translated`` and
+``cross``: BM25 cannot match a candidate in the other language, so the question translated
+word by word (:mod:`rag.index.dictionary`) is searched too, and its score stands in for that
+candidate's BM25 score; its cosine counts ``cross`` times (:func:`fuse_hybrid`). Each chunk's
+language comes from the BM25 index (:meth:`rag.index.keyword.KeywordIndex.languages`).
 
 Access control: a chunk is readable by a caller when the chunk's groups and the caller's
 groups share one. Both rankers only ever rank readable chunks:
@@ -55,7 +56,8 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from rag.config import RetrievalSettings
-from rag.errors import BadRequestError
+from rag.errors import AssetError, BadRequestError
+from rag.index.dictionary import dictionary, translate
 from rag.index.keyword import KeywordIndex
 from rag.index.lexical import language
 from rag.index.store import ChromaStore, acl_where
@@ -206,28 +208,38 @@ class Weights:
 
     dense: float
     keyword: float
-    cross: float = 0.0
-    """Weight of dense alone for a candidate in another language the model reads (0: off)."""
+    cross: float = 1.0
+    """Factor on the cosine of a candidate in another language the model reads (1: none)."""
     language: str = "en"
     """The question's language."""
     reads: frozenset[str] = frozenset()
     """The languages the embedding model reads."""
+    translated: float = 0.0
+    """Factor on the BM25 score of the translated question for a candidate in the other
+    language (0: no translation)."""
+
+    @property
+    def bilingual(self) -> bool:
+        """Whether candidates' languages change how they are fused."""
+        return self.cross != 1.0 or self.translated > 0
 
 
 def weights(cfg: RetrievalSettings, query: str, languages: Collection[str]) -> Weights:
-    """The fusion weights for ``query``: ``language_weights`` of its language, else
-    ``dense_weight``/``keyword_weight`` with no cross-language fusion; ``unread_dense_weight``
-    for dense (and no cross-language fusion) when the embedding model does not read the
-    question's language."""
+    """The fusion weights for ``query``: ``language_weights`` of its language (tuned for a
+    model that reads both languages), else ``dense_weight``/``keyword_weight`` (tuned with the
+    English-only MiniLM; also for a model that reads one language) with nothing by language
+    but the translation; ``unread_dense_weight`` for dense when the embedding model does not
+    read the question's language."""
     lang = language(query)
     reads = frozenset(languages)
     own = cfg.language_weights.get(lang)
-    keyword = cfg.keyword_weight if own is None else own.keyword
+    translated = 0.0 if own is None else own.translated
     if lang not in reads:
-        return Weights(cfg.unread_dense_weight, keyword, 0.0, lang, reads)
-    if own is None:
-        return Weights(cfg.dense_weight, keyword, 0.0, lang, reads)
-    return Weights(own.dense, keyword, own.cross, lang, reads)
+        keyword = cfg.keyword_weight if own is None else own.keyword
+        return Weights(cfg.unread_dense_weight, keyword, 1.0, lang, reads, translated)
+    if own is None or len(reads) < 2:
+        return Weights(cfg.dense_weight, cfg.keyword_weight, 1.0, lang, reads, translated)
+    return Weights(own.dense, own.keyword, own.cross, lang, reads, translated)
 
 
 def fuse_hybrid(
@@ -237,45 +249,44 @@ def fuse_hybrid(
     cfg: RetrievalSettings,
     depth: int | None,
     languages: Mapping[K, str],
+    translated: Sequence[tuple[K, float]] = (),
 ) -> dict[K, float]:
     """Dense and BM25 fused for one question (:func:`fuse`); language-aware under convex
-    fusion when ``plan.cross`` > 0 and candidates in another language (``languages``: by key;
-    read by the model) are among them.
+    fusion (``languages``: each candidate's, by key).
 
-    BM25 cannot match across languages, so fusing every candidate alike holds one in the
-    other language below each same-language one BM25 found. Instead, dense search (which
-    reads both) says how good the best candidate of each language is: its cosine, times
-    ``plan.cross`` for the other language (a translation scores lower than a paraphrase in
-    the same language). Same-language candidates are ordered by the fusion, scaled so the
-    best of them scores that language's best cosine; the others by their cosine times
-    ``plan.cross``. Every score is then scaled so that the best is the best fused score (the
-    scale of the fusion without languages).
+    BM25 cannot match a candidate in the other language, so fusing every candidate alike
+    holds it below each same-language one BM25 found. Two things lift it:
+
+    - on the keyword side, ``translated`` (BM25 of the question translated word by word,
+      :mod:`rag.index.dictionary`) times ``plan.translated`` stands in for BM25, when higher;
+      the two share one normalisation, so the stronger lexical evidence of the two languages
+      wins;
+    - on the dense side, its cosine counts ``plan.cross`` times (a translation scores lower
+      than a paraphrase in the same language), when the model reads its language.
+
+    Same-language candidates are fused as without languages.
     """
-    pair = [(plan.dense, dense), (plan.keyword, keyword)]
-    fused = fuse(pair, cfg.fusion, cfg.rrf_k, cfg.fusion_scale, depth)
-    if cfg.fusion != "convex" or plan.cross <= 0 or plan.dense <= 0 or not languages:
-        return fused
-    cosine = dict(dense)
-    other = {
-        key
-        for key in fused
-        if (lang := languages.get(key)) is not None and lang != plan.language and lang in plan.reads
-    }
-    if not other:
-        return fused
-    same = [key for key in fused if key not in other]
-    best_same = max((cosine[key] for key in same if key in cosine), default=0.0)
-    top_fused = max((fused[key] for key in same), default=0.0)
-    out: dict[K, float] = {}
-    for key in same:
-        out[key] = best_same * fused[key] / top_fused if top_fused > 0 else 0.0
-    floor = min(cosine.values(), default=0.0)
-    for key in other:
-        out[key] = plan.cross * cosine.get(key, floor)
-    # On the fusion's scale: the best candidate scores what the best fused one did.
-    top = max(out.values(), default=0.0)
-    scale = max(fused.values()) / top if top > 0 else 1.0
-    return {key: score * scale for key, score in out.items()}
+    kw: Sequence[tuple[K, float]] = keyword
+    if cfg.fusion == "convex" and plan.bilingual and languages:
+
+        def other(key: K) -> bool:
+            lang = languages.get(key)
+            return lang is not None and lang != plan.language
+
+        if plan.cross != 1.0:
+            lifted = [
+                (key, score * plan.cross if other(key) and languages[key] in plan.reads else score)
+                for key, score in dense
+            ]
+            dense = sorted(lifted, key=lambda ks: -ks[1])
+        if plan.translated > 0 and translated:
+            merged = dict(keyword)
+            for key, score in translated:
+                if other(key):
+                    merged[key] = max(merged.get(key, 0.0), plan.translated * score)
+            kw = sorted(merged.items(), key=lambda ks: -ks[1])
+    pair = [(plan.dense, dense), (plan.keyword, kw)]
+    return fuse(pair, cfg.fusion, cfg.rrf_k, cfg.fusion_scale, depth)
 
 
 def ranked(fused: dict[K, float]) -> list[K]:
@@ -297,6 +308,7 @@ class SearchStats:
 
     dense_ms: float = 0.0
     keyword_ms: float = 0.0
+    translated_ms: float = 0.0
     fetch_ms: float = 0.0
     dense_path: str = ""
     counts: dict[str, int] = field(default_factory=dict)
@@ -313,8 +325,10 @@ class Retriever:
         keyword: KeywordIndex | None,
         *,
         languages: Collection[str] = ("en",),
+        cache: Path | None = None,
     ) -> None:
-        """``languages``: those the embedder's vectors read (``embedding.languages``)."""
+        """``languages``: those the embedder's vectors read (``embedding.languages``);
+        ``cache``: a folder for the parsed dictionary (:func:`rag.index.dictionary.dictionary`)."""
         self.settings = settings
         self._languages = frozenset(languages)
         self._embedder = embedder
@@ -322,6 +336,8 @@ class Retriever:
         self._keyword = keyword
         self._subsets: OrderedDict[tuple[frozenset[str], str], _Subset] = OrderedDict()
         self._subsets_lock = threading.Lock()
+        self._no_dictionary = False
+        self._cache = cache
 
     @property
     def store(self) -> ChromaStore:
@@ -373,8 +389,23 @@ class Retriever:
                 query, n, groups=groups, doc_ids=filters.doc_ids, sources=filters.sources
             )
             stats.keyword_ms = (time.perf_counter() - started) * 1000
-        stats.counts = {"dense": len(dense), "keyword": len(keyword)}
-        order = self._fuse(dense, keyword, mode, n, weights(cfg, query, self._languages))
+        plan = weights(cfg, query, self._languages)
+        translated: list[tuple[str, float]] = []
+        if (
+            mode == "hybrid"
+            and plan.translated > 0
+            and self._keyword is not None
+            and self._keyword.holds_other_than(plan.language)
+        ):
+            started = time.perf_counter()
+            terms = self._translate(query, self._keyword)
+            if terms:
+                translated = self._keyword.search_terms(
+                    terms, n, groups=groups, doc_ids=filters.doc_ids, sources=filters.sources
+                )
+            stats.translated_ms = (time.perf_counter() - started) * 1000
+        stats.counts = {"dense": len(dense), "keyword": len(keyword), "translated": len(translated)}
+        order = self._fuse(dense, keyword, mode, n, plan, translated)
         # Texts are read for the hits returned only; each is checked once more against the
         # store's current metadata.
         started = time.perf_counter()
@@ -483,6 +514,29 @@ class Retriever:
             stats.dense_path = path
         return [replace(h, dense_score=h.score) for h in hits]
 
+    def prepare(self) -> None:
+        """Load what the first question would otherwise wait for: the dictionary of
+        cross-language keyword search, when the index holds more than one language."""
+        if self._keyword is None or not any(
+            w.translated > 0 for w in self.settings.language_weights.values()
+        ):
+            return
+        if self._keyword.holds_other_than("en") and self._keyword.holds_other_than("zh"):
+            self._translate("", self._keyword)
+
+    def _translate(self, query: str, index: KeywordIndex) -> dict[str, float]:
+        """``query`` in the other language's BM25 terms; empty (logged once) when the
+        dictionary is missing: search goes on without it."""
+        if self._no_dictionary:
+            return {}
+        try:
+            book = dictionary(self._cache)
+        except AssetError as exc:
+            self._no_dictionary = True
+            log.error("cross-language keyword search is off: %s", exc)
+            return {}
+        return translate(query, index.knows(), book)
+
     def _fuse(
         self,
         dense: list[Hit],
@@ -490,6 +544,7 @@ class Retriever:
         mode: Mode,
         depth: int,
         plan: Weights,
+        translated: list[tuple[str, float]],
     ) -> list[Hit]:
         """Candidates best first; keyword-only ones as placeholders (read by id later)."""
         if mode == "dense":
@@ -499,9 +554,9 @@ class Retriever:
             return [Hit(_placeholder(cid), s, keyword_score=s) for cid, s in keyword]
         scored = [(h.chunk.chunk_id, h.score) for h in dense]
         langs: dict[str, str] = {}
-        if plan.cross > 0 and self._keyword is not None:
-            langs = self._keyword.languages([cid for cid, _ in (*scored, *keyword)])
-        fused = fuse_hybrid(scored, keyword, plan, self.settings, depth, langs)
+        if plan.bilingual and self._keyword is not None:
+            langs = self._keyword.languages([cid for cid, _ in (*scored, *keyword, *translated)])
+        fused = fuse_hybrid(scored, keyword, plan, self.settings, depth, langs, translated)
         kw_score = dict(keyword)
         out: list[Hit] = []
         for cid in ranked(fused):

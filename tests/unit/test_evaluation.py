@@ -202,8 +202,8 @@ def _retrieval() -> RetrievalSettings:
     from rag.config import LanguageWeights
 
     weights = {
-        "en": LanguageWeights(dense=0.6, keyword=0.4, cross=0.95),
-        "zh": LanguageWeights(dense=0.5, keyword=0.5, cross=1.05),
+        "en": LanguageWeights(dense=0.45, keyword=0.55, cross=1.1, translated=1.5),
+        "zh": LanguageWeights(dense=0.5, keyword=0.5, cross=1.3, translated=1.0),
     }
     return RetrievalSettings(language_weights=weights)
 
@@ -212,49 +212,68 @@ def test_weights_follow_the_questions_language_and_what_the_model_reads() -> Non
     cfg = _retrieval()
     both = frozenset({"en", "zh"})
     assert weights(cfg, "how many days of annual leave", both) == Weights(
-        0.6, 0.4, 0.95, "en", both
+        0.45, 0.55, 1.1, "en", both, 1.5
     )
-    assert weights(cfg, "年假有几天", both) == Weights(0.5, 0.5, 1.05, "zh", both)
+    assert weights(cfg, "年假有几天", both) == Weights(0.5, 0.5, 1.3, "zh", both, 1.0)
     # A model that reads English only: a Chinese question is BM25's (unread_dense_weight 0),
-    # with no cross-language fusion.
-    assert weights(cfg, "年假有几天", ["en"]) == Weights(0.0, 0.5, 0.0, "zh", frozenset({"en"}))
-    # A language without its own weights: dense_weight/keyword_weight, no cross-language.
+    # with no cross-language cosine factor; its translation still finds English chunks.
+    assert weights(cfg, "年假有几天", ["en"]) == Weights(
+        0.0, 0.5, 1.0, "zh", frozenset({"en"}), 1.0
+    )
+    # A model that reads one language: language_weights were tuned for a bilingual one, so
+    # dense_weight/keyword_weight (tuned with MiniLM), and still the translation.
+    assert weights(cfg, "how many days of annual leave", ["en"]) == Weights(
+        0.65, 0.35, 1.0, "en", frozenset({"en"}), 1.5
+    )
+    # A language without its own weights: dense_weight/keyword_weight, nothing by language.
     plain = weights(cfg.model_copy(update={"language_weights": {}}), "annual leave", both)
-    assert (plain.dense, plain.keyword, plain.cross) == (0.65, 0.35, 0.0)
+    assert (plain.dense, plain.keyword, plain.cross, plain.translated) == (0.65, 0.35, 1.0, 0.0)
+    assert not plain.bilingual
 
 
-def test_a_document_in_the_other_language_competes_on_its_cosine() -> None:
+def test_a_document_in_the_other_language_competes_on_its_translation_and_cosine() -> None:
     """BM25 matches only same-language chunks. Fused alike, the Chinese answer to an English
     question (the best cosine, 0.62, but no BM25 score) ranks below both English chunks BM25
-    matched; fused by language, it scores its cosine x cross against the best English cosine,
-    and the English chunks keep their fused order."""
+    matched. The translated question's BM25 score (x translated) stands in for its missing
+    BM25 score, and its cosine counts x cross."""
     cfg = _retrieval()
     dense = [("zh-answer", 0.62), ("en-near", 0.60), ("en-far", 0.30)]
     keyword = [("en-far", 9.0), ("en-near", 6.0)]
+    translated = [("zh-answer", 5.0), ("en-far", 20.0)]  # a kept code matched en-far: ignored
     langs = {"zh-answer": "zh", "en-near": "en", "en-far": "en"}
-    plan = Weights(0.6, 0.4, 0.95, "en", frozenset({"en", "zh"}))
-    depth = 50  # BM25 returned fewer than asked: a chunk it left out scores 0 there
-    blind = fuse_hybrid(dense, keyword, replace(plan, cross=0.0), cfg, depth, langs)
+    plan = Weights(0.45, 0.55, 1.1, "en", frozenset({"en", "zh"}), 1.5)
+    depth = 50  # fewer than asked: a chunk a ranker left out scores 0 there
+    blind = fuse_hybrid(dense, keyword, replace(plan, cross=1.0, translated=0.0), cfg, depth, langs)
     assert ranked(blind) == ["en-near", "en-far", "zh-answer"]
-    fused = fuse_hybrid(dense, keyword, plan, cfg, depth, langs)
-    near = 0.6 * 0.60 / 0.62 + 0.4 * 6 / 9  # the best fused score (en-near's)
-    far = 0.6 * 0.30 / 0.62 + 0.4 * 1.0
-    # Before the final scaling: en-near 0.60 (the best English cosine), en-far 0.60 x
-    # far / near, zh-answer 0.95 x 0.62; scaled so the best scores the best fused score.
-    scale = near / 0.60
+    fused = fuse_hybrid(dense, keyword, plan, cfg, depth, langs, translated)
+    # Dense: zh-answer 0.62 x 1.1 = 0.682 is the best; keyword: en-far 9, en-near 6 and
+    # zh-answer 1.5 x 5 = 7.5, each over the best (9).
+    top = 0.62 * 1.1
     assert fused == pytest.approx(
-        {"en-near": near, "en-far": 0.60 * far / near * scale, "zh-answer": 0.95 * 0.62 * scale}
+        {
+            "zh-answer": 0.45 * 1.0 + 0.55 * 7.5 / 9,
+            "en-near": 0.45 * 0.60 / top + 0.55 * 6 / 9,
+            "en-far": 0.45 * 0.30 / top + 0.55 * 1.0,
+        }
     )
-    assert ranked(fused) == ["en-near", "zh-answer", "en-far"]
-    # A higher cross weight (a translation scores lower than a paraphrase) lifts it first.
-    lifted = fuse_hybrid(dense, keyword, replace(plan, cross=1.05), cfg, depth, langs)
-    assert ranked(lifted)[0] == "zh-answer"
+    assert ranked(fused) == ["zh-answer", "en-near", "en-far"]
+    # Without its translation, the cosine factor alone does not lift it past the English
+    # chunks BM25 matched.
+    cosine_only = fuse_hybrid(dense, keyword, replace(plan, translated=0.0), cfg, depth, langs)
+    assert ranked(cosine_only) == ["en-near", "en-far", "zh-answer"]
+    assert cosine_only["zh-answer"] == pytest.approx(0.45)  # the best cosine, no BM25
+    # A chunk in a language the model does not read gets no cosine factor (its
+    # translation still counts).
+    english_model = replace(plan, reads=frozenset({"en"}))
+    unread = fuse_hybrid(dense, keyword, english_model, cfg, depth, langs, translated)
+    assert unread["en-near"] == pytest.approx(0.45 * 0.60 / 0.62 + 0.55 * 6 / 9)
+    assert unread["zh-answer"] == pytest.approx(0.45 * 1.0 + 0.55 * 7.5 / 9)
     # Nothing in another language, no languages known, or RRF: the plain fusion.
-    plain = fuse([(0.6, dense), (0.4, keyword)], "convex", 60, "max", depth)
+    plain = fuse([(0.45, dense), (0.55, keyword)], "convex", 60, "max", depth)
     english = dict.fromkeys(langs, "en")
-    assert fuse_hybrid(dense, keyword, plan, cfg, depth, english) == plain
-    assert fuse_hybrid(dense, keyword, plan, cfg, depth, {}) == plain
+    assert fuse_hybrid(dense, keyword, plan, cfg, depth, english, translated) == plain
+    assert fuse_hybrid(dense, keyword, plan, cfg, depth, {}, translated) == plain
     rrf_cfg = cfg.model_copy(update={"fusion": "rrf"})
-    assert fuse_hybrid(dense, keyword, plan, rrf_cfg, depth, langs) == fuse(
-        [(0.6, dense), (0.4, keyword)], "rrf", 60
+    assert fuse_hybrid(dense, keyword, plan, rrf_cfg, depth, langs, translated) == fuse(
+        [(0.45, dense), (0.55, keyword)], "rrf", 60
     )
