@@ -33,7 +33,7 @@ import numpy as np
 from bench.fusion import Scored, nearest, offline_model, scratch_vectors
 from rag.config import RetrievalSettings
 from rag.eval.beir import Dataset, Run, doc_languages, load_beir, roll_up_scored, score_run
-from rag.index.dictionary import dictionary, translate
+from rag.index.dictionary import dictionary
 from rag.index.keyword import KeywordIndex
 from rag.index.lexical import language
 from rag.retrieval.hybrid import Weights, fuse_hybrid, ranked, weights
@@ -55,8 +55,7 @@ def candidates_for(
     for qid in qids:
         dense_chunks = nearest(x, qvec[qid], ids, n)
         kw_chunks = keyword.search(data.queries[qid], n)
-        terms = translate(data.queries[qid], keyword.knows(), book)
-        tr_chunks = keyword.search_terms(terms, n) if terms else []
+        tr_chunks = keyword.search_translated(data.queries[qid], book, n)
         langs = doc_languages(keyword, (c for c, _ in dense_chunks + kw_chunks + tr_chunks))
         out[qid] = (
             roll_up_scored(dense_chunks, 0.0),

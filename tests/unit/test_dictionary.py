@@ -122,6 +122,26 @@ def test_weighted_terms_scale_their_bm25_scores(tmp_path: Path) -> None:
     assert kw.holds_other_than("zh") and not kw.holds_other_than("en")
 
 
+def test_a_chinese_question_finds_english_passages_through_its_translation(
+    tmp_path: Path,
+) -> None:
+    kw: KeywordIndex = build(
+        tmp_path / "kw",
+        [
+            chunk("a", 0, "maternity leave is 158 days", ["everyone"]),
+            chunk("b", 0, "the printer is on floor 3", ["everyone"]),
+            chunk("c", 0, "maternity leave for the board", ["board"]),
+        ],
+    )
+    book = dictionary()
+    assert kw.search("产假多少天", 5) == []  # no Chinese term is indexed
+    found = kw.search_translated("产假多少天", book, 5)
+    assert [cid for cid, _ in found] == ["a:v:0", "c:v:0"]
+    assert found == kw.search_terms(translate("产假多少天", kw.knows(), book), 5)
+    assert [c for c, _ in kw.search_translated("产假", book, 5, groups=["everyone"])] == ["a:v:0"]
+    assert kw.search_translated("天气", book, 5) == []  # its translation is not indexed
+
+
 def test_the_parsed_dictionary_is_kept_in_the_cache_folder_and_read_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
