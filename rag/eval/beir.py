@@ -35,11 +35,11 @@ from typing import Any
 
 from rag.config import Settings
 from rag.errors import BadRequestError
-from rag.index.dictionary import dictionary, translate
+from rag.index.dictionary import dictionary
 from rag.index.keyword import KeywordIndex
 from rag.index.lexical import language
 from rag.index.store import ChromaStore
-from rag.retrieval.hybrid import fuse_hybrid, ranked, weights
+from rag.retrieval.hybrid import fuse_hybrid, language_aware, ranked, translates, weights
 from rag.seams import Embedder
 from rag.types import Chunk
 
@@ -351,7 +351,11 @@ class Report:
     """The embedder's model id (``...@onnx-int8`` for the shipped ONNX int8 backend)."""
     by_group: dict[str, dict[str, tuple[int, float, float]]] = field(default_factory=dict)
     """Query group -> mode -> (queries, nDCG@10, recall@10), when there are two groups or
-    more (:attr:`Dataset.groups`)."""
+    more (:attr:`Dataset.groups`); groups by kind (``en-zh``) are also rolled up by the
+    question's language (``en-*``)."""
+    group_gain: dict[str, tuple[str, float, float, float]] = field(default_factory=dict)
+    """Query group -> (its better single mode by nDCG@10, hybrid minus that mode's nDCG@10,
+    paired 95% low, high): whether fusion loses to its better part in that group."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -373,6 +377,15 @@ class Report:
                     for m, (n, nd, r) in modes.items()
                 }
                 for g, modes in self.by_group.items()
+            },
+            "groups_hybrid_minus_better": {
+                g: {
+                    "mode": m,
+                    "delta": round(d, 4),
+                    "ci_low": round(lo, 4),
+                    "ci_high": round(hi, 4),
+                }
+                for g, (m, d, lo, hi) in self.group_gain.items()
             },
         }
 
@@ -405,10 +418,15 @@ class Report:
                 "nDCG@10 / recall@10 by query group: "
                 + " | ".join(f"{g} ({next(iter(r.values()))[0]})" for g, r in self.by_group.items())
             )
-            lines.append(f"{'group':<8} " + " ".join(f"{m:>17}" for m in modes))
+            gain = "hybrid - better (paired 95% CI)" if self.group_gain else ""
+            lines.append(f"{'group':<8} " + " ".join(f"{m:>17}" for m in modes) + f"  {gain}")
             for group, results in self.by_group.items():
                 cells = [f"{results[m][1]:.4f} / {results[m][2]:.4f}" for m in modes]
-                lines.append(f"{group:<8} " + " ".join(f"{c:>17}" for c in cells))
+                line = f"{group:<8} " + " ".join(f"{c:>17}" for c in cells)
+                if group in self.group_gain:
+                    better, delta, lo, hi = self.group_gain[group]
+                    line += f"  {delta:+.4f} vs {better} ({lo:+.4f} to {hi:+.4f})"
+                lines.append(line.rstrip())
         return "\n".join(lines)
 
 
@@ -454,11 +472,11 @@ def evaluate(
         # short: no depth (every ranking counts as cut short, as at SciFact's scale).
         plan = weights(cfg, text, settings.embedding.languages)
         tr_chunks: list[tuple[str, float]] = []
-        if plan.translated > 0 and index.keyword.holds_other_than(plan.language):
-            terms = translate(text, index.keyword.knows(), dictionary(settings.paths.assets_dir))
-            tr_chunks = index.keyword.search_terms(terms, candidates) if terms else []
+        if translates(cfg, plan) and index.keyword.holds_other_than(plan.language):
+            book = dictionary(settings.paths.assets_dir)
+            tr_chunks = index.keyword.search_translated(text, book, candidates)
         langs: dict[str, str] = {}
-        if plan.bilingual:
+        if language_aware(cfg, plan):
             langs = doc_languages(
                 index.keyword, (c for c, _ in (*dense_chunks, *kw_chunks, *tr_chunks))
             )
@@ -480,19 +498,7 @@ def evaluate(
         m: ModeResult(score_run(runs[m], qrels), latency[m], bootstrap_ci(per_query[m]))
         for m in modes
     }
-    members: dict[str, list[str]] = {}
-    for qid in query_ids:
-        members.setdefault(dataset.groups.get(qid) or language(dataset.queries[qid]), []).append(
-            qid
-        )
-    by_group: dict[str, dict[str, tuple[int, float, float]]] = {}
-    if len(members) > 1:
-        for group in sorted(members):
-            sub = {q: qrels[q] for q in members[group]}
-            by_group[group] = {}
-            for m in modes:
-                scored = score_run(runs[m], sub)
-                by_group[group][m] = (len(sub), scored["ndcg@10"], scored["recall@10"])
+    by_group, group_gain = by_query_group(dataset, query_ids, runs, modes)
     hybrid_minus: dict[str, tuple[float, float, float]] = {}
     if "hybrid" in per_query:
         for m in (m for m in modes if m != "hybrid"):
@@ -509,4 +515,44 @@ def evaluate(
         hybrid_minus=hybrid_minus,
         embedder=embedder.model_id,
         by_group=by_group,
+        group_gain=group_gain,
     )
+
+
+def by_query_group(
+    dataset: Dataset, query_ids: Sequence[str], runs: Mapping[str, Run], modes: Sequence[str]
+) -> tuple[
+    dict[str, dict[str, tuple[int, float, float]]], dict[str, tuple[str, float, float, float]]
+]:
+    """:attr:`Report.by_group` and :attr:`Report.group_gain` of ``runs``."""
+    members: dict[str, list[str]] = {}
+    for qid in query_ids:
+        lang = language(dataset.queries[qid])
+        group = dataset.groups.get(qid) or lang
+        members.setdefault(group, []).append(qid)
+        if group != lang:
+            members.setdefault(f"{lang}-*", []).append(qid)
+    by_group: dict[str, dict[str, tuple[int, float, float]]] = {}
+    group_gain: dict[str, tuple[str, float, float, float]] = {}
+    if len([g for g in members if not g.endswith("-*")]) < 2:
+        return by_group, group_gain
+    singles = [m for m in modes if m != "hybrid"]
+    for group in sorted(members):
+        sub = {q: dataset.qrels[q] for q in members[group]}
+        by_group[group] = {}
+        for m in modes:
+            scored = score_run(runs[m], sub)
+            by_group[group][m] = (len(sub), scored["ndcg@10"], scored["recall@10"])
+        if "hybrid" in modes and singles:
+            better = max(singles, key=lambda m: by_group[group][m][1])
+            diff = [
+                h - o
+                for h, o in zip(
+                    ndcg_per_query(runs["hybrid"], sub),
+                    ndcg_per_query(runs[better], sub),
+                    strict=True,
+                )
+            ]
+            delta = by_group[group]["hybrid"][1] - by_group[group][better][1]
+            group_gain[group] = (better, delta, *bootstrap_ci(diff))
+    return by_group, group_gain

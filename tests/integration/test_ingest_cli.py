@@ -258,6 +258,7 @@ def assert_known_answers(report: dict[str, Any]) -> None:
     zero = {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0}
     assert report["hybrid_minus"] == {"dense": zero, "keyword": zero}
     assert report["groups"] == {}  # every query is English: no table by group
+    assert report["groups_hybrid_minus_better"] == {}
 
 
 def test_eval_scores_a_hand_made_dataset_with_known_answers(tmp_path: Path) -> None:

@@ -167,16 +167,57 @@ def test_the_report_prints_each_query_group() -> None:
             "en": {"keyword": (2, 0.25, 0.5), "hybrid": (2, 0.75, 1.0)},
             "zh": {"keyword": (1, 1.0, 1.0), "hybrid": (1, 0.0, 0.0)},
         },
+        group_gain={"en": ("keyword", 0.5, 0.0, 1.0), "zh": ("keyword", -1.0, -1.0, -1.0)},
     )
     lines = report.table().splitlines()
     assert lines[-4].startswith("nDCG@10 / recall@10 by query group: en (2) | zh (1)")
-    assert lines[-3].split() == ["group", "keyword", "hybrid"]
-    assert lines[-1].split() == ["zh", "1.0000", "/", "1.0000", "0.0000", "/", "0.0000"]
+    assert lines[-3].split()[:3] == ["group", "keyword", "hybrid"]
+    assert "hybrid - better" in lines[-3]
+    assert lines[-1].split() == [
+        *["zh", "1.0000", "/", "1.0000", "0.0000", "/", "0.0000"],
+        *["-1.0000", "vs", "keyword", "(-1.0000", "to", "-1.0000)"],
+    ]
     assert report.to_json()["groups"]["en"]["hybrid"] == {
         "queries": 2,
         "ndcg@10": 0.75,
         "recall@10": 1.0,
     }
+    assert report.to_json()["groups_hybrid_minus_better"]["en"] == {
+        "mode": "keyword",
+        "delta": 0.5,
+        "ci_low": 0.0,
+        "ci_high": 1.0,
+    }
+
+
+def test_groups_by_kind_roll_up_by_language_and_compare_hybrid_with_the_better_part() -> None:
+    from rag.eval.beir import Dataset, by_query_group
+
+    queries = {"q1": "leave policy", "q2": "annual leave days", "q3": "年假几天", "q4": "病假"}
+    kinds = {"q1": "en-en", "q2": "en-zh", "q3": "zh-zh", "q4": "zh-en"}
+    qrels = {q: {f"d{q[1]}": 1} for q in queries}
+    data = Dataset("set", {}, queries, qrels, kinds)
+    runs = {
+        # keyword finds d1 and d3 first, dense finds d2 and d4 second; hybrid ranks every
+        # answer first but d3's, which it ranks second.
+        "dense": {"q1": ["x", "d1"], "q2": ["x", "d2"], "q3": ["x", "d3"], "q4": ["x", "d4"]},
+        "keyword": {"q1": ["d1"], "q2": ["x"], "q3": ["d3"], "q4": []},
+        "hybrid": {"q1": ["d1"], "q2": ["d2"], "q3": ["x", "d3"], "q4": ["d4"]},
+    }
+    by_group, gain = by_query_group(data, list(queries), runs, ["dense", "keyword", "hybrid"])
+    second = 1 / math.log2(3)  # nDCG@10 of the only answer at rank 2
+    assert list(by_group) == ["en-*", "en-en", "en-zh", "zh-*", "zh-en", "zh-zh"]
+    assert by_group["en-*"]["hybrid"] == (2, 1.0, 1.0)
+    assert by_group["zh-*"]["keyword"] == (2, pytest.approx(0.5), 0.5)
+    assert gain["en-en"] == ("keyword", 0.0, 0.0, 0.0)
+    assert gain["en-zh"] == ("dense", pytest.approx(1 - second), *[pytest.approx(1 - second)] * 2)
+    assert gain["zh-zh"] == ("keyword", pytest.approx(second - 1), *[pytest.approx(second - 1)] * 2)
+    better, delta, low, high = gain["zh-*"]
+    assert better == "dense" and delta == pytest.approx((1 + second) / 2 - second)
+    assert low <= delta <= high
+    # One group (every query English): nothing by group.
+    english = Dataset("set", {}, {"q1": "leave"}, {"q1": {"d1": 1}}, {})
+    assert by_query_group(english, ["q1"], runs, ["dense", "hybrid"]) == ({}, {})
 
 
 def test_ndcg_per_query_follows_the_judged_queries_and_scores_missing_runs_zero() -> None:
