@@ -529,8 +529,10 @@ class Retriever:
     def prepare(self) -> None:
         """Load what the first question would otherwise wait for: the dictionary of
         cross-language keyword search, when the index holds more than one language."""
-        if self._keyword is None or not any(
-            w.translated > 0 for w in self.settings.language_weights.values()
+        if (
+            self._keyword is None
+            or self.settings.fusion != "convex"
+            or not any(w.translated > 0 for w in self.settings.language_weights.values())
         ):
             return
         if self._keyword.holds_other_than("en") and self._keyword.holds_other_than("zh"):

