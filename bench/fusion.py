@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,17 +45,27 @@ Scored = list[tuple[str, float]]
 
 
 def cached_vectors(
-    path: Path, ids: list[str], data: Dataset, index_vectors: object, embed: object
+    path: Path,
+    ids: list[str],
+    data: Dataset,
+    index_vectors: Callable[[Sequence[str]], dict[str, list[float]]],
+    embed_query: Callable[[str], Sequence[float]],
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The chunk vectors (read back from the store) and each question's vector as the
+    service computes it (``embed_query``: e5 prefixes a question with "query: " and a
+    passage with "passage: "). A cache written before questions were embedded as questions
+    (no ``queries_as``) is rebuilt."""
     if path.is_file():
         z = np.load(path)
-        if list(z["ids"]) == ids:
+        if list(z["ids"]) == ids and "queries_as" in z.files:
             return z["X"], dict(zip(list(z["qids"]), z["Q"], strict=True))
-    found = index_vectors(ids)  # type: ignore[operator]
+    found = index_vectors(ids)
     x = np.asarray([found[i] for i in ids], dtype=np.float32)
     qids = list(data.queries)
-    q = np.asarray(embed([data.queries[i] for i in qids]), dtype=np.float32)  # type: ignore[operator]
-    np.savez(path, ids=np.asarray(ids), X=x, qids=np.asarray(qids), Q=q)
+    q = np.asarray([embed_query(data.queries[i]) for i in qids], dtype=np.float32)
+    np.savez(
+        path, ids=np.asarray(ids), X=x, qids=np.asarray(qids), Q=q, queries_as=np.asarray("query")
+    )
     return x, dict(zip(qids, q, strict=True))
 
 
@@ -67,7 +78,7 @@ def scratch_vectors(
     ids = sorted(index.store.all_ids())
     model = "".join(c if c.isalnum() else "-" for c in embedder.model_id)
     cache = workdir / f"{data.name}-fusion-cache-{model}.npz"
-    x, qvec = cached_vectors(cache, ids, data, index.store.vectors, embedder.embed_documents)
+    x, qvec = cached_vectors(cache, ids, data, index.store.vectors, embedder.embed_query)
     return index, ids, x, qvec
 
 
