@@ -567,7 +567,7 @@ class Retriever:
             return [Hit(_placeholder(cid), s, keyword_score=s) for cid, s in keyword]
         scored = [(h.chunk.chunk_id, h.score) for h in dense]
         langs: dict[str, str] = {}
-        if plan.bilingual and self._keyword is not None:
+        if language_aware(self.settings, plan) and self._keyword is not None:
             langs = self._keyword.languages([cid for cid, _ in (*scored, *keyword, *translated)])
         fused = fuse_hybrid(scored, keyword, plan, self.settings, depth, langs, translated)
         kw_score = dict(keyword)
